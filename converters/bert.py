@@ -1,0 +1,60 @@
+"""Key map for post-LN encoders: BERT, RoBERTa, ELECTRA, XLM-RoBERTa, CamemBERT.
+
+HF `nn.Linear` stores W as [out, in] and computes x Wᵀ + b; our `Dense` stores the
+kernel as [in, out], so every linear weight is transposed ("T"). Embedding tables and
+LayerNorm vectors are copied as they are.
+"""
+
+from __future__ import annotations
+
+from .common import KeySpec
+
+# Prefixes under which task heads (…ForMaskedLM, …ForSequenceClassification, the
+# ELECTRA discriminator) keep the base model. Tried in this order; "" = bare model.
+BASE_PREFIXES = ("bert.", "roberta.", "electra.", "camembert.", "xlm_roberta.", "")
+
+# Keys of the base model that carry no parameters we need.
+IGNORED_PREFIXES = ("pooler.", "embeddings.position_ids", "embeddings.token_type_ids")
+
+
+def _norm(hf: str, ours: str) -> list[KeySpec]:
+    return [
+        KeySpec((f"{hf}.weight", f"{hf}.gamma"), f"{ours}.scale"),
+        KeySpec((f"{hf}.bias", f"{hf}.beta"), f"{ours}.bias"),
+    ]
+
+
+def _dense(hf: str, ours: str) -> list[KeySpec]:
+    return [
+        KeySpec((f"{hf}.weight",), f"{ours}.kernel", transpose=True),
+        KeySpec((f"{hf}.bias",), f"{ours}.bias"),
+    ]
+
+
+def key_map(num_layers: int, has_projection: bool) -> list[KeySpec]:
+    """Every tensor our `EncoderModel` needs and where it lives in a HF state dict."""
+    specs = [
+        KeySpec(("embeddings.word_embeddings.weight",), "embeddings.word"),
+        KeySpec(("embeddings.position_embeddings.weight",), "embeddings.position"),
+        KeySpec(("embeddings.token_type_embeddings.weight",), "embeddings.token_type"),
+        *_norm("embeddings.LayerNorm", "embeddings.norm"),
+    ]
+    if has_projection:
+        specs += _dense("embeddings_project", "embeddings.project")
+    for l in range(num_layers):
+        hf, ours = f"encoder.layer.{l}", f"layers.{l}"
+        for name in ("query", "key", "value"):
+            specs += _dense(f"{hf}.attention.self.{name}", f"{ours}.attention.self_attn.{name}")
+        specs += _dense(f"{hf}.attention.output.dense", f"{ours}.attention.output")
+        specs += _norm(f"{hf}.attention.output.LayerNorm", f"{ours}.attention.norm")
+        specs += _dense(f"{hf}.intermediate.dense", f"{ours}.mlp.intermediate")
+        specs += _dense(f"{hf}.output.dense", f"{ours}.mlp.output")
+        specs += _norm(f"{hf}.output.LayerNorm", f"{ours}.mlp.norm")
+    return specs
+
+
+def base_key_filter(key: str) -> bool:
+    """True for keys that belong to the base encoder (anything else is a task head)."""
+    if key.startswith(IGNORED_PREFIXES):
+        return False
+    return key.startswith(("embeddings.", "encoder.", "embeddings_project."))

@@ -1,0 +1,51 @@
+"""ITB column fixes (spec §6): zeroRatio and mapRatio, in float64.
+
+An ITB column c ∈ R^S for target j has c_j = 0 exactly (the target's row does not
+move). The fixes estimate a self term from a second quantity, then rescale the column
+so its sum (the anchor A = Σ_i c_i) is preserved.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPS = 1e-8
+
+
+def _rescale(c: np.ndarray, j: np.ndarray, est: np.ndarray) -> np.ndarray:
+    """c [..., S] with c[..., j] replaced by est, rescaled to keep the column sum."""
+    anchor = c.sum(axis=-1)
+    p = c.copy()
+    np.put_along_axis(p, j[..., None], est[..., None], axis=-1)
+    total = p.sum(axis=-1)
+    gamma = np.where(np.abs(total) > EPS, anchor / np.where(np.abs(total) > EPS, total, 1.0), 1.0)
+    return gamma[..., None] * p
+
+
+def zero_ratio(itb: np.ndarray, zero: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """zeroRatio fix. itb, zero: [..., S] columns; j: [...] target index per column.
+
+    est = z_j · O_c / O_z with O_c = Σc − c_j, O_z = Σz − z_j (0 if |O_z| ≤ eps).
+    """
+    c = np.asarray(itb, np.float64)
+    z = np.asarray(zero, np.float64)
+    j = np.asarray(j)
+    c_j = np.take_along_axis(c, j[..., None], -1)[..., 0]
+    z_j = np.take_along_axis(z, j[..., None], -1)[..., 0]
+    o_c = c.sum(-1) - c_j
+    o_z = z.sum(-1) - z_j
+    big = np.abs(o_z) > EPS
+    est = np.where(big, z_j * o_c / np.where(big, o_z, 1.0), 0.0)
+    return _rescale(c, j, est)
+
+
+def map_ratio(itb: np.ndarray, alpha: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """mapRatio fix with α = A^h_{j,j}: est = O_c · α / (1 − α) (0 if |1 − α| ≤ eps)."""
+    c = np.asarray(itb, np.float64)
+    a = np.asarray(alpha, np.float64)
+    j = np.asarray(j)
+    c_j = np.take_along_axis(c, j[..., None], -1)[..., 0]
+    o_c = c.sum(-1) - c_j
+    ok = np.abs(1.0 - a) > EPS
+    est = np.where(ok, o_c * a / np.where(ok, 1.0 - a, 1.0), 0.0)
+    return _rescale(c, j, est)

@@ -1,0 +1,76 @@
+"""z→u per head (spec §4, intended definition, §13-B1/B2).
+
+x = z^(l) goes straight into layer l's attention; the target is head h's context at
+token j before W_O, u_{j,h} ∈ R^{d_h}; f = ‖u_{j,h}(x) − u_{j,h}(x′)‖₂. The per-source
+score of the encoder family is ‖IG_{i,:}‖₂ over hidden dims (≥ 0); the signed sum
+Σ_{i,c} IG_{i,c} is returned as well for the completeness check.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ..ig import node_chunk, path_sum, safe_norm
+
+
+def chunk_for(seq_len: int, hidden: int, targets: int, heads: int, num_nodes: int) -> int:
+    return node_chunk(num_nodes, 16 * targets * heads * seq_len * hidden)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "baseline", "chunk"))
+def z2u(
+    graphdef: nnx.GraphDef,
+    state: nnx.State,
+    z: jax.Array,
+    targets: jax.Array,
+    heads: jax.Array,
+    alphas: jax.Array,
+    weights: jax.Array,
+    *,
+    baseline: str,
+    chunk: int,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """z [S, d], targets [T], heads [Hs] → (scores [T, Hs, S], ig_sum [T, Hs], f [T, Hs]).
+
+    scores[t, h, i] = ‖IG_{i,:}‖₂ for target targets[t], head heads[h], source i.
+    baseline: "zero" or "self_input_token" (rows of x′ = z_j, per target).
+    """
+    block = nnx.merge(graphdef, state)
+
+    def heads_of(x: jax.Array) -> jax.Array:
+        return block.attention_context(x)[:, heads]  # [S, Hs, d_h]
+
+    if baseline == "zero":
+        x_base = jnp.zeros_like(z)
+        u_base = heads_of(x_base)[targets]
+
+        def scalars(x: jax.Array) -> jax.Array:
+            return safe_norm(heads_of(x)[targets] - u_base)  # [T, Hs]
+
+        jac = path_sum(jax.jacrev(scalars), z, x_base, alphas, weights, chunk)  # [T,Hs,S,d]
+        ig = jac * (z - x_base)
+        return jnp.linalg.norm(ig, axis=-1), jnp.sum(ig, axis=(-1, -2)), scalars(z)
+
+    def column(j: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        x_base = jnp.broadcast_to(z[j], z.shape)
+        u_base = heads_of(x_base)[j]
+
+        def scalars(x: jax.Array) -> jax.Array:
+            return safe_norm(heads_of(x)[j] - u_base)  # [Hs]
+
+        jac = path_sum(jax.jacrev(scalars), z, x_base, alphas, weights, chunk)  # [Hs, S, d]
+        ig = jac * (z - x_base)
+        return jnp.linalg.norm(ig, axis=-1), jnp.sum(ig, axis=(-1, -2)), scalars(z)
+
+    return jax.vmap(column)(targets)
+
+
+@partial(jax.jit, static_argnames=("graphdef",))
+def self_attention_probs(graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array) -> jax.Array:
+    """A^h_{j,j} for every head and token: [H, S] (used by the mapRatio fix)."""
+    probs = nnx.merge(graphdef, state).attention_probs(z)  # [H, S, S]
+    return jnp.diagonal(probs, axis1=-2, axis2=-1)

@@ -1,0 +1,61 @@
+"""Layer-direct z→z (spec §3): M[i, j] = Σ_c IG_{i,c} of L_j(x) = ‖B(x)_j − B(x′)_j‖₂.
+
+The straightforward path: per integration node, the Jacobian of all targets' scalars
+(`jax.jacrev`, shared `zero` baseline) or one gradient per target (`jax.grad` under
+`vmap`, per-target ITB baseline).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ..ig import node_chunk, path_sum, safe_norm
+
+
+def chunk_for(seq_len: int, hidden: int, targets: int, num_nodes: int) -> int:
+    """Nodes per batch: the Jacobian chunk is nodes × targets × S × d floats (×4 for activations)."""
+    return node_chunk(num_nodes, 16 * targets * seq_len * hidden)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "baseline", "chunk"))
+def z2z(
+    graphdef: nnx.GraphDef,
+    state: nnx.State,
+    z: jax.Array,
+    alphas: jax.Array,
+    weights: jax.Array,
+    *,
+    baseline: str,
+    chunk: int,
+) -> tuple[jax.Array, jax.Array]:
+    """z [S, d] → (M [S_src, S_tgt], L [S_tgt]) with L_j = L_j(z), the scalar's change.
+
+    baseline: "zero" (x′ = 0) or "self_input_token" (for target j every row of x′ = z_j).
+    """
+    block = nnx.merge(graphdef, state)
+    if baseline == "zero":
+        x_base = jnp.zeros_like(z)
+        y_base = block(x_base)
+
+        def scalars(x: jax.Array) -> jax.Array:
+            return safe_norm(block(x) - y_base)
+
+        jac = path_sum(jax.jacrev(scalars), z, x_base, alphas, weights, chunk)  # [T, S, d]
+        return jnp.einsum("jic,ic->ij", jac, z - x_base), scalars(z)
+
+    def column(j: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x_base = jnp.broadcast_to(z[j], z.shape)
+        y_base = block(x_base)[j]
+
+        def scalar(x: jax.Array) -> jax.Array:
+            return safe_norm(block(x)[j] - y_base)
+
+        grad = path_sum(jax.grad(scalar), z, x_base, alphas, weights, chunk)  # [S, d]
+        return jnp.sum(grad * (z - x_base), axis=-1), scalar(z)
+
+    cols, totals = jax.vmap(column)(jnp.arange(z.shape[0]))
+    return cols.T, totals

@@ -1,0 +1,166 @@
+"""`lig-jax` command line: explain, describe, compare.
+
+JSON goes to stdout (or `-o FILE`); progress and errors go to stderr. User errors
+print one line, `error: …`, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import LIGError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Layer-wise Integrated Gradients (LIG) for Transformers, in JAX.",
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _int_list(what: str, value: Optional[str]) -> Optional[list[int]]:
+    if value is None or value.strip().lower() in ("", "all"):
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        _fail(f"--{what} takes comma-separated integers like 0,3,5. Got: {value!r}")
+        return None
+
+
+def _enable_compilation_cache() -> None:
+    """Persist compiled XLA programs so a second CLI run does not compile again."""
+    import jax
+
+    from converters.common import cache_dir
+
+    try:
+        jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "xla"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    except Exception:  # an older jax without these options: just compile
+        pass
+
+
+def _write_json(obj: object, output: Optional[Path]) -> None:
+    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    if output is None:
+        sys.stdout.write(text + "\n")
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+
+
+@app.command()
+def explain(
+    text: Annotated[str, typer.Argument(help="The sentence to explain.")],
+    model: Annotated[str, typer.Option(help="HF folder, hub id, or 'default' "
+                                       "(all-MiniLM-L6-v2, offline).")] = "all-MiniLM-L6-v2",
+    steps: Annotated[int, typer.Option(help="Integration steps per IG.")] = 32,
+    granularity: Annotated[str, typer.Option(help="all, or a comma list of att, mlp, layer.")
+                           ] = "all",
+    baseline_att: Annotated[str, typer.Option(help="zero | self_input_token | itb_zero_ratio "
+                                              "| itb_map_ratio")] = "self_input_token",
+    baseline_mlp: Annotated[str, typer.Option(help="zero | att_itb_a0")] = "zero",
+    baseline_layer: Annotated[str, typer.Option(help="zero | self_input_token | "
+                                                "itb_zero_ratio")] = "self_input_token",
+    layers: Annotated[Optional[str], typer.Option(help="Comma list, e.g. 0,5 (default all).")
+                      ] = None,
+    target_tokens: Annotated[Optional[str], typer.Option(help="Comma list of token indices "
+                                                         "(default all).")] = None,
+    target_head: Annotated[Optional[int], typer.Option(help="One head (default all).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, gpu, gpu:1, tpu (default: "
+                                                  "JAX's default device).")] = None,
+    no_residual: Annotated[bool, typer.Option("--no-residual", help="u->z without the MLP's "
+                                              "residual connection.")] = False,
+    rule: Annotated[str, typer.Option(help="reference | captum_trapezoid | trapezoid | "
+                                      "gauss_legendre | midpoint")] = "reference",
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the JSON "
+                                                   "here instead of stdout.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+) -> None:
+    """Compute LIG for TEXT and print the reference's JSON schema."""
+    from .api import explain as run_explain
+
+    _enable_compilation_cache()
+    start = time.perf_counter()
+
+    def progress(msg: str) -> None:
+        if not quiet:
+            typer.echo(f"[{time.perf_counter() - start:6.1f}s] {msg}", err=True)
+
+    try:
+        result = run_explain(
+            text, model=model, num_steps=steps, granularity=granularity,
+            baseline_att=baseline_att, baseline_mlp=baseline_mlp,
+            baseline_layer=baseline_layer, layers=_int_list("layers", layers),
+            target_tokens=_int_list("target-tokens", target_tokens), target_head=target_head,
+            device=device, include_residual_connection=not no_residual, rule=rule,
+            progress=progress,
+        )
+        _write_json(result, output)
+    except LIGError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot write {output}: {e.strerror}")
+    progress(f"done in {time.perf_counter() - start:.1f}s" + (f", wrote {output}" if output else ""))
+
+
+@app.command()
+def describe(
+    model: Annotated[str, typer.Argument(help="HF folder, hub id, config.json, or 'default'.")
+                     ] = "default",
+    load_weights: Annotated[bool, typer.Option(help="Also load and convert the weights.")
+                            ] = False,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output")] = None,
+) -> None:
+    """Print a model's layout, LIG nodes, hook points and granularities (config only)."""
+    from .boundaries import describe_boundaries
+
+    try:
+        _write_json(describe_boundaries(model, load_weights=load_weights), output)
+    except LIGError as e:
+        _fail(str(e))
+
+
+@app.command()
+def compare(
+    a: Annotated[Path, typer.Argument(help="First result JSON.")],
+    b: Annotated[Path, typer.Argument(help="Second result JSON.")],
+    tol: Annotated[float, typer.Option(help="Fail (exit 1) when a max relative difference "
+                                       "exceeds this.")] = 1e-4,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output",
+                                                   help="Also write the table as JSON.")] = None,
+) -> None:
+    """Compare two result files of this schema, per layer and quantity."""
+    from .compare import compare_files, format_table
+
+    try:
+        rows = compare_files(a, b)
+    except LIGError as e:
+        _fail(str(e))
+    typer.echo(format_table(rows))
+    if output is not None:
+        _write_json(rows, output)
+    worst = max((r["max_rel"] for r in rows), default=0.0)
+    if worst > tol:
+        typer.echo(f"FAIL: max relative difference {worst:.3g} > tol {tol:g}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"OK: max relative difference {worst:.3g} <= tol {tol:g}", err=True)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

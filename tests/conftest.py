@@ -58,10 +58,12 @@ def save_tiny(folder: Path, model_type: str, seed: int = 0, **overrides) -> Path
     cfg = transformers.AutoConfig.for_model(model_type, **kwargs)
     cfg._attn_implementation = "eager"
     model = transformers.AutoModel.from_config(cfg).eval()
-    # Non-trivial LayerNorm parameters, so a wrong scale/bias mapping cannot pass.
+    # Non-trivial LayerNorm parameters and biases (HF initialises them to 1 and 0), so a
+    # wrong scale/bias mapping cannot pass, and the zero baseline is not a degenerate
+    # point where every LayerNorm input vanishes.
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "LayerNorm" in name:
+            if "LayerNorm" in name or name.endswith(".bias"):
                 p.add_(0.1 * torch.randn_like(p))
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)

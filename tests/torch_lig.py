@@ -172,6 +172,7 @@ class TorchLIG:
         return tuple(a.copy() for a in self._memo[key])
 
     def block(self, layer: int) -> torch.nn.Module:
+        """HF's own `BertLayer` l (or the family's equivalent)."""
         return self.model.encoder.layer[layer]
 
     def _itb(self, z: torch.Tensor) -> torch.Tensor:

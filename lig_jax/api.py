@@ -21,10 +21,10 @@ from flax import nnx
 from . import __version__
 from .attribution import compose, ratio
 from .attribution.u2z import u2z
+from .attribution.z2u import chunk_for as z2u_chunk
 from .attribution.z2u import self_attention_probs, z2u
 from .attribution.z2z import chunk_for as z2z_chunk
 from .attribution.z2z import z2z
-from .attribution.z2u import chunk_for as z2u_chunk
 from .boundaries import boundaries_from_config
 from .config import LIGConfig, check_indices, granularity_list, validate
 from .errors import LIGError
@@ -241,7 +241,8 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
     timings["hidden_states_s"] = time.perf_counter() - t
     block_graphdef, _ = nnx.split(lm.model.layers[0])
 
-    boundaries = boundaries_from_config(lm.hf_config.to_dict(), cfg.model)
+    info = boundaries_from_config(lm.hf_config.to_dict(), cfg.model)
+    boundaries = {**info["nodes"], **info}  # spec §9: z, u, z_next, then the boundary keys
     out_layers: dict[str, Any] = {}
     for step, l in enumerate(layer_list):
         say(f"layer {l} ({step + 1}/{len(layer_list)}): {', '.join(grans)}")
@@ -282,7 +283,7 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
             t = time.perf_counter()
             mlp_contrib, blocks = _u2z_block(layer, cfg.baseline_mlp, rules["u2z"], targets,
                                              cfg.include_residual_connection)
-            for j, b in zip(targets, blocks):
+            for j, b in zip(targets, blocks, strict=True):
                 entry["targets"][str(j)]["u2z"] = b
             timings["u2z_s"] = timings.get("u2z_s", 0.0) + time.perf_counter() - t
         if att_scores is not None and mlp_contrib is not None and len(heads) == n_heads:

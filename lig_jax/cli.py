@@ -10,7 +10,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -29,7 +29,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _int_list(what: str, value: Optional[str]) -> Optional[list[int]]:
+def _int_list(what: str, value: str | None) -> list[int] | None:
     if value is None or value.strip().lower() in ("", "all"):
         return None
     try:
@@ -52,7 +52,7 @@ def _enable_compilation_cache() -> None:
         pass
 
 
-def _write_json(obj: object, output: Optional[Path]) -> None:
+def _write_json(obj: object, output: Path | None) -> None:
     text = json.dumps(obj, indent=2, ensure_ascii=False)
     if output is None:
         sys.stdout.write(text + "\n")
@@ -73,18 +73,18 @@ def explain(
     baseline_mlp: Annotated[str, typer.Option(help="zero | att_itb_a0")] = "zero",
     baseline_layer: Annotated[str, typer.Option(help="zero | self_input_token | "
                                                 "itb_zero_ratio")] = "self_input_token",
-    layers: Annotated[Optional[str], typer.Option(help="Comma list, e.g. 0,5 (default all).")
+    layers: Annotated[str | None, typer.Option(help="Comma list, e.g. 0,5 (default all).")
                       ] = None,
-    target_tokens: Annotated[Optional[str], typer.Option(help="Comma list of token indices "
+    target_tokens: Annotated[str | None, typer.Option(help="Comma list of token indices "
                                                          "(default all).")] = None,
-    target_head: Annotated[Optional[int], typer.Option(help="One head (default all).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu, gpu, gpu:1, tpu (default: "
+    target_head: Annotated[int | None, typer.Option(help="One head (default all).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, gpu, gpu:1, tpu (default: "
                                                   "JAX's default device).")] = None,
     no_residual: Annotated[bool, typer.Option("--no-residual", help="u->z without the MLP's "
                                               "residual connection.")] = False,
     rule: Annotated[str, typer.Option(help="reference | captum_trapezoid | trapezoid | "
                                       "gauss_legendre | midpoint")] = "reference",
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the JSON "
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the JSON "
                                                    "here instead of stdout.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
@@ -112,7 +112,8 @@ def explain(
         _fail(str(e))
     except OSError as e:
         _fail(f"cannot write {output}: {e.strerror}")
-    progress(f"done in {time.perf_counter() - start:.1f}s" + (f", wrote {output}" if output else ""))
+    wrote = f", wrote {output}" if output else ""
+    progress(f"done in {time.perf_counter() - start:.1f}s{wrote}")
 
 
 @app.command()
@@ -121,7 +122,7 @@ def describe(
                      ] = "default",
     load_weights: Annotated[bool, typer.Option(help="Also load and convert the weights.")
                             ] = False,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
 ) -> None:
     """Print a model's layout, LIG nodes, hook points and granularities (config only)."""
     from .boundaries import describe_boundaries
@@ -138,7 +139,7 @@ def compare(
     b: Annotated[Path, typer.Argument(help="Second result JSON.")],
     tol: Annotated[float, typer.Option(help="Fail (exit 1) when a max relative difference "
                                        "exceeds this.")] = 1e-4,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output",
+    output: Annotated[Path | None, typer.Option("-o", "--output",
                                                    help="Also write the table as JSON.")] = None,
 ) -> None:
     """Compare two result files of this schema, per layer and quantity."""

@@ -140,7 +140,9 @@ def expected_shapes(family: Family, cfg: Any) -> dict[str, tuple[int, ...]]:
     }
 
 
-def convert_folder(folder: Path, family: Family, cfg: Any) -> tuple[dict[str, np.ndarray], str, bool]:
+def convert_folder(
+    folder: Path, family: Family, cfg: Any
+) -> tuple[dict[str, np.ndarray], str, bool]:
     """Converted params for the checkpoint in `folder`, via the content-hash cache."""
     import importlib
 

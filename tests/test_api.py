@@ -25,7 +25,7 @@ def result(tiny_bert) -> dict:
 def test_reference_schema_keys_and_types(result: dict) -> None:
     assert TOP_KEYS <= result.keys()
     assert CONFIG_KEYS <= result["config"].keys()
-    assert BOUNDARY_KEYS - {"z", "u", "z_next"} <= result["boundaries"].keys()
+    assert BOUNDARY_KEYS <= result["boundaries"].keys()
     assert set(result["boundaries"]["nodes"]) == {"z", "u", "z_next"}
     assert result["tokens"][0] == "[CLS]" and result["tokens"][-1] == "[SEP]"
     s = len(result["tokens"])
@@ -50,7 +50,8 @@ def test_reference_schema_keys_and_types(result: dict) -> None:
                 assert len(head["contributions"]) == s
                 assert head["token_l2_norm"] == pytest.approx(np.linalg.norm(head["contributions"]))
             uz = t["u2z"]
-            assert {"baseline", "description", "contributions", "l2_total", "completeness"} <= uz.keys()
+            assert {"baseline", "description", "contributions", "l2_total",
+                    "completeness"} <= uz.keys()
             assert {"error", "mean_abs_error"} <= uz["completeness"].keys()
             assert len(uz["contributions"]) == 48
     json.dumps(result)  # serialisable as is
@@ -61,7 +62,8 @@ def test_descriptions_match_reference(tiny_bert) -> None:
                 target_tokens=[1])
     e = r["layers"]["0"]
     assert e["z2z"]["description"] == "Layer-whole IG (z -> z), L2-scalarized"
-    assert e["targets"]["1"]["z2u"]["description"] == "ATT IG (z -> u), L2-scalarized (ITB-mapRatio)"
+    assert (e["targets"]["1"]["z2u"]["description"]
+            == "ATT IG (z -> u), L2-scalarized (ITB-mapRatio)")
     assert e["targets"]["1"]["u2z"]["description"] == "MLP IG (u -> z), L2-scalarized"
 
 

@@ -17,7 +17,7 @@ from ..ig import node_chunk, path_sum, safe_norm
 
 
 def chunk_for(seq_len: int, hidden: int, targets: int, num_nodes: int) -> int:
-    """Nodes per batch: the Jacobian chunk is nodes × targets × S × d floats (×4 for activations)."""
+    """Nodes per batch: a chunk holds nodes × targets × S × d Jacobian floats (×4 slack)."""
     return node_chunk(num_nodes, 16 * targets * seq_len * hidden)
 
 

@@ -32,7 +32,8 @@ def encoder_config(hf: Any) -> EncoderConfig:
 
     if not isinstance(act, str) or act not in ACTIVATIONS:
         raise LIGError(
-            f"hidden_act {act!r} of {mt} is not supported. Allowed: {', '.join(sorted(ACTIVATIONS))}"
+            f"hidden_act {act!r} of {mt} is not supported. "
+            f"Allowed: {', '.join(sorted(ACTIVATIONS))}"
         )
     if hf.hidden_size % hf.num_attention_heads:
         raise LIGError(

@@ -93,14 +93,14 @@ class _Layer:
 
 
 def _z2z_block(layer: _Layer, baseline: str, rule: Rule, tokens: list[str],
-               targets: list[int]) -> dict[str, Any]:
+               targets: list[int], method: str) -> dict[str, Any]:
     s, d = layer.z.shape
     alphas, weights = rule.without_zero_node()
     chunk = z2z_chunk(s, d, s, len(alphas))
 
     def run(b: str) -> tuple[np.ndarray, np.ndarray]:
         m, total = z2z(layer.graphdef, layer.state, layer.z, alphas, weights, baseline=b,
-                       chunk=chunk)
+                       chunk=chunk, method=method)
         return np.asarray(m, np.float64), np.asarray(total, np.float64)
 
     if baseline == "itb_zero_ratio":
@@ -128,7 +128,7 @@ def _z2z_block(layer: _Layer, baseline: str, rule: Rule, tokens: list[str],
 
 
 def _z2u_scores(layer: _Layer, baseline: str, rule: Rule, targets: list[int],
-                heads: list[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                heads: list[int], method: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Scores [T, Hs, S] after any ratio fix, and the raw run's completeness data."""
     s, d = layer.z.shape
     alphas, weights = rule.without_zero_node()
@@ -137,7 +137,7 @@ def _z2u_scores(layer: _Layer, baseline: str, rule: Rule, targets: list[int],
 
     def run(b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         out = z2u(layer.graphdef, layer.state, layer.z, t_arr, h_arr, alphas, weights,
-                  baseline=b, chunk=chunk)
+                  baseline=b, chunk=chunk, method=method)
         return tuple(np.asarray(o, np.float64) for o in out)
 
     base = "zero" if baseline == "zero" else "self_input_token"
@@ -195,19 +195,22 @@ def explain(
     device: str | None = None,
     include_residual_connection: bool = True,
     rule: str = "reference",
+    method: str = "fast",
     config: LIGConfig | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Layer-wise IG of `text` under `model`; returns the reference's JSON schema as a dict.
 
     If `config` is given the other keyword options are ignored (as in the reference).
+    `method`: "fast" (structure-exploiting integrands) or "direct" (one reverse pass per
+    target); both compute the same numbers.
     `progress` receives short status lines (the CLI prints them on stderr).
     """
     cfg = config or LIGConfig(
         model=model, num_steps=num_steps, granularity=granularity, baseline_att=baseline_att,
         baseline_mlp=baseline_mlp, baseline_layer=baseline_layer, layers=layers,
         target_tokens=target_tokens, target_head=target_head, device=device,
-        include_residual_connection=include_residual_connection, rule=rule,
+        include_residual_connection=include_residual_connection, rule=rule, method=method,
     )
     validate(cfg)
     say = progress or (lambda _msg: None)
@@ -251,7 +254,8 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
         entry: dict[str, Any] = {"layer_idx": l}
         if "layer" in grans:
             t = time.perf_counter()
-            entry["z2z"] = _z2z_block(layer, cfg.baseline_layer, rules["z2z"], tokens, targets)
+            entry["z2z"] = _z2z_block(layer, cfg.baseline_layer, rules["z2z"], tokens, targets,
+                                      cfg.method)
             timings["z2z_s"] = timings.get("z2z_s", 0.0) + time.perf_counter() - t
         att_scores = mlp_contrib = None
         if "att" in grans or "mlp" in grans:
@@ -259,7 +263,8 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
                                 for j in targets}
         if "att" in grans:
             t = time.perf_counter()
-            att_scores, comp = _z2u_scores(layer, cfg.baseline_att, rules["z2u"], targets, heads)
+            att_scores, comp = _z2u_scores(layer, cfg.baseline_att, rules["z2u"], targets, heads,
+                                           cfg.method)
             desc = DESC_Z2U + DESC_Z2U_FIX.get(cfg.baseline_att, "")
             for ti, j in enumerate(targets):
                 heads_out = {}
@@ -307,6 +312,7 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
             "baseline_layer": cfg.baseline_layer, "layers": layer_list,
             "target_tokens": targets, "target_head": cfg.target_head,
             "include_residual_connection": cfg.include_residual_connection, "rule": cfg.rule,
+            "method": cfg.method,
         },
         "boundaries": boundaries,
         "layers": out_layers,

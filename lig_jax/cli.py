@@ -84,6 +84,8 @@ def explain(
                                               "residual connection.")] = False,
     rule: Annotated[str, typer.Option(help="reference | captum_trapezoid | trapezoid | "
                                       "gauss_legendre | midpoint")] = "reference",
+    method: Annotated[str, typer.Option(help="fast (structured integrands) | direct (one "
+                                        "reverse pass per target); same numbers.")] = "fast",
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the JSON "
                                                    "here instead of stdout.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
@@ -105,7 +107,7 @@ def explain(
             baseline_layer=baseline_layer, layers=_int_list("layers", layers),
             target_tokens=_int_list("target-tokens", target_tokens), target_head=target_head,
             device=device, include_residual_connection=not no_residual, rule=rule,
-            progress=progress,
+            method=method, progress=progress,
         )
         _write_json(result, output)
     except LIGError as e:

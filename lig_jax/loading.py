@@ -11,6 +11,7 @@ Names, in the order they are tried:
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import json
 from dataclasses import dataclass
@@ -59,10 +60,16 @@ def resolve_folder(name: str | None, *, config_only: bool = False) -> Path:
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise LIGError(f"model folder {path} has no config.json (not a HF checkpoint folder)")
+            raise LIGError(
+                f"model folder {path} has no config.json (not a HF checkpoint folder). "
+                f"Give a local HF folder, a hub id, or 'default' ({DEFAULT_MODEL})"
+            )
         return path
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise LIGError(f"model folder {name!r} does not exist")
+        raise LIGError(
+            f"model folder {name!r} does not exist. "
+            f"Give a local HF folder, a hub id, or 'default' ({DEFAULT_MODEL})"
+        )
     try:
         from huggingface_hub import snapshot_download
 
@@ -154,14 +161,18 @@ def convert_folder(
         digest = common.content_hash(files)
     except common.ConversionError as e:
         raise LIGError(str(e)) from None
-    key = f"{family.converter}-{digest}"
+    # The key covers the weights and the parameter layout the config asks for, so the
+    # same weights under another config are converted (and checked) again.
+    shapes = expected_shapes(family, cfg)
+    layout = json.dumps(sorted((k, list(v)) for k, v in shapes.items()))
+    key = f"{family.converter}-{digest}-{hashlib.sha256(layout.encode()).hexdigest()[:16]}"
 
     def convert() -> dict[str, np.ndarray]:
         state = common.read_state_dict(folder)
         return common.convert_checkpoint(
             state,
             conv.key_map(cfg.num_layers, cfg.embedding_size != cfg.hidden_size),
-            expected_shapes(family, cfg),
+            shapes,
             prefixes=conv.BASE_PREFIXES,
             is_base_key=conv.base_key_filter,
             source=str(folder),

@@ -17,7 +17,7 @@ os.environ.setdefault("LIG_JAX_CACHE", str(Path(os.environ.get("TMPDIR", "/tmp")
 
 TINY = dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96,
             max_position_embeddings=64, hidden_dropout_prob=0.0,
-            attention_probs_dropout_prob=0.0)
+            attention_probs_dropout_prob=0.0, initializer_range=0.2)
 
 
 def minilm_folder() -> Path | None:

@@ -19,30 +19,40 @@ import torch
 import transformers
 from conftest import save_tiny
 from flax import nnx
+from safetensors import safe_open
 
 from lig_jax.loading import LoadedModel, load_model
 
 TOL = 1e-5
 ROBERTA_FAMILY = ("roberta", "xlm-roberta", "camembert")
 
-# (id, model_type, config overrides). TINY defaults: hidden 48, 4 heads, 2 layers, erf-GELU;
+# Weight scale of the random models. HF's default 0.02 keeps pre-activations so small that
+# erf-GELU and tanh-GELU differ by < 1e-5; at 0.2 they differ by ~1e-3 (see
+# `test_hidden_states_match_hf`) while parity errors stay ~3e-6.
+INIT_RANGE = 0.2
+
+# (id, model_type, short length, config overrides). Each case also runs at the longest
+# length its position table allows. TINY defaults: hidden 48, 4 heads, 2 layers, erf-GELU;
 # ELECTRA gets embedding_size 24 ≠ hidden_size from `save_tiny`.
-CASES: list[tuple[str, str, dict[str, Any]]] = [
-    ("bert-h1-gelu", "bert", dict(num_attention_heads=1)),
-    ("bert-h4-gelu_new", "bert", dict(hidden_act="gelu_new")),
-    ("bert-h8-d64-relu", "bert", dict(hidden_size=64, num_attention_heads=8,
-                                      intermediate_size=128, hidden_act="relu")),
-    ("bert-h8-d64-3layers", "bert", dict(hidden_size=64, num_attention_heads=8,
-                                         num_hidden_layers=3)),
-    ("roberta-h4", "roberta", {}),
-    ("roberta-h8-d64", "roberta", dict(hidden_size=64, num_attention_heads=8,
-                                       intermediate_size=128)),
-    ("electra-h4-e24", "electra", {}),
-    ("electra-h8-d64-e32-gelu_new", "electra", dict(hidden_size=64, num_attention_heads=8,
-                                                    embedding_size=32, hidden_act="gelu_new")),
-    ("xlm-roberta-h4", "xlm-roberta", {}),
-    ("camembert-h1", "camembert", dict(num_attention_heads=1)),
+CASES: list[tuple[str, str, int, dict[str, Any]]] = [
+    ("bert-h1-gelu", "bert", 2, dict(num_attention_heads=1)),
+    ("bert-h4-gelu_new", "bert", 9, dict(hidden_act="gelu_new")),
+    ("bert-h8-d64-relu", "bert", 9, dict(hidden_size=64, num_attention_heads=8,
+                                         intermediate_size=128, hidden_act="relu")),
+    ("bert-h8-d64-3layers", "bert", 2, dict(hidden_size=64, num_attention_heads=8,
+                                            num_hidden_layers=3)),
+    ("roberta-h4", "roberta", 9, {}),
+    ("roberta-h8-d64", "roberta", 2, dict(hidden_size=64, num_attention_heads=8,
+                                          intermediate_size=128)),
+    ("electra-h4-e24", "electra", 9, {}),
+    ("electra-h8-d64-e32-gelu_new", "electra", 2, dict(hidden_size=64, num_attention_heads=8,
+                                                       embedding_size=32, hidden_act="gelu_new")),
+    ("xlm-roberta-h4", "xlm-roberta", 9, {}),
+    ("camembert-h1", "camembert", 2, dict(num_attention_heads=1)),
 ]
+
+# What the `tiny_case` fixture yields: (model_type, short length, overrides, ours, HF model).
+TinyCase = tuple[str, int, dict[str, Any], LoadedModel, Any]
 
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json")
@@ -91,17 +101,19 @@ def flat_params(lm: LoadedModel) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
-def tiny_case(request, tmp_path_factory) -> tuple[str, dict[str, Any], LoadedModel, Any]:
-    """(model_type, overrides, our loaded model, HF model) for one tiny config."""
-    case_id, model_type, overrides = request.param
+def tiny_case(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> TinyCase:
+    """One tiny random checkpoint, loaded by us and by HF."""
+    case_id, model_type, short, overrides = request.param
     seed = CASES.index(request.param)
-    folder = save_tiny(tmp_path_factory.mktemp(case_id), model_type, seed=seed, **overrides)
-    return model_type, overrides, load_model(str(folder)), hf_model(folder)
+    folder = save_tiny(tmp_path_factory.mktemp(case_id), model_type, seed=seed,
+                       initializer_range=INIT_RANGE, **overrides)
+    return model_type, short, overrides, load_model(str(folder)), hf_model(folder)
 
 
-def test_config_read_as_saved(tiny_case) -> None:
+def test_config_read_as_saved(tiny_case: TinyCase) -> None:
     """Guard for the parametrisation: the loaded config has the heads/sizes we asked for."""
-    model_type, overrides, lm, hf = tiny_case
+    model_type, _, overrides, lm, hf = tiny_case
     cfg = lm.config
     assert cfg.model_type == model_type
     assert cfg.num_heads == hf.config.num_attention_heads
@@ -116,17 +128,26 @@ def test_config_read_as_saved(tiny_case) -> None:
     assert cfg.roberta_positions == (model_type in ROBERTA_FAMILY)
 
 
-def test_hidden_states_match_hf(tiny_case) -> None:
-    """Every z^(l), l = 0..L, within 1e-5 of HF, for short, medium and maximal lengths."""
-    model_type, _, lm, hf = tiny_case
+def test_hidden_states_match_hf(tiny_case: TinyCase) -> None:
+    """Every z^(l), l = 0..L, within 1e-5 of HF, for a short and the maximal length."""
+    model_type, short, _, lm, hf = tiny_case
     rng = np.random.default_rng(0)
-    for length in (2, 9, lm.config.max_tokens):
+    for length in (short, lm.config.max_tokens):
         ids = random_ids(rng, model_type, lm.config.vocab_size, length)
         ref = hf_hidden_states(hf, ids)
         ours = our_hidden_states(lm, ids)
         assert ours.shape == (lm.config.num_layers + 1, length, lm.config.hidden_size)
         err = max_abs(ours, ref)
         assert err <= TOL, f"{model_type} S={length}: max abs error {err:.3g}"
+    act = lm.config.hidden_act
+    if model_type == "bert" and act in ("gelu", "gelu_new"):
+        # Sensitivity: swapping erf-GELU and tanh-GELU must break parity by far more than TOL,
+        # so the activation cases really test the activation (needs INIT_RANGE, see above).
+        wrong = nnx.clone(lm.model)
+        for block in wrong.layers:
+            block.mlp.activation = "gelu_new" if act == "gelu" else "gelu"
+        err = max_abs(np.asarray(wrong.hidden_states(jnp.asarray(ids))), ref)
+        assert err > 20 * TOL, f"GELU variants indistinguishable: {err:.3g}"
 
 
 def test_minilm_hidden_states_match_hf(minilm: Path) -> None:
@@ -174,11 +195,12 @@ def check_block_submodules(lm: LoadedModel, hf: Any, ids: np.ndarray, layer: int
     assert max_abs(block(z), hs[layer + 1]) <= TOL
 
 
-def test_submodules_tiny_bert(tmp_path_factory) -> None:
+def test_submodules_tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tiny BERT with 4 heads of width 12, layer 1, sub-module by sub-module."""
-    folder = save_tiny(tmp_path_factory.mktemp("sub_bert"), "bert", seed=21)
+    folder = save_tiny(tmp_path_factory.mktemp("sub_bert"), "bert", seed=21,
+                       initializer_range=INIT_RANGE)
     lm = load_model(str(folder))
-    ids = random_ids(np.random.default_rng(1), "bert", lm.config.vocab_size, 11)
+    ids = random_ids(np.random.default_rng(1), "bert", lm.config.vocab_size, 9)
     check_block_submodules(lm, hf_model(folder), ids, layer=1)
 
 
@@ -199,7 +221,7 @@ def copy_side_files(src: Path, dst: Path) -> None:
             shutil.copy(src / name, dst / name)
 
 
-def test_pytorch_bin_equals_safetensors(tmp_path_factory) -> None:
+def test_pytorch_bin_equals_safetensors(tmp_path_factory: pytest.TempPathFactory) -> None:
     """A `pytorch_model.bin` checkpoint loads to the same parameters as its safetensors twin.
 
     Transformers 5 always writes safetensors (`save_pretrained` no longer takes
@@ -218,7 +240,7 @@ def test_pytorch_bin_equals_safetensors(tmp_path_factory) -> None:
     assert pa.keys() == pb.keys()
     for k in pa:
         np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
-    ids = random_ids(np.random.default_rng(2), "bert", a.config.vocab_size, 8)
+    ids = random_ids(np.random.default_rng(2), "bert", a.config.vocab_size, 9)
     np.testing.assert_array_equal(our_hidden_states(a, ids), our_hidden_states(b, ids))
     # The pickle is a valid HF checkpoint too.
     assert max_abs(our_hidden_states(b, ids), hf_hidden_states(hf_model(dst), ids)) <= TOL
@@ -232,8 +254,8 @@ def test_pytorch_bin_equals_safetensors(tmp_path_factory) -> None:
     ],
 )
 @pytest.mark.parametrize("fmt", ["safetensors", "bin"])
-def test_task_head_checkpoint(tmp_path_factory, model_type: str, head_cls: str, prefix: str,
-                              head_key: str, fmt: str) -> None:
+def test_task_head_checkpoint(tmp_path_factory: pytest.TempPathFactory, model_type: str,
+                              head_cls: str, prefix: str, head_key: str, fmt: str) -> None:
     """A checkpoint of a task-head model (`bert.`/`electra.` prefix + head) gives the base's
     hidden states; the head's tensors are ignored."""
     base_dir = save_tiny(tmp_path_factory.mktemp(f"base_{model_type}"), model_type, seed=41)
@@ -245,8 +267,6 @@ def test_task_head_checkpoint(tmp_path_factory, model_type: str, head_cls: str, 
     head_dir = tmp_path_factory.mktemp(f"head_{model_type}_{fmt}")
     if fmt == "safetensors":
         head.save_pretrained(head_dir)
-        from safetensors import safe_open
-
         with safe_open(str(head_dir / "model.safetensors"), framework="np") as f:
             keys = list(f.keys())
     else:
@@ -262,7 +282,7 @@ def test_task_head_checkpoint(tmp_path_factory, model_type: str, head_cls: str, 
 
     ours_base, ours_head = load_model(str(base_dir)), load_model(str(head_dir))
     assert ours_head.config == ours_base.config
-    ids = random_ids(np.random.default_rng(3), model_type, ours_base.config.vocab_size, 10)
+    ids = random_ids(np.random.default_rng(3), model_type, ours_base.config.vocab_size, 9)
     want = hf_hidden_states(base, ids)
     got = our_hidden_states(ours_head, ids)
     np.testing.assert_array_equal(got, our_hidden_states(ours_base, ids))

@@ -15,13 +15,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ..ig import node_chunk, path_sum, safe_norm
+from . import structured
 
 
 def chunk_for(seq_len: int, hidden: int, targets: int, heads: int, num_nodes: int) -> int:
     return node_chunk(num_nodes, 16 * targets * heads * seq_len * hidden)
 
 
-@partial(jax.jit, static_argnames=("graphdef", "baseline", "chunk"))
+@partial(jax.jit, static_argnames=("graphdef", "baseline", "chunk", "method"))
 def z2u(
     graphdef: nnx.GraphDef,
     state: nnx.State,
@@ -33,13 +34,18 @@ def z2u(
     *,
     baseline: str,
     chunk: int,
+    method: str = "fast",
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """z [S, d], targets [T], heads [Hs] → (scores [T, Hs, S], ig_sum [T, Hs], f [T, Hs]).
 
     scores[t, h, i] = ‖IG_{i,:}‖₂ for target targets[t], head heads[h], source i.
     baseline: "zero" or "self_input_token" (rows of x′ = z_j, per target).
+    method: "fast" (structured integrands, `structured.py`) or "direct" (below).
     """
     block = nnx.merge(graphdef, state)
+    if method == "fast":
+        fast = structured.z2u_zero if baseline == "zero" else structured.z2u_itb
+        return fast(block, z, targets, heads, alphas, weights, chunk)
 
     def heads_of(x: jax.Array) -> jax.Array:
         return block.attention_context(x)[:, heads]  # [S, Hs, d_h]

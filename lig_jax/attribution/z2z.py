@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ..ig import node_chunk, path_sum, safe_norm
+from . import structured
 
 
 def chunk_for(seq_len: int, hidden: int, targets: int, num_nodes: int) -> int:
@@ -21,7 +22,7 @@ def chunk_for(seq_len: int, hidden: int, targets: int, num_nodes: int) -> int:
     return node_chunk(num_nodes, 16 * targets * seq_len * hidden)
 
 
-@partial(jax.jit, static_argnames=("graphdef", "baseline", "chunk"))
+@partial(jax.jit, static_argnames=("graphdef", "baseline", "chunk", "method"))
 def z2z(
     graphdef: nnx.GraphDef,
     state: nnx.State,
@@ -31,12 +32,17 @@ def z2z(
     *,
     baseline: str,
     chunk: int,
+    method: str = "fast",
 ) -> tuple[jax.Array, jax.Array]:
     """z [S, d] → (M [S_src, S_tgt], L [S_tgt]) with L_j = L_j(z), the scalar's change.
 
     baseline: "zero" (x′ = 0) or "self_input_token" (for target j every row of x′ = z_j).
+    method: "fast" (structured integrands, `structured.py`) or "direct" (below).
     """
     block = nnx.merge(graphdef, state)
+    if method == "fast":
+        fast = structured.z2z_zero if baseline == "zero" else structured.z2z_itb
+        return fast(block, z, alphas, weights, chunk)
     if baseline == "zero":
         x_base = jnp.zeros_like(z)
         y_base = block(x_base)

@@ -71,6 +71,20 @@ class LayerNorm(nnx.Module):
         return layer_norm(x, self.scale[...], self.bias[...], self.eps)
 
 
+def attention_mix(
+    q: jax.Array, k: jax.Array, v: jax.Array, scale: float, key_mask: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Softmax mixing: q [S, H, d_h], k, v [S, H, d_h] → (A [H, S_q, S_k], ctx [S, H, d_h]).
+
+    Masked keys get the most negative float32 score, so their probability is exactly 0.
+    """
+    scores = jnp.einsum("qhd,khd->hqk", q, k, precision=PRECISION) * scale
+    if key_mask is not None:
+        scores = jnp.where(key_mask[None, None, :], scores, jnp.finfo(scores.dtype).min)
+    a = jax.nn.softmax(scores, axis=-1)
+    return a, jnp.einsum("hqk,khd->qhd", a, v, precision=PRECISION)
+
+
 class SelfAttention(nnx.Module):
     """Multi-head scaled dot-product attention core (HF `attention.self`)."""
 
@@ -85,22 +99,21 @@ class SelfAttention(nnx.Module):
     def _split(self, t: jax.Array) -> jax.Array:
         return t.reshape(t.shape[0], self.num_heads, self.head_dim)
 
+    @property
+    def scale(self) -> float:
+        return 1.0 / float(self.head_dim) ** 0.5
+
+    def qkv(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Token-wise projections [S, d] → q, k, v, each [S, H, d_h]."""
+        return self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
+
     def probs(self, x: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
         """Attention probabilities A[h, query, key], [H, S, S]."""
-        q = self._split(self.query(x))
-        k = self._split(self.key(x))
-        scores = jnp.einsum("qhd,khd->hqk", q, k, precision=PRECISION) / jnp.sqrt(
-            jnp.float32(self.head_dim)
-        )
-        if key_mask is not None:
-            scores = jnp.where(key_mask[None, None, :], scores, jnp.finfo(scores.dtype).min)
-        return jax.nn.softmax(scores, axis=-1)
+        return attention_mix(*self.qkv(x), self.scale, key_mask)[0]
 
     def __call__(self, x: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
         """Per-head context before the output projection, [S, H, d_h]."""
-        a = self.probs(x, key_mask)
-        v = self._split(self.value(x))
-        return jnp.einsum("hqk,khd->qhd", a, v, precision=PRECISION)
+        return attention_mix(*self.qkv(x), self.scale, key_mask)[1]
 
 
 class Attention(nnx.Module):
@@ -158,6 +171,28 @@ class PostLNBlock(nnx.Module):
 
     def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
         return self.mlp(self.attention(z, key_mask))
+
+    # The decomposition the structured (fast) IG path uses (FAST_PATH.md §1):
+    # B(x)_j = postmap(x_j, ctx_j), ctx = mix(premap(x)); premap and postmap are token-wise.
+
+    @property
+    def attention_scale(self) -> float:
+        return self.attention.self_attn.scale
+
+    def premap(self, z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Token-wise [S, d] → (q, k, v) [S, H, d_h]; affine for post-LN encoders."""
+        return self.attention.self_attn.qkv(z)
+
+    def postmap(self, z: jax.Array, ctx: jax.Array, residual: bool = True) -> jax.Array:
+        """Token-wise (z [S, d], ctx [S, H, d_h]) → z^(l+1) [S, d]."""
+        return self.mlp(self.attention.project(z, ctx), residual)
+
+    def premap_kernels(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """W_Q, W_K, W_V as [d, H, d_h] (premap = x @ W + b per head)."""
+        sa = self.attention.self_attn
+        d = sa.query.kernel.shape[0]
+        shape = (d, sa.num_heads, sa.head_dim)
+        return tuple(m.kernel[...].reshape(shape) for m in (sa.query, sa.key, sa.value))
 
 
 class Embeddings(nnx.Module):

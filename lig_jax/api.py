@@ -29,7 +29,8 @@ from .boundaries import boundaries_from_config
 from .config import LIGConfig, check_indices, granularity_list, validate
 from .errors import LIGError
 from .loading import LoadedModel, load_model
-from .quadrature import Rule, make_rule, resolve_rule
+from .quadrature import Rule, resolve_rule
+from .steps import StepPlan, StepResult, make_plan, relative_error
 
 # The rule the reference uses on each path of the encoder family (spec §2).
 REFERENCE_RULES = {"z2z": "captum_trapezoid", "z2u": "captum_trapezoid", "u2z": "captum_trapezoid"}
@@ -41,6 +42,7 @@ DESC_U2Z = "MLP IG (u -> z), L2-scalarized"
 DESC_COMPOSED = "Composed z -> z: sum over heads of ATT IG (z -> u) x MLP IG (u -> z) slice"
 
 Progress = Callable[[str], None]
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def _device_context(device: str | None):
@@ -76,41 +78,59 @@ def _floats(a: np.ndarray) -> list:
     return np.asarray(a, np.float64).tolist()
 
 
-def _completeness(sums: np.ndarray, change: np.ndarray, weight_sum: float) -> dict[str, Any]:
-    """Σ attributions vs. the scalar's change × Σw, per column."""
-    expected = np.asarray(change, np.float64) * weight_sum
-    err = np.abs(np.asarray(sums, np.float64) - expected)
-    rel = np.where(np.abs(expected) > 1e-8, err / np.maximum(np.abs(expected), 1e-30), err)
-    return {"ig_sum": _floats(sums), "scalar_change": _floats(change), "weight_sum": weight_sum,
-            "relative_error": _floats(rel), "max_relative_error": float(np.max(rel))}
+def _completeness(sums: np.ndarray, change: np.ndarray, res: StepResult) -> dict[str, Any]:
+    """Σ attributions vs. the scalar's change × Σw, per column (arrays over columns)."""
+    rel = relative_error(sums, change, res.weight_sum)
+    out = {"ig_sum": _floats(sums), "scalar_change": _floats(change),
+           "weight_sum": _scalar_or_list(res.weight_sum),
+           "relative_error": _floats(rel), "max_relative_error": float(np.max(rel))}
+    if res.converged is not None:
+        out["steps_used"] = res.steps.tolist()
+        out["converged"] = res.converged.tolist()
+    return out
+
+
+def _scalar_or_list(a: np.ndarray) -> float | list:
+    a = np.asarray(a, np.float64)
+    return float(a[0]) if np.all(a == a[0]) else a.tolist()
 
 
 class _Layer:
-    """One block's state and the sentence's input to it."""
+    """One block (graphdef, state in the compute dtype) and the sentence's input to it."""
 
     def __init__(self, graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array):
         self.graphdef, self.state, self.z = graphdef, state, z
 
+    def nodes(self, rule: Rule) -> tuple[jax.Array, jax.Array]:
+        alphas, weights = rule.without_zero_node()
+        return jnp.asarray(alphas, self.z.dtype), jnp.asarray(weights, self.z.dtype)
 
-def _z2z_block(layer: _Layer, baseline: str, rule: Rule, tokens: list[str],
-               targets: list[int], method: str) -> dict[str, Any]:
+
+def _z2z_run(layer: _Layer, baseline: str, plan: StepPlan, method: str) -> StepResult:
+    """arrays = (columns [S_tgt, S_src], L [S_tgt]) for one raw baseline."""
     s, d = layer.z.shape
-    alphas, weights = rule.without_zero_node()
-    chunk = z2z_chunk(s, d, s, len(alphas))
 
-    def run(b: str) -> tuple[np.ndarray, np.ndarray]:
-        m, total = z2z(layer.graphdef, layer.state, layer.z, alphas, weights, baseline=b,
-                       chunk=chunk, method=method)
-        return np.asarray(m, np.float64), np.asarray(total, np.float64)
+    def at(rule: Rule) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        alphas, weights = layer.nodes(rule)
+        m, total = z2z(layer.graphdef, layer.state, layer.z, alphas, weights, baseline=baseline,
+                       chunk=z2z_chunk(s, d, s, len(alphas)), method=method)
+        cols, total = np.asarray(m, np.float64).T, np.asarray(total, np.float64)
+        return (cols, total), relative_error(cols.sum(axis=1), total, rule.weight_sum)
 
+    return plan.run(at)
+
+
+def _z2z_block(layer: _Layer, baseline: str, plan: StepPlan, tokens: list[str],
+               targets: list[int], method: str) -> dict[str, Any]:
+    s = layer.z.shape[0]
+    raw = _z2z_run(layer, "self_input_token" if baseline == "itb_zero_ratio" else baseline,
+                   plan, method)
+    cols, total = raw.arrays
     if baseline == "itb_zero_ratio":
-        m_itb, total = run("self_input_token")
-        m_zero, _ = run("zero")
-        cols = ratio.zero_ratio(m_itb.T, m_zero.T, np.arange(s))
-        matrix, raw = cols.T, m_itb
+        zero_cols = _z2z_run(layer, "zero", plan, method).arrays[0]
+        matrix = ratio.zero_ratio(cols, zero_cols, np.arange(s)).T
     else:
-        matrix, total = run(baseline)
-        raw = matrix
+        matrix = cols.T
     return {
         "baseline": baseline,
         "description": DESC_Z2Z,
@@ -122,60 +142,78 @@ def _z2z_block(layer: _Layer, baseline: str, rule: Rule, tokens: list[str],
                 for i in targets]}
             for j in targets
         ],
-        "rule": rule.name,
-        "completeness": _completeness(raw.sum(axis=0), total, rule.weight_sum),
+        "rule": raw.rule,
+        "completeness": _completeness(cols.sum(axis=1), total, raw),
     }
 
 
-def _z2u_scores(layer: _Layer, baseline: str, rule: Rule, targets: list[int],
-                heads: list[int], method: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Scores [T, Hs, S] after any ratio fix, and the raw run's completeness data."""
+def _z2u_run(layer: _Layer, baseline: str, plan: StepPlan, targets: list[int],
+             heads: list[int], method: str) -> StepResult:
+    """arrays = (scores [T·Hs, S], signed Σ IG [T·Hs], f [T·Hs]), columns (target, head)."""
     s, d = layer.z.shape
-    alphas, weights = rule.without_zero_node()
-    chunk = z2u_chunk(s, d, len(targets), len(heads), len(alphas))
     t_arr, h_arr = jnp.asarray(targets), jnp.asarray(heads)
 
-    def run(b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def at(rule: Rule) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        alphas, weights = layer.nodes(rule)
         out = z2u(layer.graphdef, layer.state, layer.z, t_arr, h_arr, alphas, weights,
-                  baseline=b, chunk=chunk, method=method)
-        return tuple(np.asarray(o, np.float64) for o in out)
+                  baseline=baseline, method=method,
+                  chunk=z2u_chunk(s, d, len(targets), len(heads), len(alphas)))
+        scores, signed, f = (np.asarray(o, np.float64) for o in out)
+        scores, signed, f = scores.reshape(-1, s), signed.reshape(-1), f.reshape(-1)
+        return (scores, signed, f), relative_error(signed, f, rule.weight_sum)
 
-    base = "zero" if baseline == "zero" else "self_input_token"
-    scores, ig_sum, change = run(base)
-    if base == "self_input_token":
-        scores[np.arange(len(targets)), :, targets] = 0.0  # s_j := 0 (exactly 0 already)
-    j_idx = np.broadcast_to(np.asarray(targets)[:, None], scores.shape[:2])
+    return plan.run(at)
+
+
+def _z2u_scores(layer: _Layer, baseline: str, plan: StepPlan, targets: list[int],
+                heads: list[int], method: str) -> tuple[np.ndarray, StepResult]:
+    """Scores [T, Hs, S] after any ratio fix, and the raw run (completeness data)."""
+    t, hs, s = len(targets), len(heads), layer.z.shape[0]
+    raw = _z2u_run(layer, "zero" if baseline == "zero" else "self_input_token", plan,
+                   targets, heads, method)
+    scores = raw.arrays[0].reshape(t, hs, s).copy()
+    if baseline != "zero":
+        scores[np.arange(t), :, targets] = 0.0  # s_j := 0 (exactly 0 already)
+    j_idx = np.broadcast_to(np.asarray(targets)[:, None], (t, hs))
     if baseline == "itb_zero_ratio":
-        zero_scores, _, _ = run("zero")
-        scores = ratio.zero_ratio(scores, zero_scores, j_idx)
+        zero_scores = _z2u_run(layer, "zero", plan, targets, heads, method).arrays[0]
+        scores = ratio.zero_ratio(scores, zero_scores.reshape(t, hs, s), j_idx)
     elif baseline == "itb_map_ratio":
         diag = np.asarray(self_attention_probs(layer.graphdef, layer.state, layer.z), np.float64)
         alpha = diag[np.asarray(heads)][:, np.asarray(targets)].T  # [T, Hs]
         scores = ratio.map_ratio(scores, alpha, j_idx)
-    return scores, {"ig_sum": ig_sum, "change": change}
+    return scores, raw
 
 
-def _u2z_block(layer: _Layer, baseline: str, rule: Rule, targets: list[int],
+def _u2z_block(layer: _Layer, baseline: str, plan: StepPlan, targets: list[int],
                residual: bool) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    alphas, weights = rule.without_zero_node()
-    contrib, total, _ = u2z(layer.graphdef, layer.state, layer.z, jnp.asarray(targets),
-                            alphas, weights, baseline=baseline, residual=residual)
-    contrib = np.asarray(contrib, np.float64)
-    total = np.asarray(total, np.float64)
+    def at(rule: Rule) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        alphas, weights = layer.nodes(rule)
+        contrib, total, _ = u2z(layer.graphdef, layer.state, layer.z, jnp.asarray(targets),
+                                alphas, weights, baseline=baseline, residual=residual)
+        contrib, total = np.asarray(contrib, np.float64), np.asarray(total, np.float64)
+        return (contrib, total), relative_error(contrib.sum(axis=1), total, rule.weight_sum)
+
+    res = plan.run(at)
+    contrib, total = res.arrays
+    rel = relative_error(contrib.sum(axis=1), total, res.weight_sum)
     blocks = []
     for t in range(len(targets)):
         err = float(contrib[t].sum() - total[t])
-        comp = _completeness(contrib[t].sum(keepdims=True), total[t : t + 1], rule.weight_sum)
+        completeness = {"error": err, "mean_abs_error": abs(err),
+                        "expected": float(total[t] * res.weight_sum[t]),
+                        "relative_error": float(rel[t]),
+                        "weight_sum": float(res.weight_sum[t])}
+        if res.converged is not None:
+            completeness.update(steps_used=int(res.steps[t]),
+                                converged=bool(res.converged[t]))
         blocks.append({
             "baseline": baseline,
             "description": DESC_U2Z,
             "contributions": _floats(contrib[t]),
             "l2_total": float(total[t]),
-            "completeness": {"error": err, "mean_abs_error": abs(err),
-                             "expected": comp["scalar_change"][0] * rule.weight_sum,
-                             "relative_error": comp["relative_error"][0],
-                             "weight_sum": rule.weight_sum},
-            "rule": rule.name,
+            "completeness": completeness,
+            "rule": res.rule,
         })
     return contrib, blocks
 
@@ -184,7 +222,7 @@ def explain(
     text: str,
     *,
     model: str = LIGConfig.model,
-    num_steps: int = 32,
+    num_steps: int | str = 32,
     granularity: str | Sequence[str] = "all",
     baseline_att: str = "self_input_token",
     baseline_mlp: str = "zero",
@@ -196,6 +234,9 @@ def explain(
     include_residual_connection: bool = True,
     rule: str = "reference",
     method: str = "fast",
+    dtype: str = "float32",
+    auto_tol: float = 0.01,
+    max_steps: int = 512,
     config: LIGConfig | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -203,7 +244,9 @@ def explain(
 
     If `config` is given the other keyword options are ignored (as in the reference).
     `method`: "fast" (structure-exploiting integrands) or "direct" (one reverse pass per
-    target); both compute the same numbers.
+    target); both compute the same numbers. `num_steps="auto"` doubles the steps per
+    column (from 16 up to `max_steps`) until its completeness error is below `auto_tol`.
+    `dtype="bfloat16"` runs the attributions in bfloat16 (completeness shows the cost).
     `progress` receives short status lines (the CLI prints them on stderr).
     """
     cfg = config or LIGConfig(
@@ -211,6 +254,7 @@ def explain(
         baseline_mlp=baseline_mlp, baseline_layer=baseline_layer, layers=layers,
         target_tokens=target_tokens, target_head=target_head, device=device,
         include_residual_connection=include_residual_connection, rule=rule, method=method,
+        dtype=dtype, auto_tol=auto_tol, max_steps=max_steps,
     )
     validate(cfg)
     say = progress or (lambda _msg: None)
@@ -235,8 +279,9 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
         heads = check_indices("target_head", [cfg.target_head], n_heads)
     else:
         heads = list(range(n_heads))
-    rules = {p: make_rule(resolve_rule(cfg.rule, r), cfg.num_steps)
+    plans = {p: make_plan(resolve_rule(cfg.rule, r), cfg.num_steps, cfg.auto_tol, cfg.max_steps)
              for p, r in REFERENCE_RULES.items()}
+    dtype = COMPUTE_DTYPES[cfg.dtype]
 
     t = time.perf_counter()
     graphdef, state = nnx.split(lm.model)
@@ -250,11 +295,12 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
     for step, l in enumerate(layer_list):
         say(f"layer {l} ({step + 1}/{len(layer_list)}): {', '.join(grans)}")
         _, block_state = nnx.split(lm.model.layers[l])
-        layer = _Layer(block_graphdef, block_state, hidden[l])
+        block_state = jax.tree.map(lambda a: a.astype(dtype), block_state)
+        layer = _Layer(block_graphdef, block_state, hidden[l].astype(dtype))
         entry: dict[str, Any] = {"layer_idx": l}
         if "layer" in grans:
             t = time.perf_counter()
-            entry["z2z"] = _z2z_block(layer, cfg.baseline_layer, rules["z2z"], tokens, targets,
+            entry["z2z"] = _z2z_block(layer, cfg.baseline_layer, plans["z2z"], tokens, targets,
                                       cfg.method)
             timings["z2z_s"] = timings.get("z2z_s", 0.0) + time.perf_counter() - t
         att_scores = mlp_contrib = None
@@ -263,30 +309,36 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
                                 for j in targets}
         if "att" in grans:
             t = time.perf_counter()
-            att_scores, comp = _z2u_scores(layer, cfg.baseline_att, rules["z2u"], targets, heads,
-                                           cfg.method)
+            att_scores, raw = _z2u_scores(layer, cfg.baseline_att, plans["z2u"], targets, heads,
+                                          cfg.method)
+            _, signed, change = raw.arrays
+            rel = relative_error(signed, change, raw.weight_sum).reshape(len(targets), -1)
+            signed, change = signed.reshape(rel.shape), change.reshape(rel.shape)
+            wsum = raw.weight_sum.reshape(rel.shape)
+            steps = raw.steps.reshape(rel.shape)
             desc = DESC_Z2U + DESC_Z2U_FIX.get(cfg.baseline_att, "")
             for ti, j in enumerate(targets):
                 heads_out = {}
                 for hi, h in enumerate(heads):
                     sc = att_scores[ti, hi]
-                    c = _completeness(comp["ig_sum"][ti, hi : hi + 1],
-                                      comp["change"][ti, hi : hi + 1], rules["z2u"].weight_sum)
+                    comp = {"ig_sum": float(signed[ti, hi]), "scalar_change": float(change[ti, hi]),
+                            "relative_error": float(rel[ti, hi])}
+                    if raw.converged is not None:
+                        comp.update(steps_used=int(steps[ti, hi]), weight_sum=float(wsum[ti, hi]),
+                                    converged=bool(raw.converged.reshape(rel.shape)[ti, hi]))
                     heads_out[str(h)] = {
                         "contributions": _floats(sc),
                         "token_l2_norm": float(np.linalg.norm(sc)),
-                        "completeness": {"ig_sum": c["ig_sum"][0],
-                                         "scalar_change": c["scalar_change"][0],
-                                         "relative_error": c["relative_error"][0]},
+                        "completeness": comp,
                     }
                 entry["targets"][str(j)]["z2u"] = {
                     "baseline": cfg.baseline_att, "description": desc, "heads": heads_out,
-                    "rule": rules["z2u"].name, "weight_sum": rules["z2u"].weight_sum,
+                    "rule": raw.rule, "weight_sum": _scalar_or_list(wsum[ti]),
                 }
             timings["z2u_s"] = timings.get("z2u_s", 0.0) + time.perf_counter() - t
         if "mlp" in grans:
             t = time.perf_counter()
-            mlp_contrib, blocks = _u2z_block(layer, cfg.baseline_mlp, rules["u2z"], targets,
+            mlp_contrib, blocks = _u2z_block(layer, cfg.baseline_mlp, plans["u2z"], targets,
                                              cfg.include_residual_connection)
             for j, b in zip(targets, blocks, strict=True):
                 entry["targets"][str(j)]["u2z"] = b
@@ -312,12 +364,11 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
             "baseline_layer": cfg.baseline_layer, "layers": layer_list,
             "target_tokens": targets, "target_head": cfg.target_head,
             "include_residual_connection": cfg.include_residual_connection, "rule": cfg.rule,
-            "method": cfg.method,
+            "method": cfg.method, "dtype": cfg.dtype,
         },
         "boundaries": boundaries,
         "layers": out_layers,
-        "quadrature": {p: {"rule": r.name, "num_steps": r.num_steps, "weight_sum": r.weight_sum}
-                       for p, r in rules.items()},
+        "quadrature": {p: plan.describe() for p, plan in plans.items()},
         "timings": timings,
         "versions": _versions(lm),
     }

@@ -39,6 +39,16 @@ def _int_list(what: str, value: str | None) -> list[int] | None:
         return None
 
 
+def _steps(value: str) -> int | str:
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        _fail(f"--steps takes an integer or 'auto'. Got: {value!r}")
+        return 0
+
+
 def _enable_compilation_cache() -> None:
     """Persist compiled XLA programs so a second CLI run does not compile again."""
     import jax
@@ -65,7 +75,8 @@ def explain(
     text: Annotated[str, typer.Argument(help="The sentence to explain.")],
     model: Annotated[str, typer.Option(help="HF folder, hub id, or 'default' "
                                        "(all-MiniLM-L6-v2, offline).")] = "all-MiniLM-L6-v2",
-    steps: Annotated[int, typer.Option(help="Integration steps per IG.")] = 32,
+    steps: Annotated[str, typer.Option(help="Integration steps per IG, or 'auto' (double "
+                                       "per column until --auto-tol completeness).")] = "32",
     granularity: Annotated[str, typer.Option(help="all, or a comma list of att, mlp, layer.")
                            ] = "all",
     baseline_att: Annotated[str, typer.Option(help="zero | self_input_token | itb_zero_ratio "
@@ -86,6 +97,12 @@ def explain(
                                       "gauss_legendre | midpoint")] = "reference",
     method: Annotated[str, typer.Option(help="fast (structured integrands) | direct (one "
                                         "reverse pass per target); same numbers.")] = "fast",
+    dtype: Annotated[str, typer.Option(help="float32 | bfloat16 (attribution compute).")
+                     ] = "float32",
+    auto_tol: Annotated[float, typer.Option(help="Completeness tolerance of --steps auto.")
+                        ] = 0.01,
+    max_steps: Annotated[int, typer.Option(help="Largest step count --steps auto tries.")
+                         ] = 512,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the JSON "
                                                    "here instead of stdout.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
@@ -102,12 +119,13 @@ def explain(
 
     try:
         result = run_explain(
-            text, model=model, num_steps=steps, granularity=granularity,
+            text, model=model, num_steps=_steps(steps), granularity=granularity,
             baseline_att=baseline_att, baseline_mlp=baseline_mlp,
             baseline_layer=baseline_layer, layers=_int_list("layers", layers),
             target_tokens=_int_list("target-tokens", target_tokens), target_head=target_head,
             device=device, include_residual_connection=not no_residual, rule=rule,
-            method=method, progress=progress,
+            method=method, dtype=dtype, auto_tol=auto_tol, max_steps=max_steps,
+            progress=progress,
         )
         _write_json(result, output)
     except LIGError as e:

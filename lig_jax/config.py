@@ -13,6 +13,7 @@ BASELINES_MLP = ("zero", "att_itb_a0")
 BASELINES_LAYER = ("zero", "self_input_token", "itb_zero_ratio")
 GRANULARITIES = ("att", "mlp", "layer")
 METHODS = ("fast", "direct")
+DTYPES = ("float32", "bfloat16")
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
@@ -28,7 +29,7 @@ class LIGConfig:
     """
 
     model: str = DEFAULT_MODEL
-    num_steps: int = 32
+    num_steps: int | str = 32
     granularity: str | Sequence[str] = "all"
     baseline_att: str = "self_input_token"
     baseline_mlp: str = "zero"
@@ -40,6 +41,9 @@ class LIGConfig:
     include_residual_connection: bool = True
     rule: str = "reference"
     method: str = "fast"
+    dtype: str = "float32"
+    auto_tol: float = 0.01
+    max_steps: int = 512
 
 
 def granularity_list(granularity: str | Sequence[str]) -> list[str]:
@@ -73,11 +77,19 @@ def validate(cfg: LIGConfig) -> None:
         raise choice_error("method", cfg.method, METHODS)
     if cfg.rule not in RULE_CHOICES:
         raise choice_error("quadrature rule", cfg.rule, RULE_CHOICES)
+    if cfg.dtype not in DTYPES:
+        raise choice_error("dtype", cfg.dtype, DTYPES)
     n = cfg.num_steps
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise LIGError(f"num_steps must be an integer. Got: {n!r}")
     minimum = 2 if cfg.rule in (*TRAPEZOID_RULES, "reference") else 1
-    if n < minimum:
+    if n == "auto":
+        if not isinstance(cfg.auto_tol, (int, float)) or not 0 < cfg.auto_tol < 1:
+            raise LIGError(f"auto_tol must be in (0, 1). Got: {cfg.auto_tol!r}")
+        if isinstance(cfg.max_steps, bool) or not isinstance(cfg.max_steps, int) or \
+                cfg.max_steps < 16:
+            raise LIGError(f"max_steps must be an integer >= 16. Got: {cfg.max_steps!r}")
+    elif isinstance(n, bool) or not isinstance(n, int):
+        raise LIGError(f"num_steps must be an integer or 'auto'. Got: {n!r}")
+    elif n < minimum:
         raise LIGError(f"num_steps must be >= {minimum} for rule '{cfg.rule}'. Got: {n}")
     granularity_list(cfg.granularity)
 

@@ -96,10 +96,21 @@ def _scalar_or_list(a: np.ndarray) -> float | list:
 
 
 class _Layer:
-    """One block (graphdef, state in the compute dtype) and the sentence's input to it."""
+    """One block (graphdef, state in the compute dtype) and the sentence's input to it.
 
-    def __init__(self, graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array):
+    z [S_b, d] is padded to the length bucket S_b; the first `length` rows are the
+    sentence, `key_mask` [S_b] marks them. `pad_targets` are extra target columns computed
+    only to keep array shapes (and so compiled programs) fixed per bucket; every result is
+    cut back to the real tokens before it leaves this module.
+    """
+
+    def __init__(self, graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array,
+                 key_mask: jax.Array, length: int, pad_targets: list[int]):
         self.graphdef, self.state, self.z = graphdef, state, z
+        self.key_mask, self.length, self.pad_targets = key_mask, length, pad_targets
+
+    def compute_targets(self, targets: list[int]) -> jax.Array:
+        return jnp.asarray(targets + self.pad_targets)
 
     def nodes(self, rule: Rule) -> tuple[jax.Array, jax.Array]:
         alphas, weights = rule.without_zero_node()
@@ -108,13 +119,16 @@ class _Layer:
 
 def _z2z_run(layer: _Layer, baseline: str, plan: StepPlan, method: str) -> StepResult:
     """arrays = (columns [S_tgt, S_src], L [S_tgt]) for one raw baseline."""
-    s, d = layer.z.shape
+    sb, d = layer.z.shape
+    s = layer.length
 
     def at(rule: Rule) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         alphas, weights = layer.nodes(rule)
         m, total = z2z(layer.graphdef, layer.state, layer.z, alphas, weights, baseline=baseline,
-                       chunk=z2z_chunk(s, d, s, len(alphas)), method=method)
-        cols, total = np.asarray(m, np.float64).T, np.asarray(total, np.float64)
+                       chunk=z2z_chunk(sb, d, sb, len(alphas)), method=method,
+                       key_mask=layer.key_mask)
+        cols = np.asarray(m, np.float64)[:s, :s].T
+        total = np.asarray(total, np.float64)[:s]
         return (cols, total), relative_error(cols.sum(axis=1), total, rule.weight_sum)
 
     return plan.run(at)
@@ -122,7 +136,7 @@ def _z2z_run(layer: _Layer, baseline: str, plan: StepPlan, method: str) -> StepR
 
 def _z2z_block(layer: _Layer, baseline: str, plan: StepPlan, tokens: list[str],
                targets: list[int], method: str) -> dict[str, Any]:
-    s = layer.z.shape[0]
+    s = layer.length
     raw = _z2z_run(layer, "self_input_token" if baseline == "itb_zero_ratio" else baseline,
                    plan, method)
     cols, total = raw.arrays
@@ -150,16 +164,17 @@ def _z2z_block(layer: _Layer, baseline: str, plan: StepPlan, tokens: list[str],
 def _z2u_run(layer: _Layer, baseline: str, plan: StepPlan, targets: list[int],
              heads: list[int], method: str) -> StepResult:
     """arrays = (scores [T·Hs, S], signed Σ IG [T·Hs], f [T·Hs]), columns (target, head)."""
-    s, d = layer.z.shape
-    t_arr, h_arr = jnp.asarray(targets), jnp.asarray(heads)
+    sb, d = layer.z.shape
+    s, t = layer.length, len(targets)
+    t_arr, h_arr = layer.compute_targets(targets), jnp.asarray(heads)
 
     def at(rule: Rule) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         alphas, weights = layer.nodes(rule)
         out = z2u(layer.graphdef, layer.state, layer.z, t_arr, h_arr, alphas, weights,
-                  baseline=baseline, method=method,
-                  chunk=z2u_chunk(s, d, len(targets), len(heads), len(alphas)))
-        scores, signed, f = (np.asarray(o, np.float64) for o in out)
-        scores, signed, f = scores.reshape(-1, s), signed.reshape(-1), f.reshape(-1)
+                  baseline=baseline, method=method, key_mask=layer.key_mask,
+                  chunk=z2u_chunk(sb, d, len(t_arr), len(heads), len(alphas)))
+        scores, signed, f = (np.asarray(o, np.float64)[:t] for o in out)
+        scores, signed, f = scores[..., :s].reshape(-1, s), signed.reshape(-1), f.reshape(-1)
         return (scores, signed, f), relative_error(signed, f, rule.weight_sum)
 
     return plan.run(at)
@@ -168,7 +183,7 @@ def _z2u_run(layer: _Layer, baseline: str, plan: StepPlan, targets: list[int],
 def _z2u_scores(layer: _Layer, baseline: str, plan: StepPlan, targets: list[int],
                 heads: list[int], method: str) -> tuple[np.ndarray, StepResult]:
     """Scores [T, Hs, S] after any ratio fix, and the raw run (completeness data)."""
-    t, hs, s = len(targets), len(heads), layer.z.shape[0]
+    t, hs, s = len(targets), len(heads), layer.length
     raw = _z2u_run(layer, "zero" if baseline == "zero" else "self_input_token", plan,
                    targets, heads, method)
     scores = raw.arrays[0].reshape(t, hs, s).copy()
@@ -179,7 +194,8 @@ def _z2u_scores(layer: _Layer, baseline: str, plan: StepPlan, targets: list[int]
         zero_scores = _z2u_run(layer, "zero", plan, targets, heads, method).arrays[0]
         scores = ratio.zero_ratio(scores, zero_scores.reshape(t, hs, s), j_idx)
     elif baseline == "itb_map_ratio":
-        diag = np.asarray(self_attention_probs(layer.graphdef, layer.state, layer.z), np.float64)
+        diag = np.asarray(self_attention_probs(layer.graphdef, layer.state, layer.z,
+                                               layer.key_mask), np.float64)
         alpha = diag[np.asarray(heads)][:, np.asarray(targets)].T  # [T, Hs]
         scores = ratio.map_ratio(scores, alpha, j_idx)
     return scores, raw
@@ -189,9 +205,11 @@ def _u2z_block(layer: _Layer, baseline: str, plan: StepPlan, targets: list[int],
                residual: bool) -> tuple[np.ndarray, list[dict[str, Any]]]:
     def at(rule: Rule) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         alphas, weights = layer.nodes(rule)
-        contrib, total, _ = u2z(layer.graphdef, layer.state, layer.z, jnp.asarray(targets),
-                                alphas, weights, baseline=baseline, residual=residual)
-        contrib, total = np.asarray(contrib, np.float64), np.asarray(total, np.float64)
+        contrib, total, _ = u2z(layer.graphdef, layer.state, layer.z,
+                                layer.compute_targets(targets), alphas, weights,
+                                baseline=baseline, residual=residual, key_mask=layer.key_mask)
+        t = len(targets)
+        contrib, total = np.asarray(contrib, np.float64)[:t], np.asarray(total, np.float64)[:t]
         return (contrib, total), relative_error(contrib.sum(axis=1), total, rule.weight_sum)
 
     res = plan.run(at)
@@ -237,6 +255,7 @@ def explain(
     dtype: str = "float32",
     auto_tol: float = 0.01,
     max_steps: int = 512,
+    bucket: bool = True,
     config: LIGConfig | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -247,6 +266,7 @@ def explain(
     target); both compute the same numbers. `num_steps="auto"` doubles the steps per
     column (from 16 up to `max_steps`) until its completeness error is below `auto_tol`.
     `dtype="bfloat16"` runs the attributions in bfloat16 (completeness shows the cost).
+    `bucket`: pad to a length bucket (masked) so new lengths reuse compiled programs.
     `progress` receives short status lines (the CLI prints them on stderr).
     """
     cfg = config or LIGConfig(
@@ -254,7 +274,7 @@ def explain(
         baseline_mlp=baseline_mlp, baseline_layer=baseline_layer, layers=layers,
         target_tokens=target_tokens, target_head=target_head, device=device,
         include_residual_connection=include_residual_connection, rule=rule, method=method,
-        dtype=dtype, auto_tol=auto_tol, max_steps=max_steps,
+        dtype=dtype, auto_tol=auto_tol, max_steps=max_steps, bucket=bucket,
     )
     validate(cfg)
     say = progress or (lambda _msg: None)
@@ -283,9 +303,14 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
              for p, r in REFERENCE_RULES.items()}
     dtype = COMPUTE_DTYPES[cfg.dtype]
 
+    sb = bucket_length(s, lm.config.max_tokens) if cfg.bucket else s
+    pad_targets = list(range(s, sb)) if cfg.target_tokens is None else []
+    key_mask = jnp.arange(sb) < s
+    padded = jnp.asarray(ids + [lm.config.pad_token_id] * (sb - s), jnp.int32)
+
     t = time.perf_counter()
     graphdef, state = nnx.split(lm.model)
-    hidden = _hidden_states(graphdef, state, jnp.asarray(ids, jnp.int32))
+    hidden = _hidden_states(graphdef, state, padded, key_mask)
     timings["hidden_states_s"] = time.perf_counter() - t
     block_graphdef, _ = nnx.split(lm.model.layers[0])
 
@@ -296,7 +321,8 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
         say(f"layer {l} ({step + 1}/{len(layer_list)}): {', '.join(grans)}")
         _, block_state = nnx.split(lm.model.layers[l])
         block_state = jax.tree.map(lambda a: a.astype(dtype), block_state)
-        layer = _Layer(block_graphdef, block_state, hidden[l].astype(dtype))
+        layer = _Layer(block_graphdef, block_state, hidden[l].astype(dtype), key_mask, s,
+                       pad_targets)
         entry: dict[str, Any] = {"layer_idx": l}
         if "layer" in grans:
             t = time.perf_counter()
@@ -374,13 +400,22 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
     }
 
 
-def _hidden_states(graphdef: nnx.GraphDef, state: nnx.State, ids: jax.Array) -> jax.Array:
-    return _hidden_states_jit(graphdef, state, ids)
-
-
 @jax.jit(static_argnames=("graphdef",))
-def _hidden_states_jit(graphdef: nnx.GraphDef, state: nnx.State, ids: jax.Array) -> jax.Array:
-    return nnx.merge(graphdef, state).hidden_states(ids)
+def _hidden_states(graphdef: nnx.GraphDef, state: nnx.State, ids: jax.Array,
+                   key_mask: jax.Array) -> jax.Array:
+    return nnx.merge(graphdef, state).hidden_states(ids, key_mask)
+
+
+BUCKETS = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+def bucket_length(length: int, limit: int) -> int:
+    """The padded length a sentence of `length` tokens is computed at (≤ `limit`).
+
+    Sentences of the same bucket share compiled programs, so a new sentence length does
+    not recompile; the padding costs at most ~1.5× the work of the sentence itself.
+    """
+    return min(next((b for b in BUCKETS if b >= length), length), max(limit, length))
 
 
 def _versions(lm: LoadedModel) -> dict[str, str]:
@@ -389,6 +424,39 @@ def _versions(lm: LoadedModel) -> dict[str, str]:
 
     return {"lig_jax": __version__, "jax": jax.__version__, "flax": flax.__version__,
             "transformers": transformers.__version__, "checkpoint_sha256": lm.checkpoint_hash}
+
+
+def explain_batch(
+    texts: Sequence[str],
+    *,
+    config: LIGConfig | None = None,
+    progress: Progress | None = None,
+    on_result: Callable[[int, dict[str, Any]], None] | None = None,
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
+    """`explain` for many sentences with one model load and shared compiled programs.
+
+    Sentences are padded to length buckets, so each bucket compiles once; they are run
+    shortest bucket first and returned in input order. `on_result(i, result)` is called as
+    soon as sentence i is done (to write it out before the next one starts). Options as
+    for `explain` (keywords, or `config`).
+    """
+    cfg = config or LIGConfig(**kwargs)
+    validate(cfg)
+    say = progress or (lambda _msg: None)
+    with _device_context(cfg.device):
+        lm = load_model(cfg.model)
+        lengths = [len(tokenize(lm, t)[0]) for t in texts]
+        order = sorted(range(len(texts)),
+                       key=lambda i: (bucket_length(lengths[i], lm.config.max_tokens), i))
+        results: list[dict[str, Any] | None] = [None] * len(texts)
+        for done, i in enumerate(order):
+            say(f"sentence {done + 1}/{len(texts)} ({lengths[i]} tokens)")
+            t0 = time.perf_counter()
+            results[i] = _explain_loaded(lm, texts[i], cfg, lambda _m: None, {}, t0)
+            if on_result is not None:
+                on_result(i, results[i])
+    return results  # type: ignore[return-value]
 
 
 def explain_to_json(text: str, **kwargs: Any) -> str:

@@ -7,6 +7,7 @@ print one line, `error: …`, and exit with status 2.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -134,6 +135,76 @@ def explain(
         _fail(f"cannot write {output}: {e.strerror}")
     wrote = f", wrote {output}" if output else ""
     progress(f"done in {time.perf_counter() - start:.1f}s{wrote}")
+
+
+@app.command("explain-batch")
+def explain_batch_cmd(
+    texts: Annotated[Path, typer.Argument(help="Text file, one sentence per line.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="JSON Lines file: one result "
+                                         "per line, {\"index\": i, \"result\": …}.")],
+    model: Annotated[str, typer.Option(help="As for explain.")] = "all-MiniLM-L6-v2",
+    steps: Annotated[str, typer.Option(help="As for explain.")] = "32",
+    granularity: Annotated[str, typer.Option(help="As for explain.")] = "all",
+    layers: Annotated[str | None, typer.Option(help="As for explain.")] = None,
+    rule: Annotated[str, typer.Option(help="As for explain.")] = "reference",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Explain every line of a file; finished sentences are on disk before the next starts.
+
+    Re-running with the same output file skips the sentences it already holds (a torn last
+    line from a crash is dropped and redone).
+    """
+    from .api import explain_batch
+
+    _enable_compilation_cache()
+    try:
+        lines = [ln.strip() for ln in texts.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as e:
+        _fail(f"cannot read {texts}: {e}")
+    sentences = [(i, ln) for i, ln in enumerate(lines) if ln]
+    if not sentences:
+        _fail(f"{texts} has no non-empty lines")
+    done = _finished_indices(output)
+    todo = [(i, ln) for i, ln in sentences if i not in done]
+    start = time.perf_counter()
+
+    def progress(msg: str) -> None:
+        if not quiet:
+            typer.echo(f"[{time.perf_counter() - start:6.1f}s] {msg}", err=True)
+
+    progress(f"{len(done)} already in {output}, {len(todo)} to do")
+    with output.open("a", encoding="utf-8") as fh:
+        def write(k: int, result: dict) -> None:
+            fh.write(json.dumps({"index": todo[k][0], "result": result}, ensure_ascii=False)
+                     + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+        try:
+            if todo:
+                explain_batch([ln for _, ln in todo], model=model, num_steps=_steps(steps),
+                              granularity=granularity, layers=_int_list("layers", layers),
+                              rule=rule, progress=progress, on_result=write)
+        except LIGError as e:
+            _fail(str(e))
+    progress(f"done: {len(sentences)} sentences in {output}")
+
+
+def _finished_indices(path: Path) -> set[int]:
+    """Indices already written to a JSON Lines output; a torn last line is cut off."""
+    if not path.exists():
+        return set()
+    data = path.read_bytes()
+    keep = data[: data.rfind(b"\n") + 1]  # everything up to the last complete line
+    if len(keep) != len(data):
+        path.write_bytes(keep)
+    done = set()
+    for n, line in enumerate(keep.decode("utf-8").splitlines(), 1):
+        try:
+            done.add(int(json.loads(line)["index"]))
+        except (ValueError, KeyError, TypeError):
+            _fail(f"{path} line {n} is not a lig-jax batch record; use a new output file")
+    return done
 
 
 @app.command()

@@ -44,6 +44,7 @@ class LIGConfig:
     dtype: str = "float32"
     auto_tol: float = 0.01
     max_steps: int = 512
+    bucket: bool = True
 
 
 def granularity_list(granularity: str | Sequence[str]) -> list[str]:

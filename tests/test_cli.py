@@ -84,3 +84,27 @@ def test_console_script_help() -> None:
                  "--baseline-layer", "--layers", "--target-tokens", "--target-head",
                  "--no-residual", "--rule", "--output"):
         assert flag in res.stdout
+
+
+def test_explain_batch_writes_and_resumes(tiny_bert, tmp_path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("The cat sat.\n\nA dog barked loudly.\nHi.\n")
+    out = tmp_path / "out.jsonl"
+    args = ["explain-batch", str(src), "-o", str(out), "--model", str(tiny_bert), "--steps", "2",
+            "--layers", "0", "-q"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(r["index"] for r in records) == [0, 2, 3]
+    full = out.read_text()
+    # a crash mid-write: drop the last record and leave a torn line behind
+    lines = full.splitlines(keepends=True)
+    out.write_text("".join(lines[:-1]) + lines[-1][:20])
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    again = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(r["index"] for r in again) == [0, 2, 3]
+    by_index = {r["index"]: r["result"]["layers"] for r in records}
+    for r in again:
+        assert r["result"]["layers"]["0"]["z2z"]["matrix"] == by_index[r["index"]]["0"]["z2z"][
+            "matrix"]

@@ -41,17 +41,24 @@ def _attention_terms(a, p, q, k, v, c, kd, vd, tau):
     return e, beta, _es("hji,ihe->jhe", beta, k)
 
 
-def z2z_zero(block, z, alphas, weights, chunk):
+def _masked(scores, key_mask):
+    """Padded keys get the most negative score (probability exactly 0)."""
+    if key_mask is None:
+        return scores
+    return jnp.where(key_mask, scores, jnp.finfo(scores.dtype).min)
+
+
+def z2z_zero(block, z, alphas, weights, chunk, key_mask=None):
     """Layer-direct z→z, zero baseline: (M [S_src, S_tgt], L [S_tgt])."""
     tau = block.attention_scale
     x_base = jnp.zeros_like(z)
-    y_base = block(x_base)
+    y_base = block(x_base, key_mask)
     delta = z - x_base
 
     def node(alpha):
         x = x_base + alpha * delta
         (q, k, v), (qd, kd, vd) = jax.jvp(block.premap, (x,), (delta,))
-        a, c = attention_mix(q, k, v, tau)
+        a, c = attention_mix(q, k, v, tau, key_mask)
 
         def total(xr, cc):
             return jnp.sum(safe_norm(block.postmap(xr, cc) - y_base))
@@ -62,7 +69,7 @@ def z2z_zero(block, z, alphas, weights, chunk):
         return e + jnp.diag(diag)
 
     m = node_sum(node, alphas, weights, chunk)
-    return m, safe_norm(block(z) - y_base)
+    return m, safe_norm(block(z, key_mask) - y_base)
 
 
 def _affine_projections(block, z):
@@ -72,7 +79,7 @@ def _affine_projections(block, z):
     return q, k, v, _es("sd,dhe->she", z, wk), _es("sd,dhe->she", z, wv)
 
 
-def z2z_itb(block, z, alphas, weights, chunk):
+def z2z_itb(block, z, alphas, weights, chunk, key_mask=None):
     """Layer-direct z→z, ITB baseline, for affine premaps (post-LN encoders).
 
     Target j's path x_i(α) = z_j + α(z_i − z_j) keeps row j fixed, so q_j is constant
@@ -85,7 +92,7 @@ def z2z_itb(block, z, alphas, weights, chunk):
     def column(j):
         dk, dv = kt - kt[j], vt - vt[j]  # k̇_i, v̇_i along j's path
         sigma = tau * _es("he,ihe->hi", q[j], dk)  # [H, S]
-        c_base = v[j]  # every value equals v_j at α = 0
+        c_base = v[j]  # every value equals v_j at α = 0 (padding included: A = 0 there)
         zj = z[j][None]
 
         def out(c):
@@ -97,7 +104,7 @@ def z2z_itb(block, z, alphas, weights, chunk):
             return safe_norm(out(c) - y_base)
 
         def node(alpha):
-            a = jax.nn.softmax(alpha * sigma, axis=-1)
+            a = jax.nn.softmax(_masked(alpha * sigma, key_mask), axis=-1)
             m = _es("hi,ihe->he", a, dv)
             p = jax.grad(scalar)(c_base + alpha * m)
             vdot = _es("he,ihe->hi", p, dv)
@@ -105,7 +112,7 @@ def z2z_itb(block, z, alphas, weights, chunk):
             return jnp.sum(a * vdot + beta * sigma, axis=0)
 
         col = node_sum(node, alphas, weights, chunk)
-        a1 = jax.nn.softmax(sigma, axis=-1)
+        a1 = jax.nn.softmax(_masked(sigma, key_mask), axis=-1)
         return col, scalar(c_base + _es("hi,ihe->he", a1, dv))
 
     cols, totals = jax.vmap(column)(jnp.arange(z.shape[0]))
@@ -120,7 +127,9 @@ def _l2_scores(acc_v, acc_k, acc_q, delta, kernels, targets):
     delta: [T, S, d] (per-target Δ), kernels: W [d, Hs, e]. Returns [T, Hs, S].
     """
     wq, wk, wv = kernels
-    s = delta.shape[1]
+    s, d = delta.shape[1:]
+    # one target's gradient block is S × Hs × d floats; keep a batch of them near 64 MB
+    per_target = 4 * 3 * s * wq.shape[1] * d
 
     def one(args):
         av, ak, aq, dlt, j = args
@@ -129,22 +138,22 @@ def _l2_scores(acc_v, acc_k, acc_q, delta, kernels, targets):
         return jnp.linalg.norm(grad * dlt[:, None, :], axis=-1).T  # [Hs, S]
 
     return jax.lax.map(one, (acc_v, acc_k, acc_q, delta, targets),
-                       batch_size=max(1, min(targets.shape[0], 2**22 // (s * s + 1))))
+                       batch_size=max(1, min(targets.shape[0], 2**26 // per_target)))
 
 
-def z2u_zero(block, z, targets, heads, alphas, weights, chunk):
+def z2u_zero(block, z, targets, heads, alphas, weights, chunk, key_mask=None):
     """z→u, zero baseline: (L2 scores [T, Hs, S], signed Σ IG [T, Hs], f(z) [T, Hs])."""
     tau = block.attention_scale
     x_base = jnp.zeros_like(z)
     delta = z - x_base
-    c_base = block.attention_context(x_base)[targets][:, heads]  # [T, Hs, e]
+    c_base = block.attention_context(x_base, key_mask)[targets][:, heads]  # [T, Hs, e]
     kernels = tuple(w[:, heads] for w in block.premap_kernels())
 
     def node(alpha):
         x = x_base + alpha * delta
         (q, k, v), (qd, kd, vd) = jax.jvp(block.premap, (x,), (delta,))
         q, k, v, qd, kd, vd = (t[:, heads] for t in (q, k, v, qd, kd, vd))
-        a, c = attention_mix(q, k, v, tau)  # per selected head
+        a, c = attention_mix(q, k, v, tau, key_mask)  # per selected head
         a, c, q_t, qd_t = a[:, targets], c[targets], q[targets], qd[targets]
         p = jax.grad(lambda cc: jnp.sum(safe_norm(cc - c_base)))(c)  # [T, Hs, e]
         vdot = _es("jhe,ihe->hji", p, vd)
@@ -159,11 +168,11 @@ def z2u_zero(block, z, targets, heads, alphas, weights, chunk):
     signed, acc_v, acc_k, acc_q = node_sum(node, alphas, weights, chunk)
     deltas = jnp.broadcast_to(delta, (targets.shape[0], *delta.shape))
     scores = _l2_scores(acc_v, acc_k, acc_q, deltas, kernels, targets)
-    f = safe_norm(block.attention_context(z)[targets][:, heads] - c_base)
+    f = safe_norm(block.attention_context(z, key_mask)[targets][:, heads] - c_base)
     return scores, signed, f
 
 
-def z2u_itb(block, z, targets, heads, alphas, weights, chunk):
+def z2u_itb(block, z, targets, heads, alphas, weights, chunk, key_mask=None):
     """z→u, ITB baseline, affine premap: (L2 scores [T, Hs, S], signed [T, Hs], f [T, Hs]).
 
     Along target j's path c_jh(α) − c′_jh = α m_jh(α), m = Σ_i A_ji (ṽ_i − ṽ_j), so
@@ -179,7 +188,7 @@ def z2u_itb(block, z, targets, heads, alphas, weights, chunk):
         sigma = tau * _es("he,ihe->hi", q[j], dk)  # [Hs, S]
 
         def node(alpha):
-            a = jax.nn.softmax(alpha * sigma, axis=-1)
+            a = jax.nn.softmax(_masked(alpha * sigma, key_mask), axis=-1)
             m = _es("hi,ihe->he", a, dv)
             p = jax.grad(lambda mm: jnp.sum(safe_norm(mm)))(m)  # m/‖m‖, 0 at m = 0
             vdot = _es("he,ihe->hi", p, dv)
@@ -188,7 +197,7 @@ def z2u_itb(block, z, targets, heads, alphas, weights, chunk):
             return signed, _es("hi,he->ihe", a, p), beta.T
 
         signed, acc_v, acc_beta = node_sum(node, alphas, weights, chunk)
-        a1 = jax.nn.softmax(sigma, axis=-1)
+        a1 = jax.nn.softmax(_masked(sigma, key_mask), axis=-1)
         f = safe_norm(_es("hi,ihe->he", a1, dv))
         # W_{K,h} q_jh is constant along the path: fold τ q_jh into the key accumulator.
         acc_k = tau * acc_beta[..., None] * q[j][None]

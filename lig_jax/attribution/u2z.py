@@ -26,6 +26,7 @@ def u2z(
     *,
     baseline: str,
     residual: bool,
+    key_mask: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """z [S, d], targets [T] → (contributions [T, d], l2_total [T], u [T, d]).
 
@@ -33,7 +34,7 @@ def u2z(
     of the input is z_j, the α = 0 end of the ATT ITB path).
     """
     block = nnx.merge(graphdef, state)
-    u_all = block.att(z)
+    u_all = block.att(z, key_mask)
 
     def h(u: jax.Array) -> jax.Array:
         return block.mlp_out(u[None], residual)[0]
@@ -43,7 +44,7 @@ def u2z(
         if baseline == "zero":
             u_base = jnp.zeros_like(u)
         else:
-            u_base = block.att(jnp.broadcast_to(z[j], z.shape))[j]
+            u_base = block.att(jnp.broadcast_to(z[j], z.shape), key_mask)[j]
         h_base = h(u_base)
 
         def scalar(v: jax.Array) -> jax.Array:

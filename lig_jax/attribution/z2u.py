@@ -35,6 +35,7 @@ def z2u(
     baseline: str,
     chunk: int,
     method: str = "fast",
+    key_mask: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """z [S, d], targets [T], heads [Hs] → (scores [T, Hs, S], ig_sum [T, Hs], f [T, Hs]).
 
@@ -45,10 +46,10 @@ def z2u(
     block = nnx.merge(graphdef, state)
     if method == "fast":
         fast = structured.z2u_zero if baseline == "zero" else structured.z2u_itb
-        return fast(block, z, targets, heads, alphas, weights, chunk)
+        return fast(block, z, targets, heads, alphas, weights, chunk, key_mask)
 
     def heads_of(x: jax.Array) -> jax.Array:
-        return block.attention_context(x)[:, heads]  # [S, Hs, d_h]
+        return block.attention_context(x, key_mask)[:, heads]  # [S, Hs, d_h]
 
     if baseline == "zero":
         x_base = jnp.zeros_like(z)
@@ -76,7 +77,8 @@ def z2u(
 
 
 @partial(jax.jit, static_argnames=("graphdef",))
-def self_attention_probs(graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array) -> jax.Array:
+def self_attention_probs(graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array,
+                         key_mask: jax.Array | None = None) -> jax.Array:
     """A^h_{j,j} for every head and token: [H, S] (used by the mapRatio fix)."""
-    probs = nnx.merge(graphdef, state).attention_probs(z)  # [H, S, S]
+    probs = nnx.merge(graphdef, state).attention_probs(z, key_mask)  # [H, S, S]
     return jnp.diagonal(probs, axis1=-2, axis2=-1)

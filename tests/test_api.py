@@ -181,3 +181,25 @@ def test_describe_boundaries_from_config(tiny_bert, tmp_path) -> None:
         assert d["num_layers"] == 3
     d = describe_boundaries(str(tiny_bert), load_weights=True)
     assert d["ig_ready"] is True
+
+
+def test_hub_id_resolves_through_the_hf_cache_offline(tiny_bert, tmp_path, monkeypatch) -> None:
+    """A hub id is looked up in the normal HF cache layout; HF_HUB_OFFLINE=1 is honoured."""
+    import shutil
+
+    import huggingface_hub.constants as hf_constants
+
+    from lig_jax.loading import resolve_folder
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--some-org--tiny-bert"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(tiny_bert, repo / "snapshots" / commit)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = resolve_folder("some-org/tiny-bert")
+    assert folder == repo / "snapshots" / commit
+    r = explain(TEXT, model="some-org/tiny-bert", num_steps=2, layers=[0], granularity="layer")
+    assert r["model"] == "some-org/tiny-bert" and r["model_type"] == "bert"

@@ -1,0 +1,179 @@
+"""Running the attribution functions over all requested layers of one sentence.
+
+A `LayerStack` holds the selected blocks' parameters stacked along a leading layer axis
+(in the compute dtype) and their inputs z^(l) padded to the sentence's length bucket.
+Each quantity is one jitted computation over all layers (`lax.map`, so memory is that of
+one layer); the step plan (fixed or auto) sees every (layer, target[, head]) as a column.
+Everything returned here is cut back to the real tokens and is float64 numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from .attribution import ratio
+from .attribution.u2z import u2z
+from .attribution.z2u import chunk_for as z2u_chunk
+from .attribution.z2u import self_attention_probs, z2u
+from .attribution.z2z import chunk_for as z2z_chunk
+from .attribution.z2z import z2z
+from .quadrature import Rule
+from .steps import StepPlan, StepResult, relative_error
+
+
+@partial(jax.jit, static_argnames=("fn", "graphdef", "static"))
+def _over_layers(fn: Callable, graphdef: nnx.GraphDef, states: nnx.State, zs: jax.Array,
+                 args: tuple, dynamic: dict, static: tuple) -> Any:
+    """fn(graphdef, state_l, z_l, *args, **dynamic, **static) for every layer l."""
+    kw = {**dynamic, **dict(static)}
+    return jax.lax.map(lambda sz: fn(graphdef, sz[0], sz[1], *args, **kw), (states, zs))
+
+
+class LayerStack:
+    """Blocks l ∈ layers and their padded inputs, ready for the attribution functions.
+
+    zs [L, S_b, d] are padded to the length bucket S_b; the first `length` rows are the
+    sentence (`key_mask` [S_b]). `pad_targets` are extra target columns computed only to
+    keep shapes, and so compiled programs, fixed per bucket.
+    """
+
+    def __init__(self, graphdef: nnx.GraphDef, states: nnx.State, zs: jax.Array,
+                 key_mask: jax.Array, length: int, pad_targets: list[int]):
+        self.graphdef, self.states, self.zs = graphdef, states, zs
+        self.key_mask, self.length, self.pad_targets = key_mask, length, pad_targets
+
+    @classmethod
+    def build(cls, blocks: list[nnx.Module], zs: jax.Array, key_mask: jax.Array, length: int,
+              pad_targets: list[int], dtype: Any) -> LayerStack:
+        graphdef = nnx.split(blocks[0])[0]
+        states = [jax.tree.map(lambda a: a.astype(dtype), nnx.split(b)[1]) for b in blocks]
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+        return cls(graphdef, stacked, zs.astype(dtype), key_mask, length, pad_targets)
+
+    @property
+    def num_layers(self) -> int:
+        return self.zs.shape[0]
+
+    @property
+    def padded_length(self) -> int:
+        return self.zs.shape[1]
+
+    @property
+    def hidden(self) -> int:
+        return self.zs.shape[2]
+
+    def nodes(self, rule: Rule) -> tuple[jax.Array, jax.Array]:
+        alphas, weights = rule.without_zero_node()
+        return jnp.asarray(alphas, self.zs.dtype), jnp.asarray(weights, self.zs.dtype)
+
+    def targets(self, targets: list[int]) -> jax.Array:
+        return jnp.asarray(targets + self.pad_targets)
+
+    def run(self, fn: Callable, *args: Any, **static: Any) -> Any:
+        """fn over every layer with the key mask; numpy float64 outputs [L, ...]."""
+        out = _over_layers(fn, self.graphdef, self.states, self.zs, args,
+                           {"key_mask": self.key_mask}, tuple(sorted(static.items())))
+        return jax.tree.map(lambda a: np.asarray(a, np.float64), out)
+
+
+def z2z_columns(stack: LayerStack, baseline: str, plan: StepPlan, method: str) -> StepResult:
+    """Raw layer-direct z→z: arrays = (columns [L, S_tgt, S_src], L_j [L, S_tgt])."""
+    s, sb = stack.length, stack.padded_length
+
+    def at(rule: Rule) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        alphas, weights = stack.nodes(rule)
+        m, total = stack.run(z2z, alphas, weights, baseline=baseline, method=method,
+                             chunk=z2z_chunk(sb, stack.hidden, sb, len(alphas)))
+        cols = np.swapaxes(m[:, :s, :s], 1, 2).reshape(-1, s)
+        total = total[:, :s].reshape(-1)
+        return (cols, total), relative_error(cols.sum(axis=1), total, rule.weight_sum)
+
+    return _per_layer(plan.run(at), stack.num_layers)
+
+
+def z2z_matrices(stack: LayerStack, baseline: str, plan: StepPlan, method: str
+                 ) -> tuple[np.ndarray, StepResult]:
+    """z→z matrices [L, S_src, S_tgt] after any ratio fix, and the raw run."""
+    raw = z2z_columns(stack, "self_input_token" if baseline == "itb_zero_ratio" else baseline,
+                      plan, method)
+    cols = raw.arrays[0]
+    if baseline == "itb_zero_ratio":
+        zero = z2z_columns(stack, "zero", plan, method).arrays[0]
+        j = np.broadcast_to(np.arange(stack.length), cols.shape[:2])
+        cols = ratio.zero_ratio(cols, zero, j)
+    return np.swapaxes(cols, 1, 2), raw
+
+
+def z2u_columns(stack: LayerStack, baseline: str, plan: StepPlan, targets: list[int],
+                heads: list[int], method: str) -> StepResult:
+    """Raw z→u: arrays = (scores [L, T, Hs, S], signed Σ IG [L, T, Hs], f [L, T, Hs])."""
+    s, t, hs = stack.length, len(targets), len(heads)
+    t_arr, h_arr = stack.targets(targets), jnp.asarray(heads)
+
+    def at(rule: Rule) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        alphas, weights = stack.nodes(rule)
+        chunk = z2u_chunk(stack.padded_length, stack.hidden, len(t_arr), hs, len(alphas))
+        scores, signed, f = stack.run(z2u, t_arr, h_arr, alphas, weights, baseline=baseline,
+                                      method=method, chunk=chunk)
+        scores = scores[:, :t, :, :s].reshape(-1, s)
+        signed, f = signed[:, :t].reshape(-1), f[:, :t].reshape(-1)
+        return (scores, signed, f), relative_error(signed, f, rule.weight_sum)
+
+    res = plan.run(at)
+    shape = (stack.num_layers, t, hs)
+    return StepResult(
+        tuple(a.reshape(*shape, *a.shape[1:]) for a in res.arrays), res.steps.reshape(shape),
+        res.weight_sum.reshape(shape),
+        None if res.converged is None else res.converged.reshape(shape), res.rule)
+
+
+def z2u_scores(stack: LayerStack, baseline: str, plan: StepPlan, targets: list[int],
+               heads: list[int], method: str) -> tuple[np.ndarray, StepResult]:
+    """Per-source z→u scores [L, T, Hs, S] after any ratio fix, and the raw run."""
+    raw = z2u_columns(stack, "zero" if baseline == "zero" else "self_input_token", plan,
+                      targets, heads, method)
+    scores = raw.arrays[0].copy()
+    t_idx = np.asarray(targets)
+    if baseline != "zero":
+        scores[:, np.arange(len(targets)), :, t_idx] = 0.0  # s_j := 0 (exactly 0 already)
+    j_idx = np.broadcast_to(t_idx[None, :, None], scores.shape[:3])
+    if baseline == "itb_zero_ratio":
+        zero = z2u_columns(stack, "zero", plan, targets, heads, method).arrays[0]
+        scores = ratio.zero_ratio(scores, zero, j_idx)
+    elif baseline == "itb_map_ratio":
+        diag = stack.run(self_attention_probs)  # [L, H, S_b]: A^h_{j,j}
+        alpha = np.transpose(diag[:, np.asarray(heads)][:, :, t_idx], (0, 2, 1))  # [L, T, Hs]
+        scores = ratio.map_ratio(scores, alpha, j_idx)
+    return scores, raw
+
+
+def u2z_contributions(stack: LayerStack, baseline: str, plan: StepPlan, targets: list[int],
+                      residual: bool) -> StepResult:
+    """u→z: arrays = (contributions [L, T, d], l2_total [L, T])."""
+    t = len(targets)
+
+    def at(rule: Rule) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        alphas, weights = stack.nodes(rule)
+        contrib, total, _ = stack.run(u2z, stack.targets(targets), alphas, weights,
+                                      baseline=baseline, residual=residual)
+        contrib, total = contrib[:, :t].reshape(-1, stack.hidden), total[:, :t].reshape(-1)
+        return (contrib, total), relative_error(contrib.sum(axis=1), total, rule.weight_sum)
+
+    return _per_layer(plan.run(at), stack.num_layers)
+
+
+def _per_layer(res: StepResult, num_layers: int) -> StepResult:
+    """Give a column-major result a leading layer axis."""
+    def split(a: np.ndarray) -> np.ndarray:
+        return a.reshape(num_layers, -1, *a.shape[1:])
+
+    return StepResult(tuple(split(a) for a in res.arrays), split(res.steps),
+                      split(res.weight_sum),
+                      None if res.converged is None else split(res.converged), res.rule)

@@ -1,9 +1,12 @@
 """Running the attribution functions over all requested layers of one sentence.
 
-A `LayerStack` holds the selected blocks' parameters stacked along a leading layer axis
-(in the compute dtype) and their inputs z^(l) padded to the sentence's length bucket.
-Each quantity is one jitted computation over all layers (`lax.map`, so memory is that of
-one layer); the step plan (fixed or auto) sees every (layer, target[, head]) as a column.
+A `LayerStack` holds the selected blocks' parameters (in the compute dtype) and their
+inputs z^(l) padded to the sentence's length bucket. Where memory allows (the stacked
+copy of the block parameters fits `STACK_BYTES`), the blocks are stacked along a leading
+layer axis and each quantity is one jitted computation over all layers (`lax.map`, so
+activation memory is that of one layer); larger models run one jitted call per layer on
+the blocks' own arrays, with no copy. The step plan (fixed or auto) sees every
+(layer, target[, head]) as a column.
 Everything returned here is cut back to the real tokens and is float64 numpy.
 """
 
@@ -27,6 +30,8 @@ from .attribution.z2z import z2z
 from .quadrature import Rule
 from .steps import StepPlan, StepResult, relative_error
 
+STACK_BYTES = 128 * 2**20  # stack block parameters for one all-layer program up to this
+
 
 @partial(jax.jit, static_argnames=("fn", "graphdef", "static"))
 def _over_layers(fn: Callable, graphdef: nnx.GraphDef, states: nnx.State, zs: jax.Array,
@@ -44,18 +49,23 @@ class LayerStack:
     keep shapes, and so compiled programs, fixed per bucket.
     """
 
-    def __init__(self, graphdef: nnx.GraphDef, states: nnx.State, zs: jax.Array,
-                 key_mask: jax.Array, length: int, pad_targets: list[int]):
+    def __init__(self, graphdef: nnx.GraphDef, states: nnx.State | list[nnx.State],
+                 zs: jax.Array, key_mask: jax.Array, length: int, pad_targets: list[int],
+                 num_heads: int):
         self.graphdef, self.states, self.zs = graphdef, states, zs
         self.key_mask, self.length, self.pad_targets = key_mask, length, pad_targets
+        self.num_heads = num_heads
 
     @classmethod
     def build(cls, blocks: list[nnx.Module], zs: jax.Array, key_mask: jax.Array, length: int,
               pad_targets: list[int], dtype: Any) -> LayerStack:
         graphdef = nnx.split(blocks[0])[0]
         states = [jax.tree.map(lambda a: a.astype(dtype), nnx.split(b)[1]) for b in blocks]
-        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
-        return cls(graphdef, stacked, zs.astype(dtype), key_mask, length, pad_targets)
+        size = sum(a.nbytes for s in states for a in jax.tree.leaves(s))
+        if len(states) > 1 and size <= STACK_BYTES:
+            states = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+        return cls(graphdef, states, zs.astype(dtype), key_mask, length, pad_targets,
+                   blocks[0].num_heads)
 
     @property
     def num_layers(self) -> int:
@@ -78,6 +88,11 @@ class LayerStack:
 
     def run(self, fn: Callable, *args: Any, **static: Any) -> Any:
         """fn over every layer with the key mask; numpy float64 outputs [L, ...]."""
+        if isinstance(self.states, list):  # one call per layer, the blocks' own arrays
+            outs = [fn(self.graphdef, s, z, *args, key_mask=self.key_mask, **static)
+                    for s, z in zip(self.states, self.zs, strict=True)]
+            return jax.tree.map(lambda *a: np.stack([np.asarray(x, np.float64) for x in a]),
+                                *outs)
         out = _over_layers(fn, self.graphdef, self.states, self.zs, args,
                            {"key_mask": self.key_mask}, tuple(sorted(static.items())))
         return jax.tree.map(lambda a: np.asarray(a, np.float64), out)
@@ -89,8 +104,9 @@ def z2z_columns(stack: LayerStack, baseline: str, plan: StepPlan, method: str) -
 
     def at(rule: Rule) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         alphas, weights = stack.nodes(rule)
+        chunk = z2z_chunk(method, sb, stack.hidden, stack.num_heads, len(alphas))
         m, total = stack.run(z2z, alphas, weights, baseline=baseline, method=method,
-                             chunk=z2z_chunk(sb, stack.hidden, sb, len(alphas)))
+                             chunk=chunk)
         cols = np.swapaxes(m[:, :s, :s], 1, 2).reshape(-1, s)
         total = total[:, :s].reshape(-1)
         return (cols, total), relative_error(cols.sum(axis=1), total, rule.weight_sum)
@@ -119,7 +135,8 @@ def z2u_columns(stack: LayerStack, baseline: str, plan: StepPlan, targets: list[
 
     def at(rule: Rule) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         alphas, weights = stack.nodes(rule)
-        chunk = z2u_chunk(stack.padded_length, stack.hidden, len(t_arr), hs, len(alphas))
+        chunk = z2u_chunk(method, stack.padded_length, stack.hidden, len(t_arr), hs,
+                          len(alphas))
         scores, signed, f = stack.run(z2u, t_arr, h_arr, alphas, weights, baseline=baseline,
                                       method=method, chunk=chunk)
         scores = scores[:, :t, :, :s].reshape(-1, s)

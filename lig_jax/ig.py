@@ -8,14 +8,16 @@ scalar functions and call `path_sum` with the gradient transform they need
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-# Per-evaluation memory the node chunking aims for (activations of one vmapped chunk).
-DEFAULT_CHUNK_BYTES = 256 * 2**20
+# Bounds of the memory one vmapped chunk of nodes may use (see `memory_budget`).
+MIN_CHUNK_BYTES = 64 * 2**20
+MAX_CHUNK_BYTES = 384 * 2**20
 
 
 def safe_norm(v: jax.Array, axis: int | tuple[int, ...] = -1) -> jax.Array:
@@ -29,8 +31,30 @@ def safe_norm(v: jax.Array, axis: int | tuple[int, ...] = -1) -> jax.Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
 
 
-def node_chunk(num_nodes: int, bytes_per_node: int, budget: int = DEFAULT_CHUNK_BYTES) -> int:
+def memory_budget() -> int:
+    """Bytes one chunk of nodes may use: 1/16 of the default device's free memory.
+
+    Accelerators report it through `memory_stats()`; on the CPU it is the machine's
+    available memory. Clamped to [64 MiB, 384 MiB].
+    """
+    free = None
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+        if "bytes_limit" in stats:
+            free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+    except Exception:  # backends without memory stats
+        pass
+    if free is None:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            free = 16 * MIN_CHUNK_BYTES
+    return int(min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, free // 16)))
+
+
+def node_chunk(num_nodes: int, bytes_per_node: int, budget: int | None = None) -> int:
     """How many nodes to evaluate in one vmapped batch so a chunk stays near `budget`."""
+    budget = memory_budget() if budget is None else budget
     return max(1, min(num_nodes, budget // max(1, bytes_per_node)))
 
 

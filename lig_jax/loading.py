@@ -134,10 +134,19 @@ def _nest(flat: dict[str, Any]) -> dict:
 
 
 def build_model(family: Family, cfg: Any, params: dict[str, np.ndarray]) -> nnx.Module:
-    """Instantiate the family's module abstractly and fill it with `params`."""
+    """Instantiate the family's module abstractly and fill it with `params`.
+
+    `params` is emptied on the way, so each host array can be freed as soon as its device
+    copy exists (peak memory ≈ one model, not two).
+    """
     abstract = nnx.eval_shape(lambda: family.build(cfg, nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
-    pure = _nest({k: jnp.asarray(v) for k, v in params.items()})
+    arrays = {}
+    while params:
+        key, value = params.popitem()
+        arrays[key] = jnp.asarray(value)
+        del value
+    pure = _nest(arrays)
     nnx.replace_by_pure_dict(state, pure)
     return nnx.merge(graphdef, state)
 
@@ -204,7 +213,7 @@ def _load(folder: Path, name: str) -> LoadedModel:
     family = family_for(hf.model_type)
     cfg = family.read_config(hf)
     params, digest, hit = convert_folder(folder, family, cfg)
-    model = build_model(family, cfg, params)
+    model = build_model(family, cfg, params)  # consumes params
     return LoadedModel(name, folder, hf, family, cfg, model, load_tokenizer(folder), digest, hit)
 
 

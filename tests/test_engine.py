@@ -70,3 +70,16 @@ def test_bucket_lengths() -> None:
         [8, 8, 16, 32, 48, 128, 192, 512]
     assert bucket_length(60, 50) == 60  # never below the sentence; capped by the limit
     assert bucket_length(45, 50) == 48
+
+
+def test_per_layer_mode_equals_stacked(tiny_bert, monkeypatch) -> None:
+    """Models too large to stack run one call per layer; the numbers are the same."""
+    from lig_jax import engine
+
+    kw = dict(model=str(tiny_bert), num_steps=4, baseline_att="itb_map_ratio")
+    stacked = explain(TEXTS[1], **kw)
+    monkeypatch.setattr(engine, "STACK_BYTES", 0)
+    per_layer = explain(TEXTS[1], **kw)
+    for key in ("z2z", "z2u", "u2z"):
+        np.testing.assert_allclose(_leaves(per_layer, key), _leaves(stacked, key), rtol=1e-5,
+                                   atol=1e-6)

@@ -18,8 +18,16 @@ from ..ig import node_chunk, path_sum, safe_norm
 from . import structured
 
 
-def chunk_for(seq_len: int, hidden: int, targets: int, heads: int, num_nodes: int) -> int:
-    return node_chunk(num_nodes, 16 * targets * heads * seq_len * hidden)
+def chunk_for(method: str, seq_len: int, hidden: int, targets: int, heads: int,
+              num_nodes: int) -> int:
+    """Nodes per vmapped batch. direct: Jacobians [T, Hs, S, d] per node; fast: head-space
+    accumulators [T, S, Hs, d_h] (≈ T·S·d·Hs/H) and attention arrays per node."""
+    s, d, t = seq_len, hidden, targets
+    if method == "direct":
+        per_node = 16 * t * heads * s * d
+    else:
+        per_node = 4 * (6 * t * s * d + 12 * t * heads * s)
+    return node_chunk(num_nodes, per_node)
 
 
 @partial(jax.jit, static_argnames=("graphdef", "baseline", "chunk", "method"))

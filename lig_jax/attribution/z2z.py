@@ -17,9 +17,19 @@ from ..ig import node_chunk, path_sum, safe_norm
 from . import structured
 
 
-def chunk_for(seq_len: int, hidden: int, targets: int, num_nodes: int) -> int:
-    """Nodes per batch: a chunk holds nodes × targets × S × d Jacobian floats (×4 slack)."""
-    return node_chunk(num_nodes, 16 * targets * seq_len * hidden)
+def chunk_for(method: str, seq_len: int, hidden: int, heads: int, num_nodes: int) -> int:
+    """Nodes per vmapped batch, from an estimate of one node's memory (float32 bytes).
+
+    direct: the Jacobian of all S targets, S × S × d floats, plus activations;
+    fast: a few H × S × S attention arrays and S × 4d MLP activations per node
+    (per target under ITB, which also holds q/k/v tangents S × d per target).
+    """
+    s, d, h = seq_len, hidden, heads
+    if method == "direct":
+        per_node = 16 * s * s * d
+    else:
+        per_node = 4 * (12 * h * s * s + 24 * s * d)
+    return node_chunk(num_nodes, per_node)
 
 
 @partial(jax.jit, static_argnames=("graphdef", "baseline", "chunk", "method"))

@@ -176,6 +176,10 @@ class PostLNBlock(nnx.Module):
     # B(x)_j = postmap(x_j, ctx_j), ctx = mix(premap(x)); premap and postmap are token-wise.
 
     @property
+    def num_heads(self) -> int:
+        return self.attention.self_attn.num_heads
+
+    @property
     def attention_scale(self) -> float:
         return self.attention.self_attn.scale
 

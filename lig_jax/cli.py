@@ -250,6 +250,21 @@ def compare(
     typer.echo(f"OK: max relative difference {worst:.3g} <= tol {tol:g}", err=True)
 
 
+@app.command(add_help_option=False,
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Run scripts/bench.py (needs PyTorch and Captum); arguments pass through (--help)."""
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("captum") is None:
+        _fail("bench needs PyTorch and Captum: pip install -e '.[test]'")
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
+    if not script.is_file():
+        _fail(f"bench needs a source checkout; {script} not found")
+    raise typer.Exit(subprocess.call([sys.executable, str(script), *ctx.args]))
+
+
 def main() -> None:
     app()
 

@@ -84,6 +84,18 @@ def node_sum(
     return acc
 
 
+def node_stack(
+    fn: Callable[[jax.Array], Any], alphas: jax.Array, chunk: int
+) -> Any:
+    """fn(α_k) for every node, stacked along a leading axis [n, ...] (`lax.map` in chunks).
+
+    For integrands that are products of per-node factors: stacking the small factors and
+    contracting them with the weights afterwards (one matmul) is far cheaper than
+    materialising and summing their large per-node outer products.
+    """
+    return jax.lax.map(fn, alphas, batch_size=chunk)
+
+
 def path_sum(
     grad_fn: Callable[[jax.Array], jax.Array],
     x: jax.Array,

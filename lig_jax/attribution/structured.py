@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..ig import node_sum, safe_norm
+from ..ig import node_stack, node_sum, safe_norm
 from ..models.bert.modeling import attention_mix
 from ..models.common import PRECISION
 
@@ -161,11 +161,14 @@ def z2u_zero(block, z, targets, heads, alphas, weights, chunk, key_mask=None):
         kdot = tau * _es("jhe,ihe->hji", q_t, kd)
         beta_k = _es("hji,ihe->jhe", beta, k)
         signed = jnp.sum(a * vdot + beta * kdot, axis=-1) + tau * _es("jhe,jhe->hj", qd_t, beta_k)
-        acc_v = _es("hji,jhe->jihe", a, p)
-        acc_k = tau * _es("hji,jhe->jihe", beta, q_t)
-        return signed.T, acc_v, acc_k, tau * beta_k
+        return signed.T, a, p, beta, q_t, tau * beta_k
 
-    signed, acc_v, acc_k, acc_q = node_sum(node, alphas, weights, chunk)
+    signed, a, p, beta, q_t, beta_k = node_stack(node, alphas, chunk)  # leading axis: node
+    signed, acc_q = _es("k,kjh->jh", weights, signed), _es("k,kjhe->jhe", weights, beta_k)
+    # Σ_k w_k A_k[h,j,i] p_k[j,h,:] and τ Σ_k w_k β_k[h,j,i] q_k[j,h,:]: per (j, h) an
+    # [S × n] @ [n × e] product, instead of n outer products of size S × e.
+    acc_v = _es("khji,kjhe->jihe", a * weights[:, None, None, None], p)
+    acc_k = tau * _es("khji,kjhe->jihe", beta * weights[:, None, None, None], q_t)
     deltas = jnp.broadcast_to(delta, (targets.shape[0], *delta.shape))
     scores = _l2_scores(acc_v, acc_k, acc_q, deltas, kernels, targets)
     f = safe_norm(block.attention_context(z, key_mask)[targets][:, heads] - c_base)
@@ -194,9 +197,12 @@ def z2u_itb(block, z, targets, heads, alphas, weights, chunk, key_mask=None):
             vdot = _es("he,ihe->hi", p, dv)
             beta = a * alpha * (vdot - _es("he,he->h", p, m)[:, None])
             signed = jnp.sum(a * vdot + beta * sigma, axis=-1)
-            return signed, _es("hi,he->ihe", a, p), beta.T
+            return signed, a, p, beta
 
-        signed, acc_v, acc_beta = node_sum(node, alphas, weights, chunk)
+        signed, a, p, beta = node_stack(node, alphas, chunk)  # leading axis: node
+        signed = _es("k,kh->h", weights, signed)
+        acc_v = _es("khi,khe->ihe", a * weights[:, None, None], p)  # [S, Hs, e]
+        acc_beta = _es("k,khi->ih", weights, beta)
         a1 = jax.nn.softmax(_masked(sigma, key_mask), axis=-1)
         f = safe_norm(_es("hi,ihe->he", a1, dv))
         # W_{K,h} q_jh is constant along the path: fold τ q_jh into the key accumulator.

@@ -20,13 +20,13 @@ from . import structured
 
 def chunk_for(method: str, seq_len: int, hidden: int, targets: int, heads: int,
               num_nodes: int) -> int:
-    """Nodes per vmapped batch. direct: Jacobians [T, Hs, S, d] per node; fast: head-space
-    accumulators [T, S, Hs, d_h] (≈ T·S·d·Hs/H) and attention arrays per node."""
+    """Nodes per vmapped batch. direct: Jacobians [T, Hs, S, d] per node; fast: a few
+    attention arrays [Hs, T, S] and head-space vectors [T, Hs, d_h] per node."""
     s, d, t = seq_len, hidden, targets
     if method == "direct":
         per_node = 16 * t * heads * s * d
     else:
-        per_node = 4 * (6 * t * s * d + 12 * t * heads * s)
+        per_node = 4 * (12 * t * heads * s + 8 * t * d + 8 * s * d)
     return node_chunk(num_nodes, per_node)
 
 

@@ -13,8 +13,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..ig import node_chunk, path_sum, safe_norm
+from ..ig import memory_budget, node_chunk, path_sum, safe_norm
 from . import structured
+
+FAST_CHUNK_BYTES = 128 * 2**20
 
 
 def chunk_for(method: str, seq_len: int, hidden: int, heads: int, num_nodes: int) -> int:
@@ -26,10 +28,11 @@ def chunk_for(method: str, seq_len: int, hidden: int, heads: int, num_nodes: int
     """
     s, d, h = seq_len, hidden, heads
     if method == "direct":
-        per_node = 16 * s * s * d
-    else:
-        per_node = 4 * (12 * h * s * s + 24 * s * d)
-    return node_chunk(num_nodes, per_node)
+        return node_chunk(num_nodes, 16 * s * s * d)
+    # Wider batches of nodes stop paying off once a chunk leaves the caches (measured on
+    # a 2-core CPU: 4–8 nodes at S = 128 beat 31), so the fast path caps its budget.
+    per_node = 4 * (12 * h * s * s + 24 * s * d)
+    return node_chunk(num_nodes, per_node, min(memory_budget(), FAST_CHUNK_BYTES))
 
 
 @partial(jax.jit, static_argnames=("graphdef", "baseline", "chunk", "method"))

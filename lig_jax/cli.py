@@ -266,6 +266,8 @@ def bench(ctx: typer.Context) -> None:
 
 
 def main() -> None:
+    # transformers announces on stderr that PyTorch is absent; lig-jax never needs it to run.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     app()
 
 

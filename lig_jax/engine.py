@@ -111,7 +111,7 @@ def z2z_columns(stack: LayerStack, baseline: str, plan: StepPlan, method: str) -
         total = total[:, :s].reshape(-1)
         return (cols, total), relative_error(cols.sum(axis=1), total, rule.weight_sum)
 
-    return _per_layer(plan.run(at), stack.num_layers)
+    return _per_layer(plan.run(at), (stack.num_layers, s))
 
 
 def z2z_matrices(stack: LayerStack, baseline: str, plan: StepPlan, method: str
@@ -143,12 +143,7 @@ def z2u_columns(stack: LayerStack, baseline: str, plan: StepPlan, targets: list[
         signed, f = signed[:, :t].reshape(-1), f[:, :t].reshape(-1)
         return (scores, signed, f), relative_error(signed, f, rule.weight_sum)
 
-    res = plan.run(at)
-    shape = (stack.num_layers, t, hs)
-    return StepResult(
-        tuple(a.reshape(*shape, *a.shape[1:]) for a in res.arrays), res.steps.reshape(shape),
-        res.weight_sum.reshape(shape),
-        None if res.converged is None else res.converged.reshape(shape), res.rule)
+    return _per_layer(plan.run(at), (stack.num_layers, t, hs))
 
 
 def z2u_scores(stack: LayerStack, baseline: str, plan: StepPlan, targets: list[int],
@@ -178,18 +173,18 @@ def u2z_contributions(stack: LayerStack, baseline: str, plan: StepPlan, targets:
 
     def at(rule: Rule) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         alphas, weights = stack.nodes(rule)
-        contrib, total, _ = stack.run(u2z, stack.targets(targets), alphas, weights,
+        contrib, total = stack.run(u2z, stack.targets(targets), alphas, weights,
                                       baseline=baseline, residual=residual)
         contrib, total = contrib[:, :t].reshape(-1, stack.hidden), total[:, :t].reshape(-1)
         return (contrib, total), relative_error(contrib.sum(axis=1), total, rule.weight_sum)
 
-    return _per_layer(plan.run(at), stack.num_layers)
+    return _per_layer(plan.run(at), (stack.num_layers, t))
 
 
-def _per_layer(res: StepResult, num_layers: int) -> StepResult:
-    """Give a column-major result a leading layer axis."""
+def _per_layer(res: StepResult, columns: tuple[int, ...]) -> StepResult:
+    """Give a column-major result its column axes back, e.g. (layer, target[, head])."""
     def split(a: np.ndarray) -> np.ndarray:
-        return a.reshape(num_layers, -1, *a.shape[1:])
+        return a.reshape(*columns, *a.shape[1:])
 
     return StepResult(tuple(split(a) for a in res.arrays), split(res.steps),
                       split(res.weight_sum),

@@ -341,7 +341,7 @@ def test_attribution_functions_on_torch_z(tiny: tl.TorchLIG, sharp_bert: Path, r
         assert_columns_close(np.asarray(f), ours_f, -1, f"z2u fn Δf {baseline}")
     for baseline in ("zero", "att_itb_a0"):
         for residual in (True, False):
-            contrib, l2, _ = u2z(graphdef, state, z, targets, alphas, weights,
+            contrib, l2 = u2z(graphdef, state, z, targets, alphas, weights,
                                  baseline=baseline, residual=residual)
             ours_c, ours_l2 = tiny.u2z(layer, baseline, quad, residual)
             assert_columns_close(np.asarray(contrib), ours_c, -1,

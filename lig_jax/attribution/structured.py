@@ -27,18 +27,19 @@ def _es(spec: str, *xs: jax.Array) -> jax.Array:
 
 
 def _attention_terms(a, p, q, k, v, c, kd, vd, tau):
-    """Shared-path pieces for cotangents p [S, H, e] of each target's context.
+    """Shared-path pieces for cotangents p [T, H, e] of each target's context.
 
-    Returns (E [S_src, S_tgt] without the query term, β [H, j, i], Σ_i β k [j, H, e]).
-    β = ∂(Σ_j L_j)/∂scores; E_ij = Σ_h A_ji ⟨p_j, v̇_i⟩ + β_ji τ⟨q_j, k̇_i⟩.
+    a, q, c are the targets' rows ([H, T, S], [T, H, e], [T, H, e]); k, v, k̇, v̇ all
+    sources' ([S, H, e]). Returns (per-head source→target terms [H, j, i] without the query
+    term, β [H, j, i], Σ_i β k [j, H, e]); β = ∂(Σ_j L_j)/∂scores and the term is
+    A_ji ⟨p_j, v̇_i⟩ + β_ji τ⟨q_j, k̇_i⟩.
     """
     vdot = _es("jhe,ihe->hji", p, vd)
     pv = _es("jhe,ihe->hji", p, v)
     rho = _es("jhe,jhe->hj", p, c)
     kdot = tau * _es("jhe,ihe->hji", q, kd)
     beta = a * (pv - rho[..., None])
-    e = jnp.sum(a * vdot + beta * kdot, axis=0).T
-    return e, beta, _es("hji,ihe->jhe", beta, k)
+    return a * vdot + beta * kdot, beta, _es("hji,ihe->jhe", beta, k)
 
 
 def _masked(scores, key_mask):
@@ -64,7 +65,8 @@ def z2z_zero(block, z, alphas, weights, chunk, key_mask=None):
             return jnp.sum(safe_norm(block.postmap(xr, cc) - y_base))
 
         r, p = jax.grad(total, argnums=(0, 1))(x, c)
-        e, _, beta_k = _attention_terms(a, p, q, k, v, c, kd, vd, tau)
+        terms, _, beta_k = _attention_terms(a, p, q, k, v, c, kd, vd, tau)
+        e = jnp.sum(terms, axis=0).T  # [S_src, S_tgt]
         diag = jnp.sum(r * delta, axis=-1) + tau * _es("jhe,jhe->j", qd, beta_k)
         return e + jnp.diag(diag)
 
@@ -156,11 +158,8 @@ def z2u_zero(block, z, targets, heads, alphas, weights, chunk, key_mask=None):
         a, c = attention_mix(q, k, v, tau, key_mask)  # per selected head
         a, c, q_t, qd_t = a[:, targets], c[targets], q[targets], qd[targets]
         p = jax.grad(lambda cc: jnp.sum(safe_norm(cc - c_base)))(c)  # [T, Hs, e]
-        vdot = _es("jhe,ihe->hji", p, vd)
-        beta = a * (_es("jhe,ihe->hji", p, v) - _es("jhe,jhe->hj", p, c)[..., None])
-        kdot = tau * _es("jhe,ihe->hji", q_t, kd)
-        beta_k = _es("hji,ihe->jhe", beta, k)
-        signed = jnp.sum(a * vdot + beta * kdot, axis=-1) + tau * _es("jhe,jhe->hj", qd_t, beta_k)
+        terms, beta, beta_k = _attention_terms(a, p, q_t, k, v, c, kd, vd, tau)
+        signed = jnp.sum(terms, axis=-1) + tau * _es("jhe,jhe->hj", qd_t, beta_k)
         return signed.T, a, p, beta, q_t, tau * beta_k
 
     signed, a, p, beta, q_t, beta_k = node_stack(node, alphas, chunk)  # leading axis: node

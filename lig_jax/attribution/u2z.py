@@ -27,8 +27,8 @@ def u2z(
     baseline: str,
     residual: bool,
     key_mask: jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """z [S, d], targets [T] → (contributions [T, d], l2_total [T], u [T, d]).
+) -> tuple[jax.Array, jax.Array]:
+    """z [S, d], targets [T] → (contributions [T, d], l2_total [T]).
 
     baseline: "zero" (u′ = 0) or "att_itb_a0" (u′ = the ATT output at j when every row
     of the input is z_j, the α = 0 end of the ATT ITB path).
@@ -39,7 +39,7 @@ def u2z(
     def h(u: jax.Array) -> jax.Array:
         return block.mlp_out(u[None], residual)[0]
 
-    def one(j: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def one(j: jax.Array) -> tuple[jax.Array, jax.Array]:
         u = u_all[j]
         if baseline == "zero":
             u_base = jnp.zeros_like(u)
@@ -51,6 +51,6 @@ def u2z(
             return safe_norm(h(v) - h_base)
 
         grad = path_sum(jax.grad(scalar), u, u_base, alphas, weights, alphas.shape[0])
-        return grad * (u - u_base), scalar(u), u
+        return grad * (u - u_base), scalar(u)
 
     return jax.vmap(one)(targets)

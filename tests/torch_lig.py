@@ -179,6 +179,14 @@ class TorchLIG:
         """[S, d] → [S, S, d]: entry j is the ITB baseline of target j (every row z_j)."""
         return z[:, None, :].expand(z.shape[0], *z.shape).clone()
 
+    def _input_baselines(self, z: torch.Tensor, baseline: str) -> torch.Tensor:
+        """[S, d] → [S, S, d]: entry j is target j's baseline ("zero" or ITB)."""
+        if baseline == "zero":
+            return torch.zeros(z.shape[0], *z.shape)
+        if baseline == "self_input_token":
+            return self._itb(z)
+        raise ValueError(baseline)
+
     # ------------------------------------------------------------------ z → z
 
     def z2z_raw(self, layer: int, baseline: str, quad: Quadrature) -> tuple[np.ndarray, np.ndarray]:
@@ -191,12 +199,7 @@ class TorchLIG:
         z = self.hidden[layer]
         s, d = z.shape
         tgt = torch.arange(s)
-        if baseline == "zero":
-            x_base = torch.zeros(s, s, d)
-        elif baseline == "self_input_token":
-            x_base = self._itb(z)
-        else:
-            raise ValueError(baseline)
+        x_base = self._input_baselines(z, baseline)
         x = z.expand(s, s, d).clone()
         with torch.no_grad():
             y_base = _first(block(x_base))[tgt, tgt]  # [T, d]: B(x′_j)_j
@@ -262,12 +265,7 @@ class TorchLIG:
             """[B, S, d] → [B, S, H, d_h]: per-head context before the output dense."""
             return _first(sa(x, attention_mask=None)).reshape(x.shape[0], s, heads, dh)
 
-        if baseline == "zero":
-            base_t = torch.zeros(s, s, d)
-        elif baseline == "self_input_token":
-            base_t = self._itb(z)
-        else:
-            raise ValueError(baseline)
+        base_t = self._input_baselines(z, baseline)
         tj = torch.arange(s)[:, None]
         th = torch.arange(heads)[None, :]
         with torch.no_grad():

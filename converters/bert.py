@@ -31,8 +31,9 @@ def _dense(hf: str, ours: str) -> list[KeySpec]:
     ]
 
 
-def key_map(num_layers: int, has_projection: bool) -> list[KeySpec]:
+def key_map(cfg) -> list[KeySpec]:
     """Every tensor our `EncoderModel` needs and where it lives in a HF state dict."""
+    num_layers, has_projection = cfg.num_layers, cfg.embedding_size != cfg.hidden_size
     specs = [
         KeySpec(("embeddings.word_embeddings.weight",), "embeddings.word"),
         KeySpec(("embeddings.position_embeddings.weight",), "embeddings.position"),

@@ -33,6 +33,9 @@ class KeySpec:
     hf_names: tuple[str, ...]
     nnx_path: str
     transpose: bool = False
+    # Any other reshaping (split a fused tensor, reshape per head, add an offset): applied
+    # to the float32 array after `transpose`, before the shape check.
+    transform: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def cache_dir() -> Path:
@@ -169,11 +172,16 @@ def convert_checkpoint(
         arr = np.asarray(base[name], dtype=np.float32)
         if spec.transpose:
             arr = arr.T
+        if spec.transform is not None:
+            arr = np.asarray(spec.transform(arr), dtype=np.float32)
         want = tuple(expected_shapes[spec.nnx_path])
         if arr.shape != want:
+            expected = want if not spec.transpose else want[::-1]
+            if spec.transform is not None:
+                expected = f"one that gives {want} for {spec.nnx_path}"
             raise ConversionError(
                 f"{source}: tensor {name} has shape {tuple(base[name].shape)}, "
-                f"expected {want if not spec.transpose else want[::-1]} from the config"
+                f"expected {expected} from the config"
             )
         out[spec.nnx_path] = np.ascontiguousarray(arr)
     unexpected = [k for k in base if is_base_key(k) and k not in used]

@@ -184,7 +184,7 @@ def convert_folder(
         state = common.read_state_dict(folder)
         return common.convert_checkpoint(
             state,
-            conv.key_map(cfg.num_layers, cfg.embedding_size != cfg.hidden_size),
+            conv.key_map(cfg),
             shapes,
             prefixes=conv.BASE_PREFIXES,
             is_base_key=conv.base_key_filter,

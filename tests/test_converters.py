@@ -25,7 +25,7 @@ from converters import bert as bert_conv
 from converters import common
 from lig_jax.errors import LIGError
 from lig_jax.loading import LoadedModel, load_model
-from lig_jax.models import SUPPORTED_MODEL_TYPES
+from lig_jax.models import SUPPORTED_MODEL_TYPES, encoder_config
 
 SUPPORTED = ("bert", "camembert", "electra", "roberta", "xlm-roberta")
 
@@ -90,7 +90,7 @@ def test_key_map_covers_hf_state_dict(model_type: str) -> None:
     cfg = transformers.AutoConfig.for_model(model_type, **TINY, vocab_size=99, **extra)
     hf_keys = set(transformers.AutoModel.from_config(cfg).state_dict())
     base = {k for k in hf_keys if bert_conv.base_key_filter(k)}
-    specs = bert_conv.key_map(cfg.num_hidden_layers, model_type == "electra")
+    specs = bert_conv.key_map(encoder_config(cfg))
     names = [s.hf_names[0] for s in specs]
     assert len(names) == len(set(names))
     assert set(names) == base

@@ -31,6 +31,40 @@ ACTIVATIONS = {
 }
 
 
+def attention_mix(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    scale: float,
+    mask: jax.Array | None = None,
+    bias: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """Softmax mixing: q [S_q, H, e], k, v [S_k, H, e] → (A [H, S_q, S_k], ctx [S_q, H, e]).
+
+    mask: bool, broadcastable to [S_q, S_k] ([S_k] = a key mask); False entries get the
+    most negative float score (selected, not added), so their probability is exactly 0.
+    bias: additive score bias broadcastable to [H, S_q, S_k] (relative positions).
+    k and v carry one slot per *query* head (GQA groups repeated by the block's premap).
+    """
+    scores = jnp.einsum("qhd,khd->hqk", q, k, precision=PRECISION) * scale
+    if bias is not None:
+        scores = scores + bias
+    if mask is not None:
+        scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
+    a = jax.nn.softmax(scores, axis=-1)
+    return a, jnp.einsum("hqk,khd->qhd", a, v, precision=PRECISION)
+
+
+def rms_norm(x: jax.Array, scale: jax.Array, eps: float, offset: float = 0.0) -> jax.Array:
+    """RMSNorm over the last axis: x / sqrt(mean x² + eps) · (offset + scale).
+
+    Written with 1/jnp.sqrt, not lax.rsqrt: a float32 jitted jacrev through rsqrt gave
+    O(1)-wrong Jacobians on CPU (jax 0.10) for ≥ 64 rows.
+    """
+    ms = jnp.mean(x * x, axis=-1, keepdims=True)
+    return x * (1.0 / jnp.sqrt(ms + eps)) * (offset + scale)
+
+
 def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> jax.Array:
     """LayerNorm over the last axis with the two-pass variance PyTorch uses."""
     mean = jnp.mean(x, axis=-1, keepdims=True)

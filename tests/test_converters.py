@@ -27,7 +27,8 @@ from lig_jax.errors import LIGError
 from lig_jax.loading import LoadedModel, load_model
 from lig_jax.models import SUPPORTED_MODEL_TYPES, encoder_config
 
-SUPPORTED = ("bert", "camembert", "electra", "roberta", "xlm-roberta")
+SUPPORTED = ("bert", "roberta", "electra", "xlm-roberta", "camembert", "gpt2", "llama",
+             "mistral", "qwen2", "gemma3_text", "gemma3", "distilbert", "mpnet", "modernbert")
 
 
 @pytest.fixture(scope="module")

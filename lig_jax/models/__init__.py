@@ -14,7 +14,7 @@ from typing import Any
 from flax import nnx
 
 from ..errors import LIGError
-from .bert import EncoderConfig, EncoderModel
+from .bert import EncoderConfig
 
 ROBERTA_POSITION_TYPES = ("roberta", "xlm-roberta", "camembert")
 
@@ -59,23 +59,55 @@ def encoder_config(hf: Any) -> EncoderConfig:
 
 @dataclass(frozen=True)
 class Family:
-    """Everything needed to run one layout of model."""
+    """Everything needed to run one family of model.
+
+    `package` is a module under `lig_jax.models` exporting `read_config(hf) -> Config`
+    and `build(cfg, rngs) -> Model` (imported on first use); `converter` a module under
+    `converters` exporting `key_map(cfg)`, `BASE_PREFIXES` and `base_key_filter(key)`.
+    """
 
     layout: str
     model_types: tuple[str, ...]
-    read_config: Callable[[Any], Any]
-    build: Callable[[Any, nnx.Rngs], nnx.Module]
-    converter: str  # module name under `converters`
+    package: str
+    converter: str
+    architecture: str = "encoder"  # "decoder" for causal language models
+    # Tokenisation as the reference does it (spec §8): special tokens, GPT-2 prefix space.
+    add_special_tokens: bool = True
+    tokenizer_kwargs: tuple[tuple[str, Any], ...] = ()
+    # The reference's quadrature rule per path (spec §2), used by rule="reference".
+    reference_rules: tuple[tuple[str, str], ...] = (
+        ("z2z", "captum_trapezoid"), ("z2u", "captum_trapezoid"), ("u2z", "captum_trapezoid"))
+    granularities: tuple[str, ...] = ("att", "layer", "mlp")
 
+    def _module(self):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{self.package}")
+
+    def read_config(self, hf: Any) -> Any:
+        return self._module().read_config(hf)
+
+    def build(self, cfg: Any, rngs: nnx.Rngs) -> nnx.Module:
+        return self._module().build(cfg, rngs)
+
+
+GL_ATT_MLP = (("z2z", "captum_trapezoid"), ("z2u", "gauss_legendre"),
+              ("u2z", "gauss_legendre"))
 
 FAMILIES: tuple[Family, ...] = (
-    Family(
-        layout="post_ln_encoder",
-        model_types=("bert", "roberta", "electra", "xlm-roberta", "camembert"),
-        read_config=encoder_config,
-        build=lambda cfg, rngs: EncoderModel(cfg, rngs=rngs),
-        converter="bert",
-    ),
+    Family("post_ln_encoder", ("bert", "roberta", "electra", "xlm-roberta", "camembert"),
+           package="bert", converter="bert"),
+    Family("pre_ln_decoder", ("gpt2",), package="gpt2", converter="gpt2",
+           architecture="decoder", add_special_tokens=False,
+           tokenizer_kwargs=(("add_prefix_space", True),), reference_rules=GL_ATT_MLP),
+    Family("pre_ln_decoder", ("llama", "mistral", "qwen2"), package="llama",
+           converter="llama", architecture="decoder", add_special_tokens=False,
+           reference_rules=GL_ATT_MLP),
+    Family("pre_post_ln_decoder", ("gemma3_text", "gemma3"), package="gemma3",
+           converter="gemma3", architecture="decoder"),
+    Family("block_only", ("distilbert",), package="distilbert", converter="distilbert"),
+    Family("block_only", ("mpnet",), package="mpnet", converter="mpnet"),
+    Family("block_only", ("modernbert",), package="modernbert", converter="modernbert"),
 )
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(t for f in FAMILIES for t in f.model_types)
@@ -86,6 +118,6 @@ def family_for(model_type: str) -> Family:
         if model_type in f.model_types:
             return f
     raise LIGError(
-        f"model_type {model_type!r} is not supported by lig-jax yet. "
+        f"model_type {model_type!r} is not supported by lig-jax. "
         f"Supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))}"
     )

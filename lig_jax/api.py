@@ -25,8 +25,10 @@ from .loading import LoadedModel, load_model
 from .quadrature import resolve_rule
 from .steps import make_plan
 
-# The rule the reference uses on each path of the encoder family (spec §2).
-REFERENCE_RULES = {"z2z": "captum_trapezoid", "z2u": "captum_trapezoid", "u2z": "captum_trapezoid"}
+# Families whose reference u→z ignores include_residual_connection and reports the IG sum
+# as l2_total (spec §5, §13-B3); reproduced only under `reference_quirks`.
+QUIRKY_U2Z_TYPES = ("gpt2", "llama", "mistral", "qwen2")
+GEMMA3_TYPES = ("gemma3", "gemma3_text")
 
 Progress = Callable[[str], None]
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -51,7 +53,16 @@ def tokenize(lm: LoadedModel, text: str) -> tuple[list[int], list[str]]:
     """Token ids and strings with the model's special tokens; refuses over-long text."""
     if not isinstance(text, str) or not text.strip():
         raise LIGError("text is empty: give at least one word to explain")
-    ids = lm.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
+    family = lm.family
+    source = text
+    if dict(family.tokenizer_kwargs).get("add_prefix_space") and not text.startswith(" "):
+        # GPT-2's byte-level BPE with add_prefix_space=True (the reference's setting) adds
+        # exactly this one space before the first word.
+        source = " " + text
+    ids = lm.tokenizer(source, add_special_tokens=family.add_special_tokens,
+                       truncation=False)["input_ids"]
+    if not ids:
+        raise LIGError("text gives no tokens: give at least one word to explain")
     limit = lm.config.max_tokens
     if len(ids) > limit:
         raise LIGError(
@@ -81,6 +92,7 @@ def explain(
     auto_tol: float = 0.01,
     max_steps: int = 512,
     bucket: bool = True,
+    reference_quirks: bool = False,
     config: LIGConfig | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -92,6 +104,8 @@ def explain(
     column (from 16 up to `max_steps`) until its completeness error is below `auto_tol`.
     `dtype="bfloat16"` runs the attributions in bfloat16 (completeness shows the cost).
     `bucket`: pad to a length bucket (masked) so new lengths reuse compiled programs.
+    `reference_quirks`: the reference's decoder inconsistencies (spec §13-B3) instead of
+    the consistent definitions (see `LIGConfig`).
     `progress` receives short status lines (the CLI prints them on stderr).
     """
     cfg = config or LIGConfig(
@@ -100,6 +114,7 @@ def explain(
         target_tokens=target_tokens, target_head=target_head, device=device,
         include_residual_connection=include_residual_connection, rule=rule, method=method,
         dtype=dtype, auto_tol=auto_tol, max_steps=max_steps, bucket=bucket,
+        reference_quirks=reference_quirks,
     )
     validate(cfg)
     say = progress or (lambda _msg: None)
@@ -125,7 +140,10 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
     else:
         heads = list(range(n_heads))
     plans = {p: make_plan(resolve_rule(cfg.rule, r), cfg.num_steps, cfg.auto_tol, cfg.max_steps)
-             for p, r in REFERENCE_RULES.items()}
+             for p, r in lm.family.reference_rules}
+    decoder = lm.family.architecture == "decoder"
+    quirky_u2z = cfg.reference_quirks and lm.model_type in QUIRKY_U2Z_TYPES
+    residual = cfg.include_residual_connection or quirky_u2z
 
     sb = bucket_length(s, lm.config.max_tokens) if cfg.bucket else s
     pad_targets = list(range(s, sb)) if cfg.target_tokens is None else []
@@ -151,12 +169,16 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
     if "layer" in grans:
         z2z = timed("z2z_s", lambda: engine.z2z_matrices(stack, cfg.baseline_layer, plans["z2z"],
                                                          cfg.method))
+    replay = None
+    if cfg.reference_quirks and lm.model_type in GEMMA3_TYPES:
+        replay = engine.Replay.build(lm.model, hidden[0], key_mask, layer_list, pad_targets,
+                                     COMPUTE_DTYPES[cfg.dtype])
     if "att" in grans:
         att = timed("z2u_s", lambda: engine.z2u_scores(stack, cfg.baseline_att, plans["z2u"],
-                                                       targets, heads, cfg.method))
+                                                       targets, heads, cfg.method, replay))
     if "mlp" in grans:
         mlp = timed("u2z_s", lambda: engine.u2z_contributions(
-            stack, cfg.baseline_mlp, plans["u2z"], targets, cfg.include_residual_connection))
+            stack, cfg.baseline_mlp, plans["u2z"], targets, residual, replay))
 
     info = boundaries_from_config(lm.hf_config.to_dict(), cfg.model)
     boundaries = {**info["nodes"], **info}  # spec §9: z, u, z_next, then the boundary keys
@@ -165,18 +187,19 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
         entry: dict[str, Any] = {"layer_idx": l}
         if z2z is not None:
             entry["z2z"] = report.z2z_block(z2z[0][pos], report.layer_of(z2z[1], pos),
-                                            cfg.baseline_layer, tokens, targets)
+                                            cfg.baseline_layer, tokens, targets, lm.family.layout)
         if att is not None or mlp is not None:
             entry["targets"] = {str(j): {"target_token_idx": j, "target_token": tokens[j]}
                                 for j in targets}
         if att is not None:
             blocks = report.z2u_blocks(att[0][pos], report.layer_of(att[1], pos),
-                                       cfg.baseline_att, targets, heads)
+                                       cfg.baseline_att, targets, heads, decoder)
             for j, b in zip(targets, blocks, strict=True):
                 entry["targets"][str(j)]["z2u"] = b
         if mlp is not None:
-            for j, b in zip(targets, report.u2z_blocks(report.layer_of(mlp, pos),
-                                                       cfg.baseline_mlp), strict=True):
+            u2z = report.u2z_blocks(report.layer_of(mlp, pos), cfg.baseline_mlp,
+                                    lm.family.layout, n_heads, quirky_u2z)
+            for j, b in zip(targets, u2z, strict=True):
                 entry["targets"][str(j)]["u2z"] = b
         if att is not None and mlp is not None and len(heads) == n_heads:
             entry["z2z_composed"] = report.composed_block(
@@ -184,11 +207,11 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
                 targets)
         out_layers[str(l)] = entry
     timings["total_s"] = time.perf_counter() - t0
+    head = {"text": text, "tokens": tokens, "model": cfg.model, "model_type": lm.model_type}
+    if decoder:
+        head["architecture"] = "decoder"
     return {
-        "text": text,
-        "tokens": tokens,
-        "model": cfg.model,
-        "model_type": lm.model_type,
+        **head,
         "config": {
             "num_steps": cfg.num_steps, "granularity": grans,
             "baseline_att": cfg.baseline_att, "baseline_mlp": cfg.baseline_mlp,
@@ -196,6 +219,7 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
             "target_tokens": targets, "target_head": cfg.target_head,
             "include_residual_connection": cfg.include_residual_connection, "rule": cfg.rule,
             "method": cfg.method, "dtype": cfg.dtype,
+            "reference_quirks": cfg.reference_quirks,
         },
         "boundaries": boundaries,
         "layers": out_layers,

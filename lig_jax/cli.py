@@ -104,6 +104,9 @@ def explain(
                         ] = 0.01,
     max_steps: Annotated[int, typer.Option(help="Largest step count --steps auto tries.")
                          ] = 512,
+    reference_quirks: Annotated[bool, typer.Option(
+        "--reference-quirks", help="Decoders: the reference's inconsistent definitions "
+        "(spec 13-B3) instead of the consistent ones.")] = False,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the JSON "
                                                    "here instead of stdout.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
@@ -126,7 +129,7 @@ def explain(
             target_tokens=_int_list("target-tokens", target_tokens), target_head=target_head,
             device=device, include_residual_connection=not no_residual, rule=rule,
             method=method, dtype=dtype, auto_tol=auto_tol, max_steps=max_steps,
-            progress=progress,
+            reference_quirks=reference_quirks, progress=progress,
         )
         _write_json(result, output)
     except LIGError as e:

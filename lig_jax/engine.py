@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .attribution import ratio
+from .attribution import ratio, replay
 from .attribution.u2z import u2z
 from .attribution.z2u import chunk_for as z2u_chunk
 from .attribution.z2u import self_attention_probs, z2u
@@ -35,10 +35,11 @@ STACK_BYTES = 128 * 2**20  # stack block parameters for one all-layer program up
 
 @partial(jax.jit, static_argnames=("fn", "graphdef", "static"))
 def _over_layers(fn: Callable, graphdef: nnx.GraphDef, states: nnx.State, zs: jax.Array,
-                 args: tuple, dynamic: dict, static: tuple) -> Any:
-    """fn(graphdef, state_l, z_l, *args, **dynamic, **static) for every layer l."""
+                 args: tuple, dynamic: dict, per_layer: dict, static: tuple) -> Any:
+    """fn(graphdef, state_l, z_l, *args, **dynamic, **per_layer_l, **static) for every l."""
     kw = {**dynamic, **dict(static)}
-    return jax.lax.map(lambda sz: fn(graphdef, sz[0], sz[1], *args, **kw), (states, zs))
+    return jax.lax.map(lambda x: fn(graphdef, x[0], x[1], *args, **x[2], **kw),
+                       (states, zs, per_layer))
 
 
 class LayerStack:
@@ -49,7 +50,8 @@ class LayerStack:
     keep shapes, and so compiled programs, fixed per bucket.
     """
 
-    def __init__(self, graphdef: nnx.GraphDef, states: nnx.State | list[nnx.State],
+    def __init__(self, graphdef: nnx.GraphDef | list[nnx.GraphDef],
+                 states: nnx.State | list[nnx.State],
                  zs: jax.Array, key_mask: jax.Array, length: int, pad_targets: list[int],
                  num_heads: int):
         self.graphdef, self.states, self.zs = graphdef, states, zs
@@ -59,12 +61,16 @@ class LayerStack:
     @classmethod
     def build(cls, blocks: list[nnx.Module], zs: jax.Array, key_mask: jax.Array, length: int,
               pad_targets: list[int], dtype: Any) -> LayerStack:
-        graphdef = nnx.split(blocks[0])[0]
+        """Stack the blocks when they share one structure (blocks that differ statically,
+        e.g. sliding-window vs. global layers, run one call per layer)."""
+        graphdefs = [nnx.split(b)[0] for b in blocks]
         states = [jax.tree.map(lambda a: a.astype(dtype), nnx.split(b)[1]) for b in blocks]
         size = sum(a.nbytes for s in states for a in jax.tree.leaves(s))
-        if len(states) > 1 and size <= STACK_BYTES:
-            states = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
-        return cls(graphdef, states, zs.astype(dtype), key_mask, length, pad_targets,
+        same = all(g == graphdefs[0] for g in graphdefs)
+        if len(states) > 1 and same and size <= STACK_BYTES:
+            return cls(graphdefs[0], jax.tree.map(lambda *xs: jnp.stack(xs), *states),
+                       zs.astype(dtype), key_mask, length, pad_targets, blocks[0].num_heads)
+        return cls(graphdefs, states, zs.astype(dtype), key_mask, length, pad_targets,
                    blocks[0].num_heads)
 
     @property
@@ -86,16 +92,55 @@ class LayerStack:
     def targets(self, targets: list[int]) -> jax.Array:
         return jnp.asarray(targets + self.pad_targets)
 
-    def run(self, fn: Callable, *args: Any, **static: Any) -> Any:
-        """fn over every layer with the key mask; numpy float64 outputs [L, ...]."""
+    def run(self, fn: Callable, *args: Any, per_layer: dict[str, jax.Array] | None = None,
+            **static: Any) -> Any:
+        """fn over every layer with the key mask; numpy float64 outputs [L, ...].
+
+        per_layer: keyword arrays with a leading layer axis, sliced for each layer.
+        """
+        per_layer = per_layer or {}
         if isinstance(self.states, list):  # one call per layer, the blocks' own arrays
-            outs = [fn(self.graphdef, s, z, *args, key_mask=self.key_mask, **static)
-                    for s, z in zip(self.states, self.zs, strict=True)]
+            outs = [fn(g, s, z, *args, key_mask=self.key_mask,
+                       **{k: v[i] for k, v in per_layer.items()}, **static)
+                    for i, (g, s, z) in enumerate(zip(self.graphdef, self.states, self.zs,
+                                                      strict=True))]
             return jax.tree.map(lambda *a: np.stack([np.asarray(x, np.float64) for x in a]),
                                 *outs)
         out = _over_layers(fn, self.graphdef, self.states, self.zs, args,
-                           {"key_mask": self.key_mask}, tuple(sorted(static.items())))
+                           {"key_mask": self.key_mask}, per_layer,
+                           tuple(sorted(static.items())))
         return jax.tree.map(lambda a: np.asarray(a, np.float64), out)
+
+
+class Replay:
+    """The whole model and the embeddings E, for the reference's Gemma3 z→u replay
+    (`reference_quirks`): every selected layer l replays blocks 0..l−1 on E(α)."""
+
+    def __init__(self, graphdef: nnx.GraphDef, state: nnx.State, e: jax.Array,
+                 key_mask: jax.Array, layers: list[int]):
+        self.graphdef, self.state, self.e = graphdef, state, e
+        self.key_mask, self.layers = key_mask, layers
+
+    @classmethod
+    def build(cls, model: nnx.Module, e: jax.Array, key_mask: jax.Array, layers: list[int],
+              pad_targets: list[int], dtype: Any) -> Replay:
+        graphdef, state = nnx.split(model)
+        state = jax.tree.map(lambda a: a.astype(dtype), state)
+        return cls(graphdef, state, e.astype(dtype), key_mask, layers)
+
+    def z2u(self, targets: jax.Array, heads: jax.Array, alphas: jax.Array, weights: jax.Array,
+            baseline: str) -> tuple[np.ndarray, ...]:
+        """(signed scores [L, T, Hs, S], Σ IG [L, T, Hs], f(x) − f(x′) [L, T, Hs])."""
+        outs = [replay.z2u_replay(self.graphdef, self.state, self.e, targets, heads, alphas,
+                                  weights, layer=l, baseline=baseline, chunk=1,
+                                  key_mask=self.key_mask) for l in self.layers]
+        return tuple(np.stack([np.asarray(o[k], np.float64) for o in outs]) for k in range(3))
+
+    def u_bases(self, targets: jax.Array) -> jax.Array:
+        """The replayed `att_itb_a0` baselines u′ [L, T, w]."""
+        return jnp.stack([replay.itb_u_base(self.graphdef, self.state, self.e, targets,
+                                            layer=l, key_mask=self.key_mask)
+                          for l in self.layers])
 
 
 def z2z_columns(stack: LayerStack, baseline: str, plan: StepPlan, method: str) -> StepResult:
@@ -128,17 +173,20 @@ def z2z_matrices(stack: LayerStack, baseline: str, plan: StepPlan, method: str
 
 
 def z2u_columns(stack: LayerStack, baseline: str, plan: StepPlan, targets: list[int],
-                heads: list[int], method: str) -> StepResult:
+                heads: list[int], method: str, replayed: Replay | None = None) -> StepResult:
     """Raw z→u: arrays = (scores [L, T, Hs, S], signed Σ IG [L, T, Hs], f [L, T, Hs])."""
     s, t, hs = stack.length, len(targets), len(heads)
     t_arr, h_arr = stack.targets(targets), jnp.asarray(heads)
 
     def at(rule: Rule) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         alphas, weights = stack.nodes(rule)
-        chunk = z2u_chunk(method, stack.padded_length, stack.hidden, len(t_arr), hs,
-                          len(alphas))
-        scores, signed, f = stack.run(z2u, t_arr, h_arr, alphas, weights, baseline=baseline,
-                                      method=method, chunk=chunk)
+        if replayed is not None:
+            scores, signed, f = replayed.z2u(t_arr, h_arr, alphas, weights, baseline)
+        else:
+            chunk = z2u_chunk(method, stack.padded_length, stack.hidden, len(t_arr), hs,
+                              len(alphas))
+            scores, signed, f = stack.run(z2u, t_arr, h_arr, alphas, weights,
+                                          baseline=baseline, method=method, chunk=chunk)
         scores = scores[:, :t, :, :s].reshape(-1, s)
         signed, f = signed[:, :t].reshape(-1), f[:, :t].reshape(-1)
         return (scores, signed, f), relative_error(signed, f, rule.weight_sum)
@@ -147,17 +195,18 @@ def z2u_columns(stack: LayerStack, baseline: str, plan: StepPlan, targets: list[
 
 
 def z2u_scores(stack: LayerStack, baseline: str, plan: StepPlan, targets: list[int],
-               heads: list[int], method: str) -> tuple[np.ndarray, StepResult]:
+               heads: list[int], method: str, replayed: Replay | None = None
+               ) -> tuple[np.ndarray, StepResult]:
     """Per-source z→u scores [L, T, Hs, S] after any ratio fix, and the raw run."""
     raw = z2u_columns(stack, "zero" if baseline == "zero" else "self_input_token", plan,
-                      targets, heads, method)
+                      targets, heads, method, replayed)
     scores = raw.arrays[0].copy()
     t_idx = np.asarray(targets)
     if baseline != "zero":
         scores[:, np.arange(len(targets)), :, t_idx] = 0.0  # s_j := 0 (exactly 0 already)
     j_idx = np.broadcast_to(t_idx[None, :, None], scores.shape[:3])
     if baseline == "itb_zero_ratio":
-        zero = z2u_columns(stack, "zero", plan, targets, heads, method).arrays[0]
+        zero = z2u_columns(stack, "zero", plan, targets, heads, method, replayed).arrays[0]
         scores = ratio.zero_ratio(scores, zero, j_idx)
     elif baseline == "itb_map_ratio":
         diag = stack.run(self_attention_probs)  # [L, H, S_b]: A^h_{j,j}
@@ -167,15 +216,20 @@ def z2u_scores(stack: LayerStack, baseline: str, plan: StepPlan, targets: list[i
 
 
 def u2z_contributions(stack: LayerStack, baseline: str, plan: StepPlan, targets: list[int],
-                      residual: bool) -> StepResult:
-    """u→z: arrays = (contributions [L, T, d], l2_total [L, T])."""
+                      residual: bool, replayed: Replay | None = None) -> StepResult:
+    """u→z: arrays = (contributions [L, T, w], l2_total [L, T]); w = width of u_MLP."""
     t = len(targets)
+    t_arr = stack.targets(targets)
+    per_layer = {}
+    if replayed is not None and baseline == "att_itb_a0":
+        per_layer["u_base"] = replayed.u_bases(t_arr)
 
     def at(rule: Rule) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         alphas, weights = stack.nodes(rule)
-        contrib, total = stack.run(u2z, stack.targets(targets), alphas, weights,
-                                      baseline=baseline, residual=residual)
-        contrib, total = contrib[:, :t].reshape(-1, stack.hidden), total[:, :t].reshape(-1)
+        contrib, total = stack.run(u2z, t_arr, alphas, weights, per_layer=per_layer,
+                                   baseline=baseline, residual=residual)
+        width = contrib.shape[-1]
+        contrib, total = contrib[:, :t].reshape(-1, width), total[:, :t].reshape(-1)
         return (contrib, total), relative_error(contrib.sum(axis=1), total, rule.weight_sum)
 
     return _per_layer(plan.run(at), (stack.num_layers, t))

@@ -12,10 +12,15 @@ import numpy as np
 from .attribution import compose
 from .steps import StepResult, relative_error
 
-DESC_Z2Z = "Layer-whole IG (z -> z), L2-scalarized"
+DESC_Z2Z = "Layer-whole IG (z -> z){block}, L2-scalarized"
+DESC_Z2Z_BLOCK = {"pre_ln_decoder": ", decoder block",
+                  "pre_post_ln_decoder": ", Gemma3 pre+post-LN block"}
 DESC_Z2U = "ATT IG (z -> u), L2-scalarized"
+DESC_Z2U_DECODER = "ATT IG (z -> u), causal decoder; per-head token scores"
 DESC_Z2U_FIX = {"itb_zero_ratio": " (ITB-zeroRatio)", "itb_map_ratio": " (ITB-mapRatio)"}
 DESC_U2Z = "MLP IG (u -> z), L2-scalarized"
+DESC_U2Z_DECODER = "MLP IG (u -> z), post-attn u to z^(l+1), L2-scalarized"
+DECODER_LAYOUTS = ("pre_ln_decoder", "pre_post_ln_decoder")
 DESC_COMPOSED = "Composed z -> z: sum over heads of ATT IG (z -> u) x MLP IG (u -> z) slice"
 
 
@@ -47,13 +52,13 @@ def completeness(sums: np.ndarray, change: np.ndarray, res: StepResult) -> dict[
 
 
 def z2z_block(matrix: np.ndarray, raw: StepResult, baseline: str, tokens: list[str],
-              targets: list[int]) -> dict[str, Any]:
+              targets: list[int], layout: str = "post_ln_encoder") -> dict[str, Any]:
     """matrix [S, S] (after any fix); raw: the unfixed run's columns and L_j."""
     s = matrix.shape[0]
     cols, total = raw.arrays
     return {
         "baseline": baseline,
-        "description": DESC_Z2Z,
+        "description": DESC_Z2Z.format(block=DESC_Z2Z_BLOCK.get(layout, "")),
         "shape": [s, s],
         "matrix": floats(matrix),
         "token_to_token": [
@@ -68,11 +73,11 @@ def z2z_block(matrix: np.ndarray, raw: StepResult, baseline: str, tokens: list[s
 
 
 def z2u_blocks(scores: np.ndarray, raw: StepResult, baseline: str, targets: list[int],
-               heads: list[int]) -> list[dict[str, Any]]:
+               heads: list[int], decoder: bool = False) -> list[dict[str, Any]]:
     """scores [T, Hs, S] → one `z2u` block per target (raw: signed sums and f per column)."""
     _, signed, change = raw.arrays
     rel = relative_error(signed, change, raw.weight_sum)
-    desc = DESC_Z2U + DESC_Z2U_FIX.get(baseline, "")
+    desc = DESC_Z2U_DECODER if decoder else DESC_Z2U + DESC_Z2U_FIX.get(baseline, "")
     out = []
     for ti in range(len(targets)):
         heads_out = {}
@@ -91,21 +96,38 @@ def z2u_blocks(scores: np.ndarray, raw: StepResult, baseline: str, targets: list
     return out
 
 
-def u2z_blocks(res: StepResult, baseline: str) -> list[dict[str, Any]]:
-    """One `u2z` block per target from contributions [T, d] and l2_total [T]."""
+def u2z_blocks(res: StepResult, baseline: str, layout: str = "post_ln_encoder",
+               num_heads: int = 1, ig_sum_as_total: bool = False) -> list[dict[str, Any]]:
+    """One `u2z` block per target from contributions [T, w] and the true gaps [T].
+
+    Decoders add the reference's `max_abs_error`; Gemma3 its `input_width`/`head_shape`.
+    `ig_sum_as_total` (reference quirk, GPT-2/Llama): `l2_total` reports Σc instead of
+    the gap ‖h(u) − h(u′)‖ (completeness is always against the true gap).
+    """
     contrib, total = res.arrays
     rel = relative_error(contrib.sum(axis=1), total, res.weight_sum)
+    decoder = layout in DECODER_LAYOUTS
     out = []
     for t in range(contrib.shape[0]):
-        err = float(contrib[t].sum() - total[t])
+        ig_sum = float(contrib[t].sum())
+        err = ig_sum - float(total[t])
         comp = {"error": err, "mean_abs_error": abs(err),
                 "expected": float(total[t] * res.weight_sum[t]),
                 "relative_error": float(rel[t]), "weight_sum": float(res.weight_sum[t])}
+        if decoder:
+            comp["max_abs_error"] = abs(err)
         if res.converged is not None:
             comp.update(steps_used=int(res.steps[t]), converged=bool(res.converged[t]))
-        out.append({"baseline": baseline, "description": DESC_U2Z,
-                    "contributions": floats(contrib[t]), "l2_total": float(total[t]),
-                    "completeness": comp, "rule": res.rule})
+        block = {"baseline": baseline,
+                 "description": DESC_U2Z_DECODER if decoder else DESC_U2Z,
+                 "contributions": floats(contrib[t]),
+                 "l2_total": ig_sum if ig_sum_as_total else float(total[t]),
+                 "completeness": comp, "rule": res.rule}
+        if layout == "pre_post_ln_decoder":
+            width = contrib.shape[1]
+            block["input_width"] = width
+            block["head_shape"] = [num_heads, width // num_heads]
+        out.append(block)
     return out
 
 

@@ -27,30 +27,36 @@ def u2z(
     baseline: str,
     residual: bool,
     key_mask: jax.Array | None = None,
+    u_base: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """z [S, d], targets [T] → (contributions [T, d], l2_total [T]).
+    """z [S, d], targets [T] → (contributions [T, w], l2_total [T]); w = width of u_MLP.
 
     baseline: "zero" (u′ = 0) or "att_itb_a0" (u′ = the ATT output at j when every row
-    of the input is z_j, the α = 0 end of the ATT ITB path).
+    of the input is z_j, the α = 0 end of the ATT ITB path). u_base [T, w], if given,
+    replaces the baseline (the reference's Gemma3 replayed u′, `reference_quirks`).
     """
     block = nnx.merge(graphdef, state)
     u_all = block.att(z, key_mask)
 
-    def h(u: jax.Array) -> jax.Array:
-        return block.mlp_out(u[None], residual)[0]
+    def one(j: jax.Array, given_base: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+        def h(u: jax.Array) -> jax.Array:  # token j's MLP side (Gemma3 also reads z_j)
+            return block.mlp_out(u[None], residual, z[j][None])[0]
 
-    def one(j: jax.Array) -> tuple[jax.Array, jax.Array]:
         u = u_all[j]
-        if baseline == "zero":
-            u_base = jnp.zeros_like(u)
+        if given_base is not None:
+            base = given_base
+        elif baseline == "zero":
+            base = jnp.zeros_like(u)
         else:
-            u_base = block.att(jnp.broadcast_to(z[j], z.shape), key_mask)[j]
-        h_base = h(u_base)
+            base = block.att(jnp.broadcast_to(z[j], z.shape), key_mask)[j]
+        h_base = h(base)
 
         def scalar(v: jax.Array) -> jax.Array:
             return safe_norm(h(v) - h_base)
 
-        grad = path_sum(jax.grad(scalar), u, u_base, alphas, weights, alphas.shape[0])
-        return grad * (u - u_base), scalar(u)
+        grad = path_sum(jax.grad(scalar), u, base, alphas, weights, alphas.shape[0])
+        return grad * (u - base), scalar(u)
 
-    return jax.vmap(one)(targets)
+    if u_base is None:
+        return jax.vmap(lambda j: one(j, None))(targets)
+    return jax.vmap(one)(targets, u_base)

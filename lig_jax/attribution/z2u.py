@@ -47,14 +47,19 @@ def z2u(
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """z [S, d], targets [T], heads [Hs] → (scores [T, Hs, S], ig_sum [T, Hs], f [T, Hs]).
 
-    scores[t, h, i] = ‖IG_{i,:}‖₂ for target targets[t], head heads[h], source i.
+    scores[t, h, i] for target targets[t], head heads[h], source i: ‖IG_{i,:}‖₂ for
+    encoders, Σ_c IG_{i,c} for decoders (`block.z2u_score`).
     baseline: "zero" or "self_input_token" (rows of x′ = z_j, per target).
     method: "fast" (structured integrands, `structured.py`) or "direct" (below).
     """
     block = nnx.merge(graphdef, state)
-    if method == "fast":
-        fast = structured.z2u_zero if baseline == "zero" else structured.z2u_itb
+    fast = fast_integrand(block, baseline) if method == "fast" else None
+    if fast is not None:
         return fast(block, z, targets, heads, alphas, weights, chunk, key_mask)
+    signed = block.z2u_score == "signed"
+
+    def scores_of(ig: jax.Array) -> jax.Array:  # [..., S, d] → per-source scores [..., S]
+        return jnp.sum(ig, axis=-1) if signed else jnp.linalg.norm(ig, axis=-1)
 
     def heads_of(x: jax.Array) -> jax.Array:
         return block.attention_context(x, key_mask)[:, heads]  # [S, Hs, d_h]
@@ -68,7 +73,7 @@ def z2u(
 
         jac = path_sum(jax.jacrev(scalars), z, x_base, alphas, weights, chunk)  # [T,Hs,S,d]
         ig = jac * (z - x_base)
-        return jnp.linalg.norm(ig, axis=-1), jnp.sum(ig, axis=(-1, -2)), scalars(z)
+        return scores_of(ig), jnp.sum(ig, axis=(-1, -2)), scalars(z)
 
     def column(j: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         x_base = jnp.broadcast_to(z[j], z.shape)
@@ -79,9 +84,20 @@ def z2u(
 
         jac = path_sum(jax.jacrev(scalars), z, x_base, alphas, weights, chunk)  # [Hs, S, d]
         ig = jac * (z - x_base)
-        return jnp.linalg.norm(ig, axis=-1), jnp.sum(ig, axis=(-1, -2)), scalars(z)
+        return scores_of(ig), jnp.sum(ig, axis=(-1, -2)), scalars(z)
 
     return jax.vmap(column)(targets)
+
+
+def fast_integrand(block, baseline: str):
+    """The structured z→u integrand for this block and baseline, or None where only the
+    direct path exists (per-source L2 scores behind a non-affine premap: the L2 of the
+    per-source gradient needs a reverse pass per (target, head) there anyway)."""
+    if block.z2u_score == "signed":
+        return structured.z2u_zero_signed if baseline == "zero" else structured.z2u_itb_signed
+    if block.affine_premap:
+        return structured.z2u_zero if baseline == "zero" else structured.z2u_itb
+    return None
 
 
 @partial(jax.jit, static_argnames=("graphdef",))

@@ -7,7 +7,6 @@ uses; `SUPPORTED_MODEL_TYPES` is what error messages list.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..common import ACTIVATIONS, PRECISION, layer_norm
+from ..common import ACTIVATIONS, PRECISION, attention_mix, layer_norm
 
 
 @dataclass(frozen=True)
@@ -71,20 +71,6 @@ class LayerNorm(nnx.Module):
         return layer_norm(x, self.scale[...], self.bias[...], self.eps)
 
 
-def attention_mix(
-    q: jax.Array, k: jax.Array, v: jax.Array, scale: float, key_mask: jax.Array | None = None
-) -> tuple[jax.Array, jax.Array]:
-    """Softmax mixing: q [S, H, d_h], k, v [S, H, d_h] → (A [H, S_q, S_k], ctx [S, H, d_h]).
-
-    Masked keys get the most negative float32 score, so their probability is exactly 0.
-    """
-    scores = jnp.einsum("qhd,khd->hqk", q, k, precision=PRECISION) * scale
-    if key_mask is not None:
-        scores = jnp.where(key_mask[None, None, :], scores, jnp.finfo(scores.dtype).min)
-    a = jax.nn.softmax(scores, axis=-1)
-    return a, jnp.einsum("hqk,khd->qhd", a, v, precision=PRECISION)
-
-
 class SelfAttention(nnx.Module):
     """Multi-head scaled dot-product attention core (HF `attention.self`)."""
 
@@ -109,11 +95,16 @@ class SelfAttention(nnx.Module):
 
     def probs(self, x: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
         """Attention probabilities A[h, query, key], [H, S, S]."""
-        return attention_mix(*self.qkv(x), self.scale, key_mask)[0]
+        return attention_mix(*self.qkv(x), self.scale, _key_rows(key_mask))[0]
 
     def __call__(self, x: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
         """Per-head context before the output projection, [S, H, d_h]."""
-        return attention_mix(*self.qkv(x), self.scale, key_mask)[1]
+        return attention_mix(*self.qkv(x), self.scale, _key_rows(key_mask))[1]
+
+
+def _key_rows(key_mask: jax.Array | None) -> jax.Array | None:
+    """[S] key mask → [1, S] (the same keys for every query), or None."""
+    return None if key_mask is None else key_mask[None, :]
 
 
 class Attention(nnx.Module):
@@ -147,7 +138,11 @@ class MLP(nnx.Module):
 
 
 class PostLNBlock(nnx.Module):
-    """One encoder layer with its ATT and MLP halves exposed."""
+    """One encoder layer with its ATT and MLP halves exposed (`models.interface.Block`)."""
+
+    causal = False
+    z2u_score = "l2"  # per-source ‖IG_i,:‖₂, the encoder convention (spec §4)
+    affine_premap = True
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
         self.attention = Attention(cfg, rngs=rngs)
@@ -165,8 +160,9 @@ class PostLNBlock(nnx.Module):
         """[S, d] → u [S, d]: the ATT sub-block output (after residual + LayerNorm)."""
         return self.attention(z, key_mask)
 
-    def mlp_out(self, u: jax.Array, residual: bool = True) -> jax.Array:
-        """[S, d] → z^(l+1) [S, d]: the MLP sub-block, token-wise."""
+    def mlp_out(self, u: jax.Array, residual: bool = True, z: jax.Array | None = None
+                ) -> jax.Array:
+        """[S, d] → z^(l+1) [S, d]: the MLP sub-block, token-wise (z is not needed)."""
         return self.mlp(u, residual)
 
     def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
@@ -182,6 +178,13 @@ class PostLNBlock(nnx.Module):
     @property
     def attention_scale(self) -> float:
         return self.attention.self_attn.scale
+
+    def attention_mask(self, s: int, key_mask: jax.Array | None) -> jax.Array | None:
+        """Bidirectional: only padded keys are hidden, [1, S] or None."""
+        return _key_rows(key_mask)
+
+    def attention_bias(self, s: int) -> None:
+        return None
 
     def premap(self, z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Token-wise [S, d] → (q, k, v) [S, H, d_h]; affine for post-LN encoders."""

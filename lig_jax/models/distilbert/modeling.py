@@ -1,0 +1,218 @@
+"""Flax NNX modules for DistilBERT, split at the LIG boundaries (`models.interface.Block`).
+
+DistilBERT is a post-LN encoder like BERT (no token types, LayerNorm eps fixed at 1e-12).
+One block maps z = z^(l) [S, d] → z^(l+1) [S, d] (HF `transformer.layer.{l}`):
+
+    q, k, v = z W_Q + b_Q, z W_K + b_K, z W_V + b_V      (`attention.{q,k,v}_lin`)
+    ctx     = softmax(q kᵀ / √d_h) v                       [S, H, d_h]
+    u       = LN_sa(z + W_O·ctx + b_O)                     (`attention.out_lin`, `sa_layer_norm`)
+    z'      = LN_out(u + W_2·act(W_1·u + b_1) + b_2)       (`ffn.lin1`/`lin2`, `output_layer_norm`)
+
+LIG boundaries:
+
+* u_ATT (z→u target) = ctx, head h's context Σ_i A^h_{j,i} v_{i,h} *before* `out_lin`
+  (width d_h per head, v with its bias);
+* u_MLP (u→z input) = att(z) = u = sa_layer_norm(z + out_lin(ctx)), the ATT sub-block
+  output after residual and LayerNorm (width d; "per head" = contiguous d_h slices);
+  mlp_out(u, residual) = output_layer_norm(u + ffn(u)), without `u +` when
+  residual=False.
+
+Position embeddings are a table in the checkpoint also when `sinusoidal_pos_embds` is set
+(HF fills the `nn.Embedding` sinusoidally at init and saves it like any weight).
+
+`PostLNBlock` here is also the base of MPNet's block (which adds a relative-position score
+bias through `attention_bias`). Everything is written for one unbatched sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ..common import ACTIVATIONS, PRECISION, attention_mix, layer_norm
+
+LAYER_NORM_EPS = 1e-12  # hard-coded in HF DistilBERT (embeddings and both block norms)
+
+
+@dataclass(frozen=True)
+class DistilBertConfig:
+    """The hyper-parameters our DistilBERT needs, read from a HF config."""
+
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    hidden_act: str
+    max_position_embeddings: int
+    pad_token_id: int
+    sinusoidal_pos_embds: bool = False
+    layer_norm_eps: float = LAYER_NORM_EPS
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest sequence the position table allows (positions 0..S−1)."""
+        return self.max_position_embeddings
+
+
+class Dense(nnx.Module):
+    """y = x @ kernel + bias, kernel [in, out] (HF Linear weights are transposed on load)."""
+
+    def __init__(self, d_in: int, d_out: int, *, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (d_in, d_out)) * 0.02)
+        self.bias = nnx.Param(jnp.zeros((d_out,)))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.matmul(x, self.kernel[...], precision=PRECISION) + self.bias[...]
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm over the last axis with scale and bias [dim]."""
+
+    def __init__(self, dim: int, eps: float):
+        self.scale = nnx.Param(jnp.ones((dim,)))
+        self.bias = nnx.Param(jnp.zeros((dim,)))
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return layer_norm(x, self.scale[...], self.bias[...], self.eps)
+
+
+def key_rows(key_mask: jax.Array | None) -> jax.Array | None:
+    """Bidirectional attention: only padded keys are hidden → bool [1, S_k] or None."""
+    return None if key_mask is None else key_mask[None, :]
+
+
+class PostLNBlock(nnx.Module):
+    """One post-LN encoder layer with its ATT and MLP halves exposed.
+
+    Parameters: query/key/value/output [d, d] (+ bias), attn_norm (LN after attention),
+    ffn_in [d, w], ffn_out [w, d], out_norm (LN after the MLP).
+    """
+
+    causal = False
+    z2u_score = "l2"  # encoder convention: per-source ‖IG_i,:‖₂ (spec §4)
+    affine_premap = True
+
+    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int,
+                 hidden_act: str, layer_norm_eps: float, *, rngs: nnx.Rngs):
+        d = hidden_size
+        self.query = Dense(d, d, rngs=rngs)
+        self.key = Dense(d, d, rngs=rngs)
+        self.value = Dense(d, d, rngs=rngs)
+        self.output = Dense(d, d, rngs=rngs)
+        self.attn_norm = LayerNorm(d, layer_norm_eps)
+        self.ffn_in = Dense(d, intermediate_size, rngs=rngs)
+        self.ffn_out = Dense(intermediate_size, d, rngs=rngs)
+        self.out_norm = LayerNorm(d, layer_norm_eps)
+        self.activation = hidden_act
+        self.num_heads = num_heads
+        self.head_dim = d // num_heads
+        self.attention_scale = 1.0 / float(self.head_dim) ** 0.5
+
+    # ---- the token-wise maps and the mixing inputs (FAST_PATH decomposition)
+
+    def _heads(self, t: jax.Array) -> jax.Array:
+        return t.reshape(t.shape[0], self.num_heads, self.head_dim)
+
+    def premap(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Token-wise [S, d] → (q, k, v), each [S, H, d_h] (affine: x W + b)."""
+        return self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+
+    def premap_kernels(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """W_Q, W_K, W_V as [d, H, d_h] (premap = x @ W + b per head)."""
+        d = self.query.kernel.shape[0]
+        shape = (d, self.num_heads, self.head_dim)
+        return tuple(m.kernel[...].reshape(shape) for m in (self.query, self.key, self.value))
+
+    def attention_mask(self, s: int, key_mask: jax.Array | None) -> jax.Array | None:
+        """Bidirectional: bool [1, S] hiding padded keys, or None (no padding)."""
+        return key_rows(key_mask)
+
+    def attention_bias(self, s: int) -> jax.Array | None:
+        """No score bias for DistilBERT (MPNet overrides this)."""
+        return None
+
+    def _mix(self, z: jax.Array, key_mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+        s = z.shape[0]
+        return attention_mix(*self.premap(z), self.attention_scale,
+                             self.attention_mask(s, key_mask), self.attention_bias(s))
+
+    def project(self, x: jax.Array, ctx: jax.Array) -> jax.Array:
+        """u = LN_att(x + W_O·ctx + b_O) from x [S, d] and ctx [S, H, d_h] → [S, d]."""
+        return self.attn_norm(x + self.output(ctx.reshape(ctx.shape[0], -1)))
+
+    def postmap(self, x: jax.Array, ctx: jax.Array, residual: bool = True) -> jax.Array:
+        """Token-wise (x [S, d], ctx [S, H, d_h]) → z^(l+1) [S, d]."""
+        return self.mlp_out(self.project(x, ctx), residual)
+
+    # ---- the LIG boundaries
+
+    def attention_context(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → u_ATT [S, H, d_h]: per-head context before the output projection."""
+        return self._mix(z, key_mask)[1]
+
+    def attention_probs(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → [H, S_q, S_k] attention probabilities."""
+        return self._mix(z, key_mask)[0]
+
+    def att(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → u_MLP [S, d]: the ATT sub-block output (after residual + LayerNorm)."""
+        return self.project(z, self.attention_context(z, key_mask))
+
+    def mlp_out(self, u: jax.Array, residual: bool = True, z: jax.Array | None = None
+                ) -> jax.Array:
+        """[S, d] → z^(l+1) [S, d]: LN_out(u + FFN(u)) (no `u +` if not residual);
+        token-wise, `z` is not needed."""
+        h = self.ffn_out(ACTIVATIONS[self.activation](self.ffn_in(u)))
+        return self.out_norm(u + h if residual else h)
+
+    def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → z^(l+1) [S, d]."""
+        return self.mlp_out(self.att(z, key_mask))
+
+
+class Embeddings(nnx.Module):
+    """Word + position embeddings (positions 0..S−1), then LayerNorm."""
+
+    def __init__(self, cfg: DistilBertConfig, *, rngs: nnx.Rngs):
+        d = cfg.hidden_size
+        self.word = nnx.Param(jax.random.normal(rngs.params(), (cfg.vocab_size, d)) * 0.02)
+        self.position = nnx.Param(
+            jax.random.normal(rngs.params(), (cfg.max_position_embeddings, d)) * 0.02)
+        self.norm = LayerNorm(d, cfg.layer_norm_eps)
+
+    def __call__(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → z^(0) [S, d]."""
+        s = input_ids.shape[0]
+        return self.norm(self.word[...][input_ids] + self.position[...][:s])
+
+
+class DistilBertModel(nnx.Module):
+    """Embeddings and a stack of `PostLNBlock`s (HF `DistilBertModel`)."""
+
+    def __init__(self, cfg: DistilBertConfig, *, rngs: nnx.Rngs):
+        self.config = cfg
+        self.embeddings = Embeddings(cfg, rngs=rngs)
+        self.layers = nnx.List([
+            PostLNBlock(cfg.hidden_size, cfg.num_heads, cfg.intermediate_size, cfg.hidden_act,
+                        cfg.layer_norm_eps, rngs=rngs)
+            for _ in range(cfg.num_layers)])
+
+    def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None
+                      ) -> jax.Array:
+        """[S] → [L+1, S, d]: z^(0) … z^(L) (HF `hidden_states`)."""
+        z = self.embeddings(input_ids)
+        states = [z]
+        for block in self.layers:
+            z = block(z, key_mask)
+            states.append(z)
+        return jnp.stack(states)

@@ -1,0 +1,295 @@
+"""Flax NNX modules for Gemma 3 text stacks (pre+post-LN decoders), split at the LIG boundaries.
+
+One block maps z^(l) [S, d] → z^(l+1) [S, d] (spec §1, §5, §11):
+
+    h         = In(z)                                   Gemma RMSNorm x·(1/√(mean x² + ε))·(1 + w)
+    q, k, v   = q/k/v_proj(h) per head; q, k ← q_norm, k_norm (over d_h); RoPE (rotate-half);
+                GQA: kv group g is repeated to query heads g·(H/G) … (g+1)·(H/G) − 1
+    ctx       = softmax(q·k · query_pre_attn_scalar^-½ + mask) v      [S, H, d_h]  (u_ATT)
+    u         = ctx.reshape(S, H·d_h)                                 (u_MLP, width H·d_h ≠ d ok)
+    p         = z + PostAttn(o_proj(u))
+    z'        = p + PostFFN(down(gelu_tanh(gate(PreFFN(p))) · up(PreFFN(p))))
+
+Sliding layers use the local RoPE table and the window mask 0 ≤ i − k < window; full layers
+the global RoPE table (default or linear scaling) and the causal mask 0 ≤ i − k. Positions
+are the row numbers 0..S−1. Everything is written for one unbatched sentence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ...errors import LIGError
+from ..common import ACTIVATIONS, PRECISION, attention_mix, rms_norm
+
+SLIDING, FULL = "sliding_attention", "full_attention"
+
+
+@dataclass(frozen=True)
+class Gemma3Config:
+    """The hyper-parameters of a Gemma 3 text stack, read from a HF config."""
+
+    model_type: str  # "gemma3_text", or "gemma3" for the language model of a multimodal one
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    hidden_activation: str
+    rms_norm_eps: float
+    query_pre_attn_scalar: float
+    sliding_window: int | None
+    layer_types: tuple[str, ...]
+    rope_theta_global: float
+    rope_factor_global: float  # linear scaling factor (1.0 = default RoPE)
+    rope_theta_local: float
+    rope_factor_local: float
+    max_position_embeddings: int
+    pad_token_id: int
+    attention_bias: bool = False
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest sequence the model accepts (its RoPE context length)."""
+        return self.max_position_embeddings
+
+    @property
+    def attention_scale(self) -> float:
+        return float(self.query_pre_attn_scalar) ** -0.5
+
+
+def rope_inv_freq(head_dim: int, theta: float, factor: float = 1.0) -> tuple[float, ...]:
+    """RoPE inverse frequencies [d_h / 2] in float32, as HF computes them (then / factor)."""
+    exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
+    # The power in float64 rounded to float32 agrees with torch's float32 `pow` more often
+    # than numpy's float32 `pow` does (all but ≤ 1 of 128 entries at d_h = 256).
+    powers = (np.float64(theta) ** exponents.astype(np.float64)).astype(np.float32)
+    inv = np.float32(1.0) / powers
+    if factor != 1.0:
+        inv = inv / np.float32(factor)
+    return tuple(float(x) for x in inv.astype(np.float32))
+
+
+def rotate_half(x: jax.Array) -> jax.Array:
+    """[..., d_h] → [..., d_h]: (x1, x2) ↦ (−x2, x1) over the two halves of the last axis."""
+    half = x.shape[-1] // 2
+    return jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+
+
+def apply_rope(x: jax.Array, inv_freq: tuple[float, ...]) -> jax.Array:
+    """Rotate x [S, heads, d_h] by position = row index (0..S−1), rotate-half convention."""
+    pos = jnp.arange(x.shape[0], dtype=jnp.float32)
+    freqs = pos[:, None] * jnp.asarray(inv_freq, dtype=jnp.float32)[None, :]  # [S, d_h/2]
+    emb = jnp.concatenate([freqs, freqs], axis=-1)[:, None, :]  # [S, 1, d_h]
+    cos, sin = jnp.cos(emb).astype(x.dtype), jnp.sin(emb).astype(x.dtype)
+    return x * cos + rotate_half(x) * sin
+
+
+class Dense(nnx.Module):
+    """y = x @ kernel (+ bias), kernel [in, out] (HF Linear weights are transposed on load)."""
+
+    def __init__(self, d_in: int, d_out: int, *, bias: bool = False, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (d_in, d_out)) * 0.02)
+        self.bias = nnx.Param(jnp.zeros((d_out,))) if bias else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = jnp.matmul(x, self.kernel[...], precision=PRECISION)
+        return y + self.bias[...] if self.bias is not None else y
+
+
+class RMSNorm(nnx.Module):
+    """Gemma RMSNorm over the last axis: x·(1/√(mean x² + ε))·(1 + scale), in float32.
+
+    `scale` holds HF's raw `weight` (0 = identity scaling).
+    """
+
+    def __init__(self, dim: int, eps: float):
+        self.scale = nnx.Param(jnp.zeros((dim,)))
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = rms_norm(x.astype(jnp.float32), self.scale[...].astype(jnp.float32), self.eps,
+                     offset=1.0)
+        return y.astype(x.dtype)
+
+
+class Attention(nnx.Module):
+    """Gemma 3 self-attention core: projections, q/k norms, RoPE, GQA, o_proj."""
+
+    def __init__(self, cfg: Gemma3Config, layer: int, *, rngs: nnx.Rngs):
+        d, h, g, e = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        b = cfg.attention_bias
+        self.q_proj = Dense(d, h * e, bias=b, rngs=rngs)
+        self.k_proj = Dense(d, g * e, bias=b, rngs=rngs)
+        self.v_proj = Dense(d, g * e, bias=b, rngs=rngs)
+        self.o_proj = Dense(h * e, d, bias=b, rngs=rngs)
+        self.q_norm = RMSNorm(e, cfg.rms_norm_eps)
+        self.k_norm = RMSNorm(e, cfg.rms_norm_eps)
+        self.num_heads, self.num_kv_heads, self.head_dim = h, g, e
+        self.is_sliding = cfg.layer_types[layer] == SLIDING
+        self.sliding_window = cfg.sliding_window if self.is_sliding else None
+        if self.is_sliding:
+            self.inv_freq = rope_inv_freq(e, cfg.rope_theta_local, cfg.rope_factor_local)
+        else:
+            self.inv_freq = rope_inv_freq(e, cfg.rope_theta_global, cfg.rope_factor_global)
+        self.scale = cfg.attention_scale
+
+    def qkv(self, h: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Normed rows h [S, d] → q, k, v [S, H, d_h] (kv groups repeated to query heads)."""
+        s = h.shape[0]
+        q = self.q_norm(self.q_proj(h).reshape(s, self.num_heads, self.head_dim))
+        k = self.k_norm(self.k_proj(h).reshape(s, self.num_kv_heads, self.head_dim))
+        v = self.v_proj(h).reshape(s, self.num_kv_heads, self.head_dim)
+        q, k = apply_rope(q, self.inv_freq), apply_rope(k, self.inv_freq)
+        rep = self.num_heads // self.num_kv_heads
+        if rep > 1:
+            k, v = jnp.repeat(k, rep, axis=1), jnp.repeat(v, rep, axis=1)
+        return q, k, v
+
+    def mask(self, s: int, key_mask: jax.Array | None = None) -> jax.Array:
+        """bool [S_q, S_k]: causal (full) or 0 ≤ i − k < window (sliding), AND key_mask."""
+        i = jnp.arange(s)[:, None]
+        k = jnp.arange(s)[None, :]
+        allowed = k <= i
+        if self.sliding_window is not None:
+            allowed = allowed & (i - k < self.sliding_window)
+        if key_mask is not None:
+            allowed = allowed & jnp.asarray(key_mask, dtype=bool)[None, :]
+        return allowed
+
+
+class MLP(nnx.Module):
+    """Gated MLP: down(act(gate(x)) · up(x)). Token-wise."""
+
+    def __init__(self, cfg: Gemma3Config, *, rngs: nnx.Rngs):
+        d, f = cfg.hidden_size, cfg.intermediate_size
+        self.gate_proj = Dense(d, f, rngs=rngs)
+        self.up_proj = Dense(d, f, rngs=rngs)
+        self.down_proj = Dense(f, d, rngs=rngs)
+        self.activation = cfg.hidden_activation
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.down_proj(ACTIVATIONS[self.activation](self.gate_proj(x)) * self.up_proj(x))
+
+
+class PrePostLNBlock(nnx.Module):
+    """One Gemma 3 decoder layer with its ATT and MLP halves exposed (Block protocol)."""
+
+    causal = True
+    z2u_score = "signed"
+    affine_premap = False
+
+    def __init__(self, cfg: Gemma3Config, layer: int, *, rngs: nnx.Rngs):
+        d, eps = cfg.hidden_size, cfg.rms_norm_eps
+        self.input_layernorm = RMSNorm(d, eps)
+        self.self_attn = Attention(cfg, layer, rngs=rngs)
+        self.post_attention_layernorm = RMSNorm(d, eps)
+        self.pre_feedforward_layernorm = RMSNorm(d, eps)
+        self.mlp = MLP(cfg, rngs=rngs)
+        self.post_feedforward_layernorm = RMSNorm(d, eps)
+
+    @property
+    def num_heads(self) -> int:
+        return self.self_attn.num_heads
+
+    @property
+    def attention_scale(self) -> float:
+        return self.self_attn.scale
+
+    @property
+    def is_sliding(self) -> bool:
+        return self.self_attn.is_sliding
+
+    def premap(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """[S, d] → (q, k, v), each [S, H, d_h]: input norm, projections, q/k norms, RoPE, GQA."""
+        return self.self_attn.qkv(self.input_layernorm(x))
+
+    def attention_mask(self, s: int, key_mask: jax.Array | None = None) -> jax.Array:
+        """bool [S, S] (query, key): causal or sliding-window causal, AND key_mask[None, :]."""
+        return self.self_attn.mask(s, key_mask)
+
+    def attention_bias(self, s: int) -> None:
+        return None
+
+    def _mix(self, z: jax.Array, key_mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+        q, k, v = self.premap(z)
+        return attention_mix(q, k, v, self.attention_scale,
+                             self.attention_mask(z.shape[0], key_mask))
+
+    def attention_context(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → [S, H, d_h]: per-head context before o_proj (the z→u target)."""
+        return self._mix(z, key_mask)[1]
+
+    def attention_probs(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → [H, S, S] attention probabilities (query, key)."""
+        return self._mix(z, key_mask)[0]
+
+    def att(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → u_MLP [S, H·d_h]: all heads concatenated before o_proj."""
+        ctx = self.attention_context(z, key_mask)
+        return ctx.reshape(ctx.shape[0], -1)
+
+    def mlp_out(self, u: jax.Array, residual: bool = True, z: jax.Array | None = None
+                ) -> jax.Array:
+        """(u [S, H·d_h], z [S, d]) → z^(l+1) [S, d], token-wise.
+
+        p = z + PostAttn(o_proj(u)); returns p + PostFFN(MLP(PreFFN(p))), or without the
+        `p +` when residual=False. z (the block input rows) is required.
+        """
+        if z is None:
+            raise LIGError("Gemma3 mlp_out needs z, the block input rows (p = z + PostAttn(o(u)))")
+        p = z + self.post_attention_layernorm(self.self_attn.o_proj(u))
+        m = self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(p)))
+        return p + m if residual else m
+
+    def postmap(self, x: jax.Array, ctx: jax.Array, residual: bool = True) -> jax.Array:
+        """Token-wise (x [S, d], ctx [S, H, d_h]) → z^(l+1) [S, d]."""
+        return self.mlp_out(ctx.reshape(ctx.shape[0], -1), residual, x)
+
+    def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        return self.postmap(z, self.attention_context(z, key_mask))
+
+
+class Gemma3Model(nnx.Module):
+    """Scaled token embeddings and a stack of `PrePostLNBlock`s (+ the unused final norm)."""
+
+    def __init__(self, cfg: Gemma3Config, *, rngs: nnx.Rngs):
+        self.config = cfg
+        self.embed_tokens = nnx.Param(
+            jax.random.normal(rngs.params(), (cfg.vocab_size, cfg.hidden_size)) * 0.02
+        )
+        self.layers = nnx.List(
+            [PrePostLNBlock(cfg, layer, rngs=rngs) for layer in range(cfg.num_layers)]
+        )
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+    def embed(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → z^(0) [S, d] = embed_tokens[ids] · √d.
+
+        HF multiplies by √d held as a tensor of the weights' dtype; ours are float32, so
+        the factor is float32(√d), exactly as in a float32 HF run.
+        """
+        table = self.embed_tokens[...]
+        scale = jnp.asarray(math.sqrt(self.config.hidden_size), dtype=table.dtype)
+        return table[input_ids] * scale
+
+    def final_norm(self, z: jax.Array) -> jax.Array:
+        """The stack's final RMSNorm (HF `norm`), [S, d] → [S, d]; not part of any z^(l)."""
+        return self.norm(z)
+
+    def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S] → [L+1, S, d]: z^(0) (scaled embeddings) … z^(L) (last block, before `norm`)."""
+        z = self.embed(input_ids)
+        states = [z]
+        for block in self.layers:
+            z = block(z, key_mask)
+            states.append(z)
+        return jnp.stack(states)

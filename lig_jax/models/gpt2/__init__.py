@@ -1,0 +1,58 @@
+"""GPT-2 (pre-LN decoder, HF `model_type` gpt2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flax import nnx
+
+from ...errors import LIGError
+from ..common import ACTIVATIONS
+from .modeling import GPT2Block, GPT2Config, GPT2Model, PreLNDecoderBlock
+
+
+def pad_token_id(hf: Any) -> int:
+    """pad_token_id, else eos_token_id (the first of a list), else 0."""
+    for name in ("pad_token_id", "eos_token_id"):
+        value = getattr(hf, name, None)
+        if isinstance(value, list | tuple):
+            value = value[0] if value else None
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def read_config(hf: Any) -> GPT2Config:
+    """Read a HF GPT-2 config; unsupported variants get a one-line `LIGError`."""
+    act = hf.activation_function
+    if not isinstance(act, str) or act not in ACTIVATIONS:
+        raise LIGError(f"activation_function {act!r} of gpt2 is not supported. "
+                       f"Allowed: {', '.join(sorted(ACTIVATIONS))}")
+    if getattr(hf, "add_cross_attention", False):
+        raise LIGError("gpt2 with add_cross_attention=True is not supported. Allowed: False")
+    d, heads = hf.n_embd, hf.n_head
+    if d % heads:
+        raise LIGError(f"n_embd {d} is not divisible by n_head {heads}")
+    return GPT2Config(
+        model_type=hf.model_type,
+        vocab_size=hf.vocab_size,
+        hidden_size=d,
+        num_layers=hf.n_layer,
+        num_heads=heads,
+        intermediate_size=hf.n_inner if hf.n_inner is not None else 4 * d,
+        hidden_act=act,
+        layer_norm_eps=float(hf.layer_norm_epsilon),
+        max_position_embeddings=hf.n_positions,
+        pad_token_id=pad_token_id(hf),
+        scale_attn_weights=bool(getattr(hf, "scale_attn_weights", True)),
+        scale_attn_by_inverse_layer_idx=bool(getattr(hf, "scale_attn_by_inverse_layer_idx",
+                                                     False)),
+    )
+
+
+def build(cfg: GPT2Config, rngs: nnx.Rngs) -> GPT2Model:
+    return GPT2Model(cfg, rngs=rngs)
+
+
+__all__ = ["GPT2Block", "GPT2Config", "GPT2Model", "PreLNDecoderBlock", "build",
+           "pad_token_id", "read_config"]

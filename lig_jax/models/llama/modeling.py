@@ -1,0 +1,167 @@
+"""Flax NNX modules for the Llama family (Llama, Mistral, Qwen2), split at the LIG boundaries.
+
+One block (HF `layers.{l}`) maps z^(l) [S, d] → z^(l+1) [S, d] (spec §1, §11):
+
+    h         = RMSNorm_in(z)                                  `input_layernorm`
+    q, k, v   = q/k/v_proj(h)          q: H heads, k/v: G kv groups of width d_h
+    q, k      = RoPE(q), RoPE(k)       rotate-half at positions 0 … S−1
+    k, v      = repeat each kv group to its H/G query heads     (HF repeat_kv)
+    ctx       = softmax(q·kᵀ · d_h^−½ + causal/sliding mask) v     [S, H, d_h]
+    u         = z + o_proj(ctx)                                 (u_MLP)
+    z'        = u + down(act(gate(RMSNorm_post(u))) ⊙ up(RMSNorm_post(u)))
+
+Biases: Qwen2 has q/k/v biases; Llama's `attention_bias` adds q/k/v/o biases and its
+`mlp_bias` gate/up/down biases; Mistral has none. Sliding windows (Mistral
+`sliding_window`, Qwen2 `layer_types` == "sliding_attention") let query q see key k iff
+0 ≤ q − k < window, as HF's `sliding_window_overlay` (kv_idx > q_idx − window). RoPE
+frequencies come from `lig_jax.models.rope` (default, linear, llama3, dynamic; dynamic
+equals default within max_position_embeddings, the longest sequence we accept).
+z^(0) = embed_tokens[ids] (no scaling); the final `norm` is not part of the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ..common import ACTIVATIONS, rms_norm
+from ..gpt2.modeling import Linear, PreLNDecoderBlock
+from ..rope import apply_rope, cos_sin
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    """The hyper-parameters our Llama-family decoder needs, read from a HF config."""
+
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    hidden_act: str
+    rms_norm_eps: float
+    max_position_embeddings: int
+    pad_token_id: int
+    qkv_bias: bool  # Qwen2; Llama attention_bias
+    o_bias: bool  # Llama attention_bias
+    mlp_bias: bool  # Llama mlp_bias
+    rope_type: str
+    rope_theta: float
+    inv_freq: tuple[float, ...]  # float32 RoPE inverse frequencies [head_dim // 2]
+    sliding_windows: tuple[int | None, ...]  # per layer; None = full causal attention
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest sequence accepted: the RoPE frequencies are HF's up to this length."""
+        return self.max_position_embeddings
+
+
+class RMSNorm(nnx.Module):
+    """x / sqrt(mean x² + eps) · scale over the last axis (HF LlamaRMSNorm)."""
+
+    def __init__(self, dim: int, eps: float):
+        self.scale = nnx.Param(jnp.ones((dim,)))
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return rms_norm(x, self.scale[...], self.eps)
+
+
+class LlamaAttention(nnx.Module):
+    """HF `self_attn`: q/k/v/o projections (the RoPE and mixing live in the block)."""
+
+    def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
+        d, hd = cfg.hidden_size, cfg.head_dim
+        self.q_proj = Linear(d, cfg.num_heads * hd, use_bias=cfg.qkv_bias, rngs=rngs)
+        self.k_proj = Linear(d, cfg.num_kv_heads * hd, use_bias=cfg.qkv_bias, rngs=rngs)
+        self.v_proj = Linear(d, cfg.num_kv_heads * hd, use_bias=cfg.qkv_bias, rngs=rngs)
+        self.o_proj = Linear(cfg.num_heads * hd, d, use_bias=cfg.o_bias, rngs=rngs)
+
+
+class LlamaMLP(nnx.Module):
+    """HF `mlp`: down(act(gate(x)) ⊙ up(x)) (SwiGLU for act = silu)."""
+
+    def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
+        d, i = cfg.hidden_size, cfg.intermediate_size
+        self.gate_proj = Linear(d, i, use_bias=cfg.mlp_bias, rngs=rngs)
+        self.up_proj = Linear(d, i, use_bias=cfg.mlp_bias, rngs=rngs)
+        self.down_proj = Linear(i, d, use_bias=cfg.mlp_bias, rngs=rngs)
+        self.activation = cfg.hidden_act
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.down_proj(ACTIVATIONS[self.activation](self.gate_proj(x)) * self.up_proj(x))
+
+
+class LlamaBlock(PreLNDecoderBlock):
+    """One Llama/Mistral/Qwen2 decoder layer with its ATT and MLP halves exposed."""
+
+    def __init__(self, cfg: LlamaConfig, layer_idx: int, *, rngs: nnx.Rngs):
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = LlamaAttention(cfg, rngs=rngs)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = LlamaMLP(cfg, rngs=rngs)
+        self.num_heads = cfg.num_heads
+        self.num_kv_heads = cfg.num_kv_heads
+        self.head_dim = cfg.head_dim
+        self.attention_scale = float(cfg.head_dim) ** -0.5
+        self.inv_freq = cfg.inv_freq
+        self.window = cfg.sliding_windows[layer_idx]
+
+    def rope(self, s: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cos, sin) float32 [S, d_h] at positions 0 … S−1."""
+        return cos_sin(np.asarray(self.inv_freq, np.float32), s)
+
+    def premap(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Token-wise [S, d] → (q, k, v) [S, H, d_h]: RMSNorm, projections, RoPE on q and k,
+        kv groups repeated to their query heads (head h reads group h // (H/G))."""
+        s = x.shape[0]
+        h = self.input_layernorm(x)
+        attn = self.self_attn
+        q = attn.q_proj(h).reshape(s, self.num_heads, self.head_dim)
+        k = attn.k_proj(h).reshape(s, self.num_kv_heads, self.head_dim)
+        v = attn.v_proj(h).reshape(s, self.num_kv_heads, self.head_dim)
+        cos, sin = self.rope(s)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        rep = self.num_heads // self.num_kv_heads
+        if rep > 1:
+            k, v = jnp.repeat(k, rep, axis=1), jnp.repeat(v, rep, axis=1)
+        return q, k, v
+
+    def out_proj(self, ctx_flat: jax.Array) -> jax.Array:
+        return self.self_attn.o_proj(ctx_flat)
+
+    def norm_2(self, u: jax.Array) -> jax.Array:
+        return self.post_attention_layernorm(u)
+
+    def ffn(self, h: jax.Array) -> jax.Array:
+        return self.mlp(h)
+
+
+class LlamaModel(nnx.Module):
+    """Token embeddings (unscaled) and a stack of `LlamaBlock`s (no final norm)."""
+
+    def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
+        self.config = cfg
+        self.embed_tokens = nnx.Param(
+            jax.random.normal(rngs.params(), (cfg.vocab_size, cfg.hidden_size)) * 0.02)
+        self.layers = nnx.List([LlamaBlock(cfg, l, rngs=rngs) for l in range(cfg.num_layers)])
+
+    def embed(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → z^(0) [S, d] = embed_tokens[ids]."""
+        return self.embed_tokens[...][input_ids]
+
+    def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S] → [L+1, S, d]: z^(0) … z^(L), z^(L) = the last block's output (before norm)."""
+        z = self.embed(input_ids)
+        states = [z]
+        for block in self.layers:
+            z = block(z, key_mask)
+            states.append(z)
+        return jnp.stack(states)

@@ -1,0 +1,249 @@
+"""Flax NNX modules for ModernBERT, split at the LIG boundaries (`models.interface.Block`).
+
+ModernBERT is a pre-LN encoder with RoPE, a fused QKV projection, alternating global
+and local (sliding-window) attention and a GeGLU MLP. One block maps z = z^(l) [S, d] →
+z^(l+1) [S, d] (HF `layers.{l}`):
+
+    h       = attn_norm(z)                    (LayerNorm; Identity in layer 0, as in HF)
+    q|k|v   = h W_qkv (+ b)                    (`attn.Wqkv`, [q heads | k heads | v heads])
+    q, k    ← RoPE(q), RoPE(k) at positions 0..S−1 (θ = rope_theta of the layer's type)
+    ctx     = softmax(q kᵀ / √d_h, mask) v     [S, H, d_h]
+    u       = z + W_o·ctx (+ b)                (`attn.Wo`)
+    z'      = u + W_out·(act(a) ⊙ g) (+ b),  a|g = mlp_norm(u) W_i (+ b)
+                                               (`mlp_norm`, `mlp.Wi`, `mlp.Wo`)
+
+Global layers (`layer_types[l] == "full_attention"`) attend to every key; local layers
+("sliding_attention") only to keys with |query − key| ≤ local_attention // 2 (HF's
+`config.sliding_window` and its bidirectional sliding-window mask). Biases exist per
+`norm_bias`, `attention_bias`, `mlp_bias`.
+
+LIG boundaries:
+
+* u_ATT (z→u target) = ctx, head h's context Σ_i A^h_{j,i} v_{i,h} *before* `attn.Wo`
+  (width d_h per head; q, k after RoPE, v with its bias);
+* u_MLP (u→z input) = att(z) = u = z + Wo(attention(attn_norm(z))), the post-attention
+  residual (width d; "per head" = contiguous d_h slices); mlp_out(u, residual) =
+  u + mlp(mlp_norm(u)), without `u +` when residual=False.
+
+The premap (norm, projection, RoPE) is not an affine map with one kernel for all tokens,
+so `affine_premap` is False. z^(L) is the last block's output; HF's last `hidden_states`
+entry has `final_norm` applied on top, which we do not model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ..common import ACTIVATIONS, PRECISION, attention_mix, layer_norm
+
+GLOBAL, LOCAL = "full_attention", "sliding_attention"
+
+
+@dataclass(frozen=True)
+class ModernBertConfig:
+    """The hyper-parameters our ModernBERT needs, read from a HF config."""
+
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    hidden_act: str
+    norm_eps: float
+    norm_bias: bool
+    attention_bias: bool
+    mlp_bias: bool
+    max_position_embeddings: int
+    pad_token_id: int
+    layer_types: tuple[str, ...]  # GLOBAL or LOCAL per layer
+    global_rope_theta: float
+    local_rope_theta: float
+    local_attention: int  # total window; keys with |j − i| ≤ local_attention // 2 are seen
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def max_tokens(self) -> int:
+        return self.max_position_embeddings
+
+
+class Linear(nnx.Module):
+    """y = x @ kernel (+ bias), kernel [in, out] (HF Linear weights are transposed on load)."""
+
+    def __init__(self, d_in: int, d_out: int, use_bias: bool, *, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (d_in, d_out)) * 0.02)
+        self.bias = nnx.Param(jnp.zeros((d_out,))) if use_bias else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = jnp.matmul(x, self.kernel[...], precision=PRECISION)
+        return y if self.bias is None else y + self.bias[...]
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm over the last axis, scale [dim] and (if `use_bias`) bias [dim]."""
+
+    def __init__(self, dim: int, eps: float, use_bias: bool):
+        self.scale = nnx.Param(jnp.ones((dim,)))
+        self.bias = nnx.Param(jnp.zeros((dim,))) if use_bias else None
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        bias = 0.0 if self.bias is None else self.bias[...]
+        return layer_norm(x, self.scale[...], bias, self.eps)
+
+
+def rope_tables(s: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos, sin [S, d_h] for positions 0..S−1 (float32, as HF's default rotary embedding)."""
+    exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
+    inv_freq = np.float32(1.0) / np.power(np.float32(theta), exponents, dtype=np.float32)
+    freqs = np.arange(s, dtype=np.float32)[:, None] * inv_freq[None, :]
+    emb = np.concatenate([freqs, freqs], axis=-1)
+    return np.cos(emb).astype(np.float32), np.sin(emb).astype(np.float32)
+
+
+def apply_rope(x: jax.Array, cos: np.ndarray, sin: np.ndarray) -> jax.Array:
+    """Rotate-half RoPE: x [S, H, d_h], cos/sin [S, d_h] → [S, H, d_h]."""
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return x * cos[:, None, :] + rotated * sin[:, None, :]
+
+
+def window_mask(s: int, half_window: int) -> np.ndarray:
+    """bool [S_q, S_k]: True where |query − key| ≤ half_window."""
+    pos = np.arange(s)
+    return np.abs(pos[:, None] - pos[None, :]) <= half_window
+
+
+class ModernBertBlock(nnx.Module):
+    """One pre-LN ModernBERT layer with its ATT and MLP halves exposed."""
+
+    causal = False
+    z2u_score = "l2"  # encoder convention: per-source ‖IG_i,:‖₂ (spec §4)
+    affine_premap = False  # LayerNorm and RoPE sit inside the premap
+
+    def __init__(self, cfg: ModernBertConfig, layer: int, *, rngs: nnx.Rngs):
+        d, w = cfg.hidden_size, cfg.intermediate_size
+        self.attn_norm = (None if layer == 0
+                          else LayerNorm(d, cfg.norm_eps, cfg.norm_bias))
+        self.wqkv = Linear(d, 3 * d, cfg.attention_bias, rngs=rngs)
+        self.wo = Linear(d, d, cfg.attention_bias, rngs=rngs)
+        self.mlp_norm = LayerNorm(d, cfg.norm_eps, cfg.norm_bias)
+        self.wi = Linear(d, 2 * w, cfg.mlp_bias, rngs=rngs)
+        self.mlp_wo = Linear(w, d, cfg.mlp_bias, rngs=rngs)
+        self.activation = cfg.hidden_act
+        self.num_heads = cfg.num_heads
+        self.head_dim = cfg.head_dim
+        self.attention_scale = float(self.head_dim) ** -0.5
+        self.layer_type = cfg.layer_types[layer]
+        self.sliding = self.layer_type == LOCAL
+        self.rope_theta = cfg.local_rope_theta if self.sliding else cfg.global_rope_theta
+        self.half_window = cfg.local_attention // 2
+
+    # ---- the token-wise maps and the mixing inputs (FAST_PATH decomposition)
+
+    def premap(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Token-wise [S, d] → (q, k, v) [S, H, d_h]: attn_norm, Wqkv, RoPE on q and k."""
+        s = x.shape[0]
+        h = x if self.attn_norm is None else self.attn_norm(x)
+        qkv = self.wqkv(h).reshape(s, 3, self.num_heads, self.head_dim)
+        cos, sin = rope_tables(s, self.head_dim, self.rope_theta)
+        q = apply_rope(qkv[:, 0], cos, sin)
+        k = apply_rope(qkv[:, 1], cos, sin)
+        return q, k, qkv[:, 2]
+
+    def attention_mask(self, s: int, key_mask: jax.Array | None) -> jax.Array | None:
+        """Global layers: bool [1, S] hiding padded keys, or None; local layers: the
+        sliding window [S, S] (and the padded keys)."""
+        if not self.sliding:
+            return None if key_mask is None else key_mask[None, :]
+        mask = jnp.asarray(window_mask(s, self.half_window))
+        return mask if key_mask is None else mask & key_mask[None, :]
+
+    def attention_bias(self, s: int) -> None:
+        """No additive score bias (positions enter through RoPE)."""
+        return None
+
+    def _mix(self, z: jax.Array, key_mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+        s = z.shape[0]
+        return attention_mix(*self.premap(z), self.attention_scale,
+                             self.attention_mask(s, key_mask), self.attention_bias(s))
+
+    def project(self, x: jax.Array, ctx: jax.Array) -> jax.Array:
+        """u = x + Wo·ctx (+ b) from x [S, d] and ctx [S, H, d_h] → [S, d]."""
+        return x + self.wo(ctx.reshape(ctx.shape[0], -1))
+
+    def postmap(self, x: jax.Array, ctx: jax.Array, residual: bool = True) -> jax.Array:
+        """Token-wise (x [S, d], ctx [S, H, d_h]) → z^(l+1) [S, d]."""
+        return self.mlp_out(self.project(x, ctx), residual)
+
+    # ---- the LIG boundaries
+
+    def attention_context(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → u_ATT [S, H, d_h]: per-head context before Wo."""
+        return self._mix(z, key_mask)[1]
+
+    def attention_probs(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → [H, S_q, S_k] attention probabilities."""
+        return self._mix(z, key_mask)[0]
+
+    def att(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → u_MLP [S, d] = z + Wo(attention(attn_norm(z)))."""
+        return self.project(z, self.attention_context(z, key_mask))
+
+    def mlp(self, u: jax.Array) -> jax.Array:
+        """GeGLU MLP of the normalised u: Wo(act(a) ⊙ g), a|g = Wi(mlp_norm(u)). [S, d]."""
+        a, g = jnp.split(self.wi(self.mlp_norm(u)), 2, axis=-1)
+        return self.mlp_wo(ACTIVATIONS[self.activation](a) * g)
+
+    def mlp_out(self, u: jax.Array, residual: bool = True, z: jax.Array | None = None
+                ) -> jax.Array:
+        """[S, d] → z^(l+1) [S, d] = u + mlp(u) (no `u +` if not residual); token-wise,
+        `z` is not needed."""
+        h = self.mlp(u)
+        return u + h if residual else h
+
+    def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → z^(l+1) [S, d]."""
+        return self.mlp_out(self.att(z, key_mask))
+
+
+class Embeddings(nnx.Module):
+    """Token embeddings, then LayerNorm (no position embeddings: RoPE)."""
+
+    def __init__(self, cfg: ModernBertConfig, *, rngs: nnx.Rngs):
+        d = cfg.hidden_size
+        self.tok = nnx.Param(jax.random.normal(rngs.params(), (cfg.vocab_size, d)) * 0.02)
+        self.norm = LayerNorm(d, cfg.norm_eps, cfg.norm_bias)
+
+    def __call__(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → z^(0) [S, d]."""
+        return self.norm(self.tok[...][input_ids])
+
+
+class ModernBertModel(nnx.Module):
+    """Embeddings and a stack of `ModernBertBlock`s (HF `ModernBertModel` without
+    `final_norm`)."""
+
+    def __init__(self, cfg: ModernBertConfig, *, rngs: nnx.Rngs):
+        self.config = cfg
+        self.embeddings = Embeddings(cfg, rngs=rngs)
+        self.layers = nnx.List([ModernBertBlock(cfg, l, rngs=rngs)
+                                for l in range(cfg.num_layers)])
+
+    def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None
+                      ) -> jax.Array:
+        """[S] → [L+1, S, d]: z^(0) … z^(L), z^(L) before `final_norm`."""
+        z = self.embeddings(input_ids)
+        states = [z]
+        for block in self.layers:
+            z = block(z, key_mask)
+            states.append(z)
+        return jnp.stack(states)

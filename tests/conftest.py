@@ -78,3 +78,10 @@ def save_tiny(folder: Path, model_type: str, seed: int = 0, **overrides) -> Path
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return save_tiny(tmp_path_factory.mktemp("tiny_bert"), "bert")
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Drop this session's converted-parameter cache (SmolLM2 alone is ~0.5 GB)."""
+    cache = Path(os.environ["LIG_JAX_CACHE"])
+    if cache.name.startswith("lig_jax_test_cache_"):
+        shutil.rmtree(cache, ignore_errors=True)

@@ -85,3 +85,13 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     cache = Path(os.environ["LIG_JAX_CACHE"])
     if cache.name.startswith("lig_jax_test_cache_"):
         shutil.rmtree(cache, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_persistent_xla_cache(monkeypatch) -> None:
+    """The CLI turns on JAX's persistent compilation cache process-wide; inside one pytest
+    process that would leave it on for every later test (and XLA crashed once while
+    writing many programs to it in CI). CLI tests run with it off."""
+    import lig_jax.cli
+
+    monkeypatch.setattr(lig_jax.cli, "_enable_compilation_cache", lambda: None)

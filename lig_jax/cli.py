@@ -1,4 +1,4 @@
-"""`lig-jax` command line: explain, describe, compare.
+"""`lig-jax` command line: explain, describe, compare, bench, experiment.
 
 JSON goes to stdout (or `-o FILE`); progress and errors go to stderr. User errors
 print one line, `error: …`, and exit with status 2.
@@ -266,6 +266,15 @@ def bench(ctx: typer.Context) -> None:
     if not script.is_file():
         _fail(f"bench needs a source checkout; {script} not found")
     raise typer.Exit(subprocess.call([sys.executable, str(script), *ctx.args]))
+
+
+def _add_experiment() -> None:
+    from .experiment.cli import app as experiment_app
+
+    app.add_typer(experiment_app, name="experiment")
+
+
+_add_experiment()
 
 
 def main() -> None:

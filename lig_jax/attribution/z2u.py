@@ -19,15 +19,16 @@ from . import structured
 
 
 def chunk_for(method: str, seq_len: int, hidden: int, targets: int, heads: int,
-              num_nodes: int) -> int:
+              num_nodes: int, budget: int | None = None) -> int:
     """Nodes per vmapped batch. direct: Jacobians [T, Hs, S, d] per node; fast: a few
-    attention arrays [Hs, T, S] and head-space vectors [T, Hs, d_h] per node."""
+    attention arrays [Hs, T, S] and head-space vectors [T, Hs, d_h] per node.
+    budget: bytes per chunk (default: from the free memory)."""
     s, d, t = seq_len, hidden, targets
     if method == "direct":
         per_node = 16 * t * heads * s * d
     else:
         per_node = 4 * (12 * t * heads * s + 8 * t * d + 8 * s * d)
-    return node_chunk(num_nodes, per_node)
+    return node_chunk(num_nodes, per_node, budget)
 
 
 @partial(jax.jit, static_argnames=("graphdef", "baseline", "chunk", "method"))

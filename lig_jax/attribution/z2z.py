@@ -19,8 +19,12 @@ from . import structured
 FAST_CHUNK_BYTES = 128 * 2**20
 
 
-def chunk_for(method: str, seq_len: int, hidden: int, heads: int, num_nodes: int) -> int:
+def chunk_for(method: str, seq_len: int, hidden: int, heads: int, num_nodes: int,
+              budget: int | None = None) -> int:
     """Nodes per vmapped batch, from an estimate of one node's memory (float32 bytes).
+
+    budget: bytes per chunk; default from the free memory (`ig.memory_budget`). A fixed
+    budget gives the same chunks, so bit-identical sums, on every machine.
 
     direct: the Jacobian of all S targets, S × S × d floats, plus activations;
     fast: a few H × S × S attention arrays and S × 4d MLP activations per node
@@ -28,11 +32,12 @@ def chunk_for(method: str, seq_len: int, hidden: int, heads: int, num_nodes: int
     """
     s, d, h = seq_len, hidden, heads
     if method == "direct":
-        return node_chunk(num_nodes, 16 * s * s * d)
+        return node_chunk(num_nodes, 16 * s * s * d, budget)
     # Wider batches of nodes stop paying off once a chunk leaves the caches (measured on
     # a 2-core CPU: 4–8 nodes at S = 128 beat 31), so the fast path caps its budget.
     per_node = 4 * (12 * h * s * s + 24 * s * d)
-    return node_chunk(num_nodes, per_node, min(memory_budget(), FAST_CHUNK_BYTES))
+    budget = memory_budget() if budget is None else budget
+    return node_chunk(num_nodes, per_node, min(budget, FAST_CHUNK_BYTES))
 
 
 @partial(jax.jit, static_argnames=("graphdef", "baseline", "chunk", "method"))

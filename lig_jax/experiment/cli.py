@@ -1,0 +1,162 @@
+"""`lig-jax experiment run | compare | table | align` (Experiment A, spec §10)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import LIGError
+
+app = typer.Typer(no_args_is_help=True, help="Experiment A: flow consistency over a corpus.",
+                  pretty_exceptions_enable=False)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    data: Annotated[str, typer.Option(help="Corpus file (PTB SD dev.txt, .conllu, CoNLL-X, or "
+                                      "plain text), or 'demo' for the shipped demo corpus.")],
+    out: Annotated[Path, typer.Option(help="Run folder (records + manifest).")],
+    model: Annotated[str, typer.Option(help="HF folder, hub id, or 'default'.")] = "default",
+    start: Annotated[int, typer.Option(help="First sentence index (0-based, in file order).")
+                     ] = 0,
+    end: Annotated[int | None, typer.Option(help="Last sentence index, inclusive (default: "
+                                            "the last).")] = None,
+    steps: Annotated[int, typer.Option(help="Integration steps (the reference's rule on "
+                                       "each path).")] = 32,
+    max_length: Annotated[int, typer.Option(help="Truncate sentences to this many tokens.")
+                          ] = 128,
+    fmt: Annotated[str, typer.Option("--format", help="auto | ptb | conllu | conllx | text")
+                   ] = "auto",
+    skip_bad_lines: Annotated[bool, typer.Option(help="Leave out sentences with malformed "
+                                                 "lines (counted) instead of stopping.")
+                              ] = False,
+    resume: Annotated[bool, typer.Option(help="Continue a run in an existing --out folder "
+                                         "(skip finished sentences).")] = True,
+    per_device: Annotated[int, typer.Option(help="Sentences per device per call.")] = 1,
+    chunk_mb: Annotated[int, typer.Option(help="Memory per chunk of integration nodes (fixed "
+                                          "per run, so sums are reproducible).")] = 128,
+    multi_host: Annotated[bool, typer.Option(help="Call jax.distributed.initialize() first "
+                                             "(TPU pods, multi-node GPU).")] = False,
+    coordinator: Annotated[str | None, typer.Option(help="With --multi-host where no cluster "
+                                                    "is detected: process 0's HOST:PORT.")
+                           ] = None,
+    num_processes: Annotated[int | None, typer.Option(help="With --multi-host: processes.")
+                             ] = None,
+    process_id: Annotated[int | None, typer.Option(help="With --multi-host: this process.")
+                          ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Compute every selected sentence's maps (all layers) into --out, one record each."""
+    from ..cli import _enable_compilation_cache
+    from .compute import Settings
+    from .runner import run_experiment
+
+    _enable_compilation_cache()
+    t0 = time.perf_counter()
+
+    def say(msg: str) -> None:
+        if not quiet:
+            typer.echo(f"[{time.perf_counter() - t0:6.1f}s] {msg}", err=True)
+
+    try:
+        summary = run_experiment(
+            data, model, out, start=start, end=end, fmt=fmt, skip_bad_lines=skip_bad_lines,
+            settings=Settings(steps=steps, max_length=max_length, chunk_mb=chunk_mb,
+                              per_device=per_device),
+            resume=resume, multi_host=multi_host, coordinator=coordinator,
+            num_processes=num_processes, process_id=process_id, progress=not quiet, say=say)
+    except LIGError as e:
+        _fail(str(e))
+    typer.echo(f"{summary.computed} sentences computed ({summary.already_done} already done, "
+               f"{summary.selected} selected) in {summary.seconds:.1f} s: "
+               f"{summary.sentences_per_s:.2f} sentences/s, "
+               f"{summary.tokens / max(summary.seconds, 1e-9):.0f} tokens/s "
+               f"(incl. compilation); records in {out}", err=True)
+
+
+@app.command()
+def compare(
+    folder: Annotated[Path, typer.Argument(help="Run folder of `experiment run`.")],
+    csv: Annotated[Path | None, typer.Option(help="Write the 24 rows here.")] = None,
+    level: Annotated[str, typer.Option(help="subword (both routes on the same tokens) | "
+                                       "word (both aggregated to words the same way)")
+                     ] = "subword",
+    split: Annotated[str | None, typer.Option(help="The CSV's split column (default: data "
+                                              "file name).")] = None,
+) -> None:
+    """Layer-direct vs composed z→z: the 24 pairs of spec §10 (L2 and Pearson per column)."""
+    from .flow import compare_store, rows_to_csv
+
+    try:
+        rows = compare_store(folder, level, split)
+    except LIGError as e:
+        _fail(str(e))
+    text = rows_to_csv(rows)
+    if csv is not None:
+        csv.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {csv} ({len(rows)} rows, level {level})", err=True)
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command()
+def table(
+    source: Annotated[Path, typer.Argument(help="A comparison CSV, or a run folder.")],
+    top: Annotated[int, typer.Option(help="Pairs kept per layer-direct baseline group.")] = 3,
+    csv: Annotated[Path | None, typer.Option(help="Also write the table as CSV.")] = None,
+) -> None:
+    """Top pairs (smallest mean L2) per layer-direct baseline group."""
+    from .flow import TABLE_COLUMNS, compare_store, read_rows, rows_to_csv, top_table
+
+    try:
+        rows = compare_store(source) if source.is_dir() else read_rows(source)
+        best = top_table(rows, top)
+    except LIGError as e:
+        _fail(str(e))
+    widths = [max(len(c), *(len(_cell(r[c])) for r in best)) for c in TABLE_COLUMNS]
+    typer.echo("  ".join(c.ljust(w) for c, w in zip(TABLE_COLUMNS, widths, strict=True)))
+    for r in best:
+        typer.echo("  ".join(_cell(r[c]).ljust(w)
+                             for c, w in zip(TABLE_COLUMNS, widths, strict=True)))
+    if csv is not None:
+        csv.write_text(rows_to_csv(best, TABLE_COLUMNS), encoding="utf-8")
+
+
+def _cell(v: object) -> str:
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(v)
+    return str(v) if float(f).is_integer() and "." not in str(v) else f"{f:.6g}"
+
+
+@app.command()
+def align(
+    folder: Annotated[Path, typer.Argument(help="Run folder of `experiment run`.")],
+    csv: Annotated[Path | None, typer.Option(help="Write every (map, layer, head, direction, "
+                                             "relation) row here.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the rows as "
+                                                "JSON.")] = None,
+    relations: Annotated[int, typer.Option(help="Relations in the printed summary.")] = 8,
+) -> None:
+    """How often each map's top source word is the gold head (and the reverse)."""
+    from .align import align_store, rows_to_csv, summary
+
+    try:
+        result = align_store(folder)
+    except LIGError as e:
+        _fail(str(e))
+    typer.echo(summary(result, relations))
+    if csv is not None:
+        csv.write_text(rows_to_csv(result["rows"]), encoding="utf-8")
+    if output is not None:
+        output.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

@@ -1,0 +1,198 @@
+"""Experiment A's quantities for a batch of sentences, data-parallel over a device mesh.
+
+Per sentence and layer (spec §10): layer-direct z→z under `zero` and ITB
+(`self_input_token`), z→u under `zero` and ITB for every (target, head), the self
+attention probabilities A^h_{j,j} (for mapRatio), and u→z under `zero` and `att_itb_a0`
+(residual on). One jitted program per length bucket computes all of it for all layers;
+`jax.shard_map` deals the batch's sentences over the devices of a 1-D `Mesh`, each
+device running the same per-sentence program (`lax.map` over its local sentences), so a
+sentence's numbers do not depend on which device or batch computed it. The ratio fixes
+and the composition are cheap and exact in float64 on the host (`derive`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ..attribution import compose, ratio
+from ..attribution.u2z import u2z
+from ..attribution.z2u import chunk_for as z2u_chunk
+from ..attribution.z2u import self_attention_probs, z2u
+from ..attribution.z2z import chunk_for as z2z_chunk
+from ..attribution.z2z import z2z
+from ..errors import LIGError
+from ..loading import LoadedModel
+from ..quadrature import make_rule, resolve_rule
+
+AXIS = "data"
+
+# Record keys of every quantity (spec §10 names in brackets).
+Z2Z = ("zero", "itb", "itb_zero_ratio")  # LIG(Zero), LIG(ITB), LIG(ITB-zeroRatio)
+Z2U = ("zero", "itb", "itb_map_ratio", "itb_zero_ratio")  # ATT(Zero|ITB|ITB-map|ITB-zbr)
+U2Z = ("zero", "att_itb_a0")  # MLP(Zero), MLP(ATT-ITB a=0), residual on
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What fixes a run's numbers (kept in the store's manifest; a resume must match)."""
+
+    steps: int = 32
+    max_length: int = 128
+    chunk_mb: int = 128  # bytes budget per chunk of nodes; fixed so chunks (and sums) are too
+    per_device: int = 1  # sentences per device per call
+
+
+def local_mesh(devices: Sequence[Any] | None = None) -> Mesh:
+    """A 1-D mesh over this process's devices (all local devices by default)."""
+    devs = list(devices) if devices is not None else jax.local_devices()
+    return Mesh(np.asarray(devs), (AXIS,))
+
+
+def _nodes(lm: LoadedModel, steps: int) -> dict[str, tuple[jax.Array, jax.Array]]:
+    """The reference's rule on each path (TRAP for encoders), α = 0 node dropped."""
+    out = {}
+    for path, rule in lm.family.reference_rules:
+        alphas, weights = make_rule(resolve_rule("reference", rule), steps).without_zero_node()
+        out[path] = (jnp.asarray(alphas, jnp.float32), jnp.asarray(weights, jnp.float32))
+    return out
+
+
+class BatchComputer:
+    """Computes the raw per-layer arrays of many sentences, one bucket shape at a time."""
+
+    def __init__(self, lm: LoadedModel, settings: Settings, mesh: Mesh):
+        if lm.family.architecture == "decoder" or "att" not in lm.family.granularities:
+            raise LIGError(f"experiment A needs an encoder with z→u and u→z (BERT family); "
+                           f"{lm.name} is a {lm.model_type} model")
+        self.lm, self.settings, self.mesh = lm, settings, mesh
+        self.graphdef, self.state = nnx.split(lm.model)
+        block_defs = [nnx.split(b)[0] for b in lm.model.layers]
+        if any(g != block_defs[0] for g in block_defs):
+            raise LIGError(f"experiment A needs blocks of one structure; {lm.name} mixes them")
+        self.block_def = block_defs[0]
+        self.blocks = jax.tree.map(lambda *xs: jnp.stack(xs),
+                                   *[nnx.split(b)[1] for b in lm.model.layers])
+        self.nodes = _nodes(lm, settings.steps)
+        self.num_heads = lm.config.num_heads
+        self._programs: dict[int, Any] = {}
+
+    @property
+    def batch_size(self) -> int:
+        """Sentences per call: `per_device` on every device of the mesh."""
+        return self.settings.per_device * self.mesh.devices.size
+
+    def _program(self, length: int) -> Any:
+        if length not in self._programs:
+            self._programs[length] = self._build(length)
+        return self._programs[length]
+
+    def _build(self, sb: int) -> Any:
+        d, h = self.lm.config.hidden_size, self.num_heads
+        budget = self.settings.chunk_mb * 2**20
+        (az, wz), (au, wu), (am, wm) = (self.nodes[p] for p in ("z2z", "z2u", "u2z"))
+        cz = z2z_chunk("fast", sb, d, h, len(az), budget)
+        cu = z2u_chunk("fast", sb, d, sb, h, len(au), budget)
+        targets, heads = jnp.arange(sb), jnp.arange(h)
+        block_def, graphdef = self.block_def, self.graphdef
+
+        def layer(st: nnx.State, z: jax.Array, km: jax.Array) -> dict[str, jax.Array]:
+            out = {}
+            for name, base in (("zero", "zero"), ("itb", "self_input_token")):
+                m, total = z2z(block_def, st, z, az, wz, baseline=base, chunk=cz,
+                               method="fast", key_mask=km)
+                out[f"z2z_{name}"], out[f"z2z_total_{name}"] = m, total
+                scores, signed, f = z2u(block_def, st, z, targets, heads, au, wu, baseline=base,
+                                        chunk=cu, method="fast", key_mask=km)
+                out[f"z2u_{name}"] = scores
+                out[f"z2u_sum_{name}"], out[f"z2u_total_{name}"] = signed, f
+            out["self_probs"] = self_attention_probs(block_def, st, z, km)
+            for name in U2Z:
+                c, total = u2z(block_def, st, z, targets, am, wm, baseline=name, residual=True,
+                               key_mask=km)
+                out[f"u2z_{name}"], out[f"u2z_total_{name}"] = c, total
+            return out
+
+        def sentence(state: nnx.State, blocks: nnx.State, ids: jax.Array, km: jax.Array
+                     ) -> dict[str, jax.Array]:
+            zs = nnx.merge(graphdef, state).hidden_states(ids, km)[:-1]  # z^(0..L-1)
+            return jax.lax.map(lambda x: layer(x[0], x[1], km), (blocks, zs))
+
+        def local(state: nnx.State, blocks: nnx.State, ids: jax.Array, km: jax.Array
+                  ) -> dict[str, jax.Array]:
+            return jax.lax.map(lambda x: sentence(state, blocks, x[0], x[1]), (ids, km))
+
+        mapped = jax.shard_map(local, mesh=self.mesh, in_specs=(P(), P(), P(AXIS), P(AXIS)),
+                               out_specs=P(AXIS), check_vma=False)
+        return jax.jit(mapped)
+
+    def run(self, ids: list[list[int]], length: int) -> list[dict[str, np.ndarray]]:
+        """Raw arrays (float32 numpy, padded to `length`) for each of up to `batch_size`
+        sentences of token ids, all padded to the bucket `length`."""
+        if not 0 < len(ids) <= self.batch_size:
+            raise ValueError(f"a batch holds 1..{self.batch_size} sentences, got {len(ids)}")
+        pad_id = self.lm.config.pad_token_id
+        rows = [list(r) + [pad_id] * (length - len(r)) for r in ids]
+        masks = [[True] * len(r) + [False] * (length - len(r)) for r in ids]
+        while len(rows) < self.batch_size:  # fill the last batch with copies of sentence 0
+            rows.append(rows[0])
+            masks.append(masks[0])
+        spec = NamedSharding(self.mesh, P(AXIS))
+        ids_arr = jax.device_put(np.asarray(rows, np.int32), spec)
+        km_arr = jax.device_put(np.asarray(masks, bool), spec)
+        out = self._program(length)(self.state, self.blocks, ids_arr, km_arr)
+        out = {k: np.asarray(v) for k, v in out.items()}
+        return [{k: v[b] for k, v in out.items()} for b in range(len(ids))]
+
+
+def _swap(a: np.ndarray) -> np.ndarray:
+    return np.swapaxes(a, -1, -2)
+
+
+def derive(raw: dict[str, np.ndarray], length: int, num_heads: int) -> dict[str, np.ndarray]:
+    """Every matrix of a record from one sentence's raw arrays (cut to `length` tokens).
+
+    z2z/<b>: [L, S_src, S_tgt]; z2u/<b>: [L, T, H, S_src] (T = S targets);
+    u2z/<b>: [L, T, w]; composed/<att>/<mlp>: [L, S_src, S_tgt]; plus completeness totals.
+    Ratio fixes in float64 (spec §6), composition as `compose.compose` (spec §7).
+    """
+    s = length
+    f64 = {k: np.asarray(v, np.float64) for k, v in raw.items()}
+    out: dict[str, np.ndarray] = {}
+    n_layers = f64["z2z_zero"].shape[0]
+    j = np.broadcast_to(np.arange(s), (n_layers, s))
+    z2z_zero, z2z_itb = f64["z2z_zero"][:, :s, :s], f64["z2z_itb"][:, :s, :s]
+    out["z2z/zero"], out["z2z/itb"] = z2z_zero, z2z_itb
+    out["z2z/itb_zero_ratio"] = _swap(ratio.zero_ratio(_swap(z2z_itb), _swap(z2z_zero), j))
+    for name in ("zero", "itb"):
+        out[f"total/z2z_{name}"] = f64[f"z2z_total_{name}"][:, :s]
+    u_zero = f64["z2u_zero"][:, :s, :, :s]
+    u_itb = f64["z2u_itb"][:, :s, :, :s].copy()
+    u_itb[:, np.arange(s), :, np.arange(s)] = 0.0  # s_j := 0 (already exactly 0)
+    jt = np.broadcast_to(np.arange(s)[None, :, None], u_itb.shape[:3])
+    alpha = np.transpose(f64["self_probs"][:, :, :s], (0, 2, 1))  # [L, T, H]: A^h_{j,j}
+    out["z2u/zero"], out["z2u/itb"] = u_zero, u_itb
+    out["z2u/itb_map_ratio"] = ratio.map_ratio(u_itb, alpha, jt)
+    out["z2u/itb_zero_ratio"] = ratio.zero_ratio(u_itb, u_zero, jt)
+    for name in ("zero", "itb"):
+        out[f"total/z2u_sum_{name}"] = f64[f"z2u_sum_{name}"][:, :s]
+        out[f"total/z2u_{name}"] = f64[f"z2u_total_{name}"][:, :s]
+    for name in U2Z:
+        out[f"u2z/{name}"] = f64[f"u2z_{name}"][:, :s]
+        out[f"total/u2z_{name}"] = f64[f"u2z_total_{name}"][:, :s]
+    for att in Z2U:
+        for mlp in U2Z:
+            out[f"composed/{att}/{mlp}"] = np.stack([
+                compose.compose(np.transpose(out[f"z2u/{att}"][l], (1, 2, 0)),
+                                compose.head_slices(out[f"u2z/{mlp}"][l], num_heads))
+                for l in range(n_layers)]).astype(np.float64)
+    return out
+

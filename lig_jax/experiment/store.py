@@ -1,0 +1,152 @@
+"""The on-disk store of an experiment run: a manifest and one record file per sentence.
+
+    DIR/run.json                     what fixes the numbers (model, data, settings)
+    DIR/records/sample_00042.npz     sentence 42: metadata + every matrix (float32)
+
+A record is written to a hidden temporary file in the same folder, flushed to disk, then
+renamed over its final name (`os.replace`, atomic on POSIX), and the folder entry is
+synced. A run killed at any moment therefore leaves only whole records (and perhaps a
+stale temporary file, which the next run of the same process index removes): finished
+work is never lost and never half-written. Several processes (hosts) write into one
+store without coordination: every sentence has its own file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import LIGError
+
+MANIFEST = "run.json"
+RECORDS = "records"
+FORMAT_VERSION = 1
+
+
+def record_name(index: int) -> str:
+    return f"sample_{index:05d}.npz"
+
+
+@dataclass
+class Record:
+    """One sentence: `meta` (index, words, heads, relns, tokens, word_ids, …) and arrays."""
+
+    meta: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def index(self) -> int:
+        return int(self.meta["index"])
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # platforms without directory file descriptors
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, tag: str) -> None:
+    """Write `data` to `path` so that `path` is either absent or complete."""
+    tmp = path.with_name(f".{path.name}.{tag}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class Store:
+    """A run folder. `tag` names this writer's temporary files (one per process)."""
+
+    def __init__(self, root: str | os.PathLike, tag: str = "p0"):
+        self.root = Path(root)
+        self.records = self.root / RECORDS
+        self.tag = tag
+
+    # --------------------------------------------------------------- manifest
+    def read_manifest(self) -> dict[str, Any] | None:
+        path = self.root / MANIFEST
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise LIGError(f"{path} is not a readable run manifest ({e})") from None
+
+    def open(self, manifest: dict[str, Any], resume: bool) -> None:
+        """Create the store, or check that an existing one was made with these settings."""
+        old = self.read_manifest()
+        if old is not None:
+            if not resume:
+                raise LIGError(f"{self.root} already holds a run; resume it (the default) "
+                               "or choose another --out folder")
+            diff = [k for k in sorted(set(old) | set(manifest))
+                    if k not in ("created", "data_path") and old.get(k) != manifest.get(k)]
+            if diff:
+                raise LIGError(f"{self.root} holds a run with other settings ({', '.join(diff)}"
+                               f"); use another --out folder or the same settings")
+        self.records.mkdir(parents=True, exist_ok=True)
+        for stale in self.records.glob(f".*.{self.tag}.tmp"):
+            stale.unlink(missing_ok=True)
+        if old is None:
+            write_atomic(self.root / MANIFEST,
+                         (json.dumps(manifest, indent=2) + "\n").encode(), self.tag)
+
+    def manifest(self) -> dict[str, Any]:
+        m = self.read_manifest()
+        if m is None:
+            raise LIGError(f"{self.root} is not an experiment run folder (no {MANIFEST}); "
+                           "make one with `lig-jax experiment run`")
+        return m
+
+    # ---------------------------------------------------------------- records
+    def done(self) -> set[int]:
+        """Indices of the sentences with a record."""
+        if not self.records.is_dir():
+            return set()
+        out = set()
+        for p in self.records.glob("sample_*.npz"):
+            try:
+                out.add(int(p.stem.split("_")[1]))
+            except (IndexError, ValueError):
+                continue
+        return out
+
+    def write(self, record: Record) -> None:
+        buf = io.BytesIO()
+        arrays = {k.replace("/", "."): np.asarray(v, np.float32)
+                  for k, v in record.arrays.items()}
+        np.savez_compressed(buf, __meta__=np.frombuffer(
+            json.dumps(record.meta).encode(), np.uint8), **arrays)
+        write_atomic(self.records / record_name(record.index), buf.getvalue(), self.tag)
+
+    def read(self, index: int) -> Record:
+        path = self.records / record_name(index)
+        try:
+            with np.load(path) as z:
+                meta = json.loads(bytes(z["__meta__"]).decode())
+                arrays = {k.replace(".", "/"): z[k] for k in z.files if k != "__meta__"}
+        except FileNotFoundError:
+            raise LIGError(f"no record for sentence {index} in {self.root}") from None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+            raise LIGError(f"{path} is corrupted ({type(e).__name__}); delete it and run "
+                           "again to recompute that sentence") from None
+        return Record(meta, arrays)
+
+    def __iter__(self) -> Iterator[Record]:
+        for index in sorted(self.done()):
+            yield self.read(index)

@@ -1,0 +1,1 @@
+"""Seeing the flow: the interactive HTML viewer, static figures and notebook display."""

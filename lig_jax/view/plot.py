@@ -1,0 +1,351 @@
+"""Static publication figures with matplotlib: per-layer z→z heatmaps and the Experiment-A
+flow-consistency summary.
+
+Figures are built on a bare `matplotlib.figure.Figure` (no pyplot, no global backend
+state), so nothing has to be closed and no interactive backend is ever touched. The output
+format follows the file suffix (`SUFFIXES`); PNG is written at 200 dpi.
+
+Orientation of every heatmap: image row i = source token i, column j = target token j,
+i.e. the image data is exactly `z2z_matrix(result, l, route)` ([S_src, S_tgt]).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from ..errors import LIGError
+from .result import load_result, z2z_matrix
+from .result import layers as result_layers
+
+SUFFIXES = (".png", ".pdf", ".svg")
+PNG_DPI = 200
+SIGNED_CMAP = "RdBu_r"
+ABSOLUTE_CMAP = "viridis"
+_TEXT_LIMIT = 90  # characters of the input text shown in a suptitle
+_MAX_COLS = 3  # heatmaps per figure row
+
+# Experiment A: the order of the 24 pairs (spec §10) and how each baseline is shown.
+_GROUP_ORDER = ("zero", "itb", "itb_zero_ratio")
+_GROUP_LABELS = {"zero": "LIG(Zero)", "itb": "LIG(ITB)", "itb_zero_ratio": "LIG(ITB-zeroRatio)"}
+_ATT_ORDER = ("zero", "ITB_raw", "ITB_map", "ITB_zero_base_ratio")
+_ATT_LABELS = {"zero": "Zero", "ITB_raw": "ITB", "ITB_map": "ITB-mapRatio",
+               "ITB_zero_base_ratio": "ITB-zeroRatio"}
+_ATT_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
+_MLP_ORDER = ("zero", "ATTITBa0")
+_MLP_LABELS = {"zero": "Zero", "ATTITBa0": "ATT-ITB-a0"}
+_MLP_HATCHES = ("", "///", "..", "xx")
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def check_suffix(out: str | Path) -> str:
+    """The output format ("png" | "pdf" | "svg") from `out`'s suffix; LIGError otherwise."""
+    suffix = Path(out).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise LIGError(f"cannot write a figure to {out}: unknown suffix {suffix or '(none)'!r}; "
+                       f"allowed: {', '.join(SUFFIXES)}")
+    return suffix[1:]
+
+
+def save_figure(fig: Figure, out: str | Path) -> Path:
+    """Write `fig` to `out` in the format its suffix names (PNG at `PNG_DPI`); returns out."""
+    out = Path(out)
+    fmt = check_suffix(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, format=fmt, dpi=PNG_DPI if fmt == "png" else "figure")
+    except OSError as e:
+        raise LIGError(f"cannot write {out}: {e.strerror or e}") from None
+    return out
+
+
+def _display(token: str) -> str:
+    """A token as a one-line label (newlines and tabs escaped, empty shown as '')."""
+    text = str(token).replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return text or "''"
+
+
+def _shorten(text: str, limit: int = _TEXT_LIMIT) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def _panel(result: dict[str, Any], index: int, route: str, absolute: bool
+           ) -> tuple[np.ndarray, list[str], list[str]]:
+    """(data [S_src, S_tgt], source labels [S_src], target labels [S_tgt]) of one layer."""
+    matrix = z2z_matrix(result, index, route)
+    tokens = [_display(t) for t in result["tokens"]]
+    if route == "composed":
+        cols = result["layers"][str(index)]["z2z_composed"].get("target_token_idx")
+        cols = list(range(matrix.shape[1])) if cols is None else [int(j) for j in cols]
+    else:
+        cols = list(range(matrix.shape[1]))
+    if matrix.shape[0] != len(tokens) or len(cols) != matrix.shape[1]:
+        raise LIGError(f"layer {index} {route} z→z has shape {list(matrix.shape)} but the "
+                       f"result has {len(tokens)} tokens and {len(cols)} targets")
+    data = np.abs(matrix) if absolute else matrix
+    return data, tokens, [tokens[j] for j in cols]
+
+
+def _baselines(result: dict[str, Any], shown: Sequence[int], route: str) -> str:
+    """'baseline X' (direct) or 'ATT baseline X, MLP baseline Y' (composed), joined with '/'
+    where layers differ."""
+    if route == "direct":
+        names = {str(result["layers"][str(l)]["z2z"].get("baseline")) for l in shown}
+        return "baseline " + " / ".join(sorted(names))
+    blocks = [result["layers"][str(l)]["z2z_composed"] for l in shown]
+    att = " / ".join(sorted({str(b.get("baseline_att")) for b in blocks}))
+    mlp = " / ".join(sorted({str(b.get("baseline_mlp")) for b in blocks}))
+    return f"ATT baseline {att}, MLP baseline {mlp}"
+
+
+def _suptitle(result: dict[str, Any], shown: Sequence[int], route: str, absolute: bool
+              ) -> str:
+    what = "|z→z|" if absolute else "z→z"
+    kind = "layer-direct IG" if route == "direct" else "composed ATT × MLP IG"
+    model = result.get("model") or "model ?"
+    return (f"{what} attribution, {route} route ({kind}; {_baselines(result, shown, route)})"
+            f" — {model}\n“{_shorten(result.get('text', ''))}”")
+
+
+def _cell_inches(n: int) -> float:
+    """Side of one heatmap cell in inches for an n-token axis (whole panel ≤ ~5 in)."""
+    return min(0.3, 5.0 / max(n, 1))
+
+
+def _tick_points(cell: float) -> float:
+    return max(2.0, min(8.0, cell * 72 * 0.75))
+
+
+def _norm(panels: Sequence[np.ndarray], absolute: bool) -> Normalize:
+    """One colour scale for all panels: [0, max] if absolute, else [-m, m] centred at 0."""
+    finite = [np.abs(p[np.isfinite(p)]) for p in panels]
+    top = max((float(f.max()) for f in finite if f.size), default=0.0) or 1.0
+    return Normalize(0.0, top) if absolute else Normalize(-top, top)
+
+
+def _draw_heatmap(ax: Axes, data: np.ndarray, rows: list[str], cols: list[str],
+                  norm: Normalize, cmap: str, fontsize: float) -> None:
+    ax.imshow(data, cmap=cmap, norm=norm, interpolation="nearest", aspect="equal",
+              origin="upper")
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels(cols, rotation=60, ha="right", rotation_mode="anchor",
+                       fontsize=fontsize, parse_math=False)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(rows, fontsize=fontsize, parse_math=False)
+    ax.tick_params(length=2, pad=1.5)
+
+
+def layers_figure(result: dict[str, Any] | str | Path, *, layers: list[int] | None = None,
+                  route: str = "direct", absolute: bool = False) -> Figure:
+    """The per-layer heatmap grid as a Figure (not saved).
+
+    One heatmap per layer in `layers` (default: all present), image data [S_src, S_tgt] =
+    `z2z_matrix(result, l, route)` (|·| if `absolute`), one shared colour bar: diverging and
+    centred at 0 for signed values, sequential for absolute ones. Missing layers / routes
+    and non-lig inputs raise a one-line LIGError.
+    """
+    result = load_result(result)
+    shown = result_layers(result) if layers is None else [int(l) for l in layers]
+    if not shown:
+        raise LIGError("no layers to plot")
+    panels = [_panel(result, l, route, absolute) for l in shown]
+    ncols = min(_MAX_COLS, len(shown))
+    nrows = math.ceil(len(shown) / ncols)
+    n_src = max(p[0].shape[0] for p in panels)
+    n_tgt = max(p[0].shape[1] for p in panels)
+    cell = _cell_inches(max(n_src, n_tgt))
+    pad = 6 * _tick_points(cell) / 72 + 0.5  # room for the longest tick labels
+    width = ncols * (n_tgt * cell + pad) + 1.2
+    height = nrows * (n_src * cell + pad + 0.3) + 0.9
+    fig = Figure(figsize=(width, height), layout="constrained")
+    norm = _norm([p[0] for p in panels], absolute)
+    cmap = ABSOLUTE_CMAP if absolute else SIGNED_CMAP
+    axes = [fig.add_subplot(nrows, ncols, k + 1) for k in range(len(shown))]
+    for k, (ax, l, (data, rows, cols)) in enumerate(zip(axes, shown, panels, strict=True)):
+        _draw_heatmap(ax, data, rows, cols, norm, cmap, _tick_points(cell))
+        ax.set_title(f"layer {l}", fontsize=10)
+        if k % ncols == 0:
+            ax.set_ylabel("source i", fontsize=9)
+        if k + ncols >= len(shown):
+            ax.set_xlabel("target j", fontsize=9)
+    label = ("|attribution| (source i → target j)" if absolute
+             else "attribution (source i → target j)")
+    bar = fig.colorbar(ScalarMappable(norm, cmap), ax=axes, shrink=0.85, aspect=30, pad=0.02)
+    bar.set_label(label, fontsize=9)
+    fig.suptitle(_suptitle(result, shown, route, absolute), fontsize=10, parse_math=False)
+    return fig
+
+
+def plot_layers(result: dict[str, Any] | str | Path, out: str | Path, *,
+                layers: list[int] | None = None, route: str = "direct",
+                absolute: bool = False) -> Path:
+    """Write the per-layer z→z heatmaps of `result` to `out` (.png | .pdf | .svg)."""
+    check_suffix(out)
+    return save_figure(layers_figure(result, layers=layers, route=route, absolute=absolute),
+                       out)
+
+
+# ----------------------------------------------------------------------------- flow
+
+
+def _number(value: Any) -> float:
+    """A CSV cell as a float ('' or None → NaN)."""
+    if value in ("", None):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise LIGError(f"not a number in the comparison CSV: {value!r}") from None
+
+
+def _flow_rows(rows: list[dict] | str | Path) -> list[dict]:
+    """Rows from a CSV path (checked by `read_rows`) or a list of dicts (checked here)."""
+    from ..experiment.flow import COLUMNS, read_rows
+
+    if isinstance(rows, (str, Path)):
+        rows = read_rows(rows)
+    if not rows:
+        raise LIGError("the comparison has no rows")
+    missing = [c for c in COLUMNS if c not in rows[0]]
+    if missing:
+        raise LIGError(f"not comparison rows (missing columns: {', '.join(missing)})")
+    return list(rows)
+
+
+def _rank(value: str, order: Sequence[str]) -> tuple[int, str]:
+    return (order.index(value), "") if value in order else (len(order), value)
+
+
+def _ordered(rows: list[dict]) -> list[dict]:
+    """Rows sorted by layer-direct group, then ATT, then MLP baseline (spec order)."""
+    return sorted(rows, key=lambda r: (_rank(str(r["layer_ig_baseline_group"]), _GROUP_ORDER),
+                                       _rank(str(r["att_ig_baseline"]), _ATT_ORDER),
+                                       _rank(str(r["mlp_ig_baseline"]), _MLP_ORDER)))
+
+
+def _styles(values: Sequence[str], order: Sequence[str], styles: Sequence[str]
+            ) -> dict[str, str]:
+    """A style per distinct value: known ones in spec order first, then the rest."""
+    names = sorted(set(values), key=lambda v: _rank(v, order))
+    return {v: styles[k % len(styles)] for k, v in enumerate(names)}
+
+
+def _positions(rows: list[dict]) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """x of each bar [N] (a one-bar gap between groups) and (group, first x, last x)."""
+    xs, spans, x = [], [], 0.0
+    for k, r in enumerate(rows):
+        group = str(r["layer_ig_baseline_group"])
+        if k and group != spans[-1][0]:
+            x += 1.0
+        if not spans or group != spans[-1][0]:
+            spans.append((group, x, x))
+        spans[-1] = (group, spans[-1][1], x)
+        xs.append(x)
+        x += 1.0
+    return np.asarray(xs), spans
+
+
+def _pair_label(row: dict) -> str:
+    """The ATT+MLP part of a pair name (the group is shown above the bars)."""
+    name = str(row["pair_name"])
+    return name.split(" | ", 1)[1] if " | " in name else name
+
+
+def _draw_bars(ax: Axes, rows: list[dict], xs: np.ndarray, mean: str, std: str,
+               colours: dict[str, str], hatches: dict[str, str]) -> None:
+    heights = [_number(r[mean]) for r in rows]
+    errors = [_number(r[std]) for r in rows]
+    bars = ax.bar(xs, heights, width=0.8, yerr=errors, capsize=2,
+                  color=[colours[str(r["att_ig_baseline"])] for r in rows],
+                  edgecolor="black", linewidth=0.5, error_kw={"elinewidth": 0.8},
+                  label=mean)
+    for patch, r in zip(bars.patches, rows, strict=True):
+        patch.set_hatch(hatches[str(r["mlp_ig_baseline"])])
+        patch.set_gid(str(r["pair_key"]))
+
+
+def _separate_groups(ax: Axes, spans: list[tuple[str, float, float]]) -> None:
+    for _, _, last in spans[:-1]:
+        ax.axvline(last + 1.0, color="0.6", linewidth=0.6, linestyle="--")
+    ax.grid(axis="y", color="0.9", linewidth=0.6)
+    ax.set_axisbelow(True)
+
+
+def _legend(ax: Axes, colours: dict[str, str], hatches: dict[str, str]) -> None:
+    handles = [Patch(facecolor=c, edgecolor="black", linewidth=0.5,
+                     label=f"ATT({_ATT_LABELS.get(v, v)})") for v, c in colours.items()]
+    handles += [Patch(facecolor="white", edgecolor="black", linewidth=0.5, hatch=h,
+                      label=f"MLP({_MLP_LABELS.get(v, v)})") for v, h in hatches.items()]
+    ax.legend(handles=handles, fontsize=7, ncols=len(handles), loc="lower center",
+              bbox_to_anchor=(0.5, 1.09), frameon=False, handlelength=1.6,
+              columnspacing=1.0)
+
+
+def _group_axis(ax: Axes, spans: list[tuple[str, float, float]]) -> None:
+    """Group names (layer-direct baseline) centred above each group of bars."""
+    top = ax.secondary_xaxis("top")
+    top.set_xticks([(a + b) / 2 for _, a, b in spans])
+    top.set_xticklabels([f"{_GROUP_LABELS.get(g, g)}" for g, _, _ in spans], fontsize=9)
+    top.tick_params(length=0)
+
+
+def _values(rows: list[dict], column: str) -> str:
+    seen = list(dict.fromkeys(str(r[column]) for r in rows))
+    return " / ".join(seen)
+
+
+def _flow_title(rows: list[dict]) -> str:
+    span = " / ".join(dict.fromkeys(f"{r['sample_start']}–{r['sample_end']}" for r in rows))
+    return (f"Experiment A: layer-direct vs composed z→z — split {_values(rows, 'split')}, "
+            f"samples {span}, n_samples {_values(rows, 'n_samples')}, "
+            f"n_pairs {_values(rows, 'n_pairs')} (layer, target) columns")
+
+
+def flow_figure(rows: list[dict] | str | Path) -> Figure:
+    """The Experiment-A summary as a Figure (not saved): top panel mean L2 ± std, bottom
+    panel mean Pearson ± std, one bar per pair [N = 24], grouped by layer-direct baseline,
+    colour = ATT baseline, hatch = MLP baseline. Each bar's gid is its pair_key."""
+    rows = _ordered(_flow_rows(rows))
+    xs, spans = _positions(rows)
+    colours = _styles([str(r["att_ig_baseline"]) for r in rows], _ATT_ORDER, _ATT_COLOURS)
+    hatches = _styles([str(r["mlp_ig_baseline"]) for r in rows], _MLP_ORDER, _MLP_HATCHES)
+    fig = Figure(figsize=(max(7.0, 0.42 * len(rows) + 2.0), 7.5), layout="constrained")
+    l2_ax, corr_ax = fig.subplots(2, 1, sharex=True)
+    _draw_bars(l2_ax, rows, xs, "l2_mean", "l2_std", colours, hatches)
+    _draw_bars(corr_ax, rows, xs, "corr_mean", "corr_std", colours, hatches)
+    for ax in (l2_ax, corr_ax):
+        _separate_groups(ax, spans)
+    l2_ax.set_ylabel("mean L2 distance (± std)", fontsize=9)
+    l2_ax.set_ylim(bottom=0.0)
+    corr_ax.set_ylabel("mean Pearson r (± std)", fontsize=9)
+    corr_ax.axhline(0.0, color="black", linewidth=0.6)
+    corr_ax.set_ylim(-1.05, 1.05)
+    corr_ax.set_xticks(xs)
+    corr_ax.set_xticklabels([_pair_label(r) for r in rows], rotation=55, ha="right",
+                            rotation_mode="anchor", fontsize=7)
+    corr_ax.set_xlim(xs[0] - 0.7, xs[-1] + 0.7)
+    _group_axis(l2_ax, spans)
+    _legend(l2_ax, colours, hatches)
+    fig.suptitle(_flow_title(rows), fontsize=10, parse_math=False)
+    return fig
+
+
+def plot_flow(rows: list[dict] | str | Path, out: str | Path) -> Path:
+    """Write the Experiment-A summary of comparison CSV rows (or a CSV path) to `out`."""
+    check_suffix(out)
+    return save_figure(flow_figure(rows), out)

@@ -1,0 +1,121 @@
+"""Reading an `explain` result (spec §9 schema) for the viewer and the figures.
+
+Every accessor checks what it needs and raises a one-line `LIGError` that names what is
+missing and what is there. Orientation: `matrix[i][j]` = source token i → target token j.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import LIGError
+
+ROUTES = ("direct", "composed")
+
+
+def load_result(source: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """A result dict from a JSON file (or a dict), checked to be a lig result."""
+    name = "the result"
+    if isinstance(source, dict):
+        obj = source
+    else:
+        name = str(source)
+        try:
+            obj = json.loads(Path(source).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise LIGError(f"result file not found: {source}") from None
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise LIGError(f"{source} is not a JSON file ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0]})") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("layers"), dict) \
+            or not isinstance(obj.get("tokens"), list):
+        raise LIGError(f"{name} is not a lig result (expected an object with 'tokens' and "
+                       "'layers', as written by `lig-jax explain`)")
+    if not obj["layers"]:
+        raise LIGError(f"{name} has no layers")
+    return obj
+
+
+def layers(result: dict[str, Any]) -> list[int]:
+    """Layer indices present, ascending."""
+    return sorted(int(k) for k in result["layers"])
+
+
+def layer(result: dict[str, Any], index: int) -> dict[str, Any]:
+    entry = result["layers"].get(str(index))
+    if entry is None:
+        raise LIGError(f"the result has no layer {index}; layers present: "
+                       f"{', '.join(map(str, layers(result)))}")
+    return entry
+
+
+def routes(result: dict[str, Any], index: int) -> list[str]:
+    """Which z→z routes layer `index` has: "direct" (z2z), "composed" (z2z_composed)."""
+    entry = layer(result, index)
+    return [r for r, key in zip(ROUTES, ("z2z", "z2z_composed"), strict=True) if key in entry]
+
+
+def z2z_matrix(result: dict[str, Any], index: int, route: str = "direct") -> np.ndarray:
+    """[S_src, S_tgt] z→z of layer `index` by `route` (composed: [S, T] over its targets)."""
+    if route not in ROUTES:
+        raise LIGError(f"unknown route {route!r}; allowed: {', '.join(ROUTES)}")
+    entry = layer(result, index)
+    key = "z2z" if route == "direct" else "z2z_composed"
+    if key not in entry:
+        have = routes(result, index)
+        hint = ("explain with granularity layer" if route == "direct" else
+                "explain with granularity att and mlp, all heads")
+        raise LIGError(f"layer {index} has no {route} z→z ({hint}); routes present: "
+                       f"{', '.join(have) or 'none'}")
+    return np.asarray(entry[key]["matrix"], np.float64)
+
+
+def targets(result: dict[str, Any], index: int) -> list[int]:
+    """Target tokens with z→u / u→z blocks in layer `index`."""
+    return sorted(int(k) for k in layer(result, index).get("targets", {}))
+
+
+def _target(result: dict[str, Any], index: int, target: int) -> dict[str, Any]:
+    entry = layer(result, index).get("targets", {}).get(str(target))
+    if entry is None:
+        have = targets(result, index)
+        raise LIGError(f"layer {index} has no target {target}; targets present: "
+                       f"{', '.join(map(str, have)) or 'none (explain with granularity att/mlp)'}")
+    return entry
+
+
+def z2u_heads(result: dict[str, Any], index: int, target: int) -> tuple[list[int], np.ndarray]:
+    """(heads, scores [H, S_src]) of z→u for one target."""
+    block = _target(result, index, target).get("z2u")
+    if block is None:
+        raise LIGError(f"layer {index}, target {target} has no z→u (explain with granularity "
+                       "att)")
+    heads = sorted(int(h) for h in block["heads"])
+    return heads, np.asarray([block["heads"][str(h)]["contributions"] for h in heads],
+                             np.float64)
+
+
+def num_heads(result: dict[str, Any]) -> int | None:
+    """Attention heads, from any z→u block (all heads) or the boundaries."""
+    for entry in result["layers"].values():
+        for t in entry.get("targets", {}).values():
+            if "z2u" in t:
+                return len(t["z2u"]["heads"])
+    return (result.get("boundaries") or {}).get("num_heads")
+
+
+def u2z_per_head(result: dict[str, Any], index: int, target: int) -> np.ndarray:
+    """u→z contributions of one target summed over the H contiguous slices of u [H]."""
+    block = _target(result, index, target).get("u2z")
+    if block is None:
+        raise LIGError(f"layer {index}, target {target} has no u→z (explain with granularity "
+                       "mlp)")
+    c = np.asarray(block["contributions"], np.float64)
+    h = num_heads(result)
+    if not h or c.size % h:
+        raise LIGError("the result does not say how many heads u→z has (no z→u blocks)")
+    return c.reshape(h, -1).sum(axis=1)

@@ -2,7 +2,8 @@
 
 The output keeps the reference's schema (spec §9): every reference key with the same
 meaning and orientation (`matrix[i][j]` = source i → target j). Extra keys:
-`quadrature`, `completeness` blocks, `z2z_composed`, `timings`, `versions`.
+`quadrature`, `completeness` blocks, `z2z_composed`, `timings`, `versions`. It is a dict
+(an `Explanation`, a dict subclass that shows itself as the flow viewer in Jupyter).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .errors import LIGError
 from .loading import LoadedModel, load_model
 from .quadrature import resolve_rule
 from .steps import make_plan
+from .view.notebook import Explanation
 
 # Families whose reference u→z ignores include_residual_connection and reports the IG sum
 # as l2_total (spec §5, §13-B3); reproduced only under `reference_quirks`.
@@ -210,7 +212,7 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
     head = {"text": text, "tokens": tokens, "model": cfg.model, "model_type": lm.model_type}
     if decoder:
         head["architecture"] = "decoder"
-    return {
+    return Explanation({
         **head,
         "config": {
             "num_steps": cfg.num_steps, "granularity": grans,
@@ -226,7 +228,7 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
         "quadrature": {p: plan.describe() for p, plan in plans.items()},
         "timings": timings,
         "versions": _versions(lm),
-    }
+    })
 
 
 @jax.jit(static_argnames=("graphdef",))

@@ -253,6 +253,83 @@ def compare(
     typer.echo(f"OK: max relative difference {worst:.3g} <= tol {tol:g}", err=True)
 
 
+def _load_view_source(source: Path, sentence: int | None, layer_baseline: str,
+                      att_baseline: str, mlp_baseline: str) -> dict:
+    """A result JSON, or one sentence of an experiment run folder."""
+    from .view.records import record_result
+    from .view.result import load_result
+
+    if source.is_dir():
+        if sentence is None:
+            _fail(f"{source} is an experiment run folder: choose a sentence with --sentence N")
+        return load_result(record_result(source, sentence, layer_baseline=layer_baseline,
+                                         att_baseline=att_baseline, mlp_baseline=mlp_baseline))
+    if sentence is not None:
+        _fail("--sentence applies to an experiment run folder, not to a result file")
+    return load_result(source)
+
+
+SourceArg = Annotated[Path, typer.Argument(help="explain result JSON, or an experiment run "
+                                           "folder (with --sentence).")]
+SentenceOpt = Annotated[int | None, typer.Option(help="Sentence index of a run folder.")]
+
+
+@app.command()
+def view(
+    source: SourceArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write.")],
+    sentence: SentenceOpt = None,
+    layer_baseline: Annotated[str, typer.Option(help="Run folders: z→z baseline (zero | itb "
+                                                "| itb_zero_ratio).")] = "itb",
+    att_baseline: Annotated[str, typer.Option(help="Run folders: z→u baseline (zero | itb | "
+                                              "itb_map_ratio | itb_zero_ratio).")] = "itb",
+    mlp_baseline: Annotated[str, typer.Option(help="Run folders: u→z baseline (zero | "
+                                              "att_itb_a0).")] = "zero",
+) -> None:
+    """Write the interactive flow viewer: one self-contained HTML file (no network)."""
+    from .view.page import write_page
+
+    try:
+        result = _load_view_source(source, sentence, layer_baseline, att_baseline,
+                                   mlp_baseline)
+        write_page(result, output)
+    except LIGError as e:
+        _fail(str(e))
+    typer.echo(f"wrote {output}", err=True)
+
+
+@app.command()
+def plot(
+    source: Annotated[Path, typer.Argument(help="explain result JSON, an experiment run folder "
+                                           "(with --sentence), or a comparison CSV of "
+                                           "`experiment compare`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Figure: .png, .pdf or .svg.")],
+    layers: Annotated[str | None, typer.Option(help="Comma list of layers (default all).")
+                      ] = None,
+    route: Annotated[str, typer.Option(help="direct (z→z) | composed (z→u × u→z).")
+                     ] = "direct",
+    absolute: Annotated[bool, typer.Option(help="Plot |values|.")] = False,
+    sentence: SentenceOpt = None,
+) -> None:
+    """Publication figures: per-layer heatmaps of a result, or the Experiment-A summary."""
+    try:
+        from .view.plot import plot_flow, plot_layers
+    except ImportError as e:
+        _fail(f"plot needs matplotlib ({e}); pip install matplotlib")
+    try:
+        if source.suffix.lower() == ".csv":
+            from .experiment.flow import read_rows
+
+            plot_flow(read_rows(source), output)
+        else:
+            result = _load_view_source(source, sentence, "itb", "itb", "zero")
+            plot_layers(result, output, layers=_int_list("layers", layers), route=route,
+                        absolute=absolute)
+    except LIGError as e:
+        _fail(str(e))
+    typer.echo(f"wrote {output}", err=True)
+
+
 @app.command(add_help_option=False,
              context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(ctx: typer.Context) -> None:

@@ -310,3 +310,24 @@ def test_two_processes_share_the_run(uninterrupted, tiny_bert, tmp_path):
     shares = [int(log.split(" sentences computed")[0].split()[-1]) for log in logs]
     assert sum(shares) == int(END) + 1 and min(shares) > 0
     _same_records(uninterrupted, out, atol=1e-6, skip=("z2z/itb_zero_ratio",))
+
+
+def test_a_record_opens_as_an_explain_result(uninterrupted):
+    """`lig-jax view/plot RUN --sentence N`: a record in the explain schema, same numbers."""
+    from lig_jax.view import result as R
+    from lig_jax.view.records import record_result
+
+    rec = Store(uninterrupted).read(4)
+    res = R.load_result(record_result(uninterrupted, 4, layer_baseline="zero",
+                                      att_baseline="itb_map_ratio", mlp_baseline="att_itb_a0"))
+    assert res["tokens"] == rec.meta["tokens"]
+    assert R.routes(res, 1) == ["direct", "composed"]
+    np.testing.assert_array_equal(R.z2z_matrix(res, 1, "direct"), rec.arrays["z2z/zero"][1])
+    np.testing.assert_array_equal(R.z2z_matrix(res, 1, "composed"),
+                                  rec.arrays["composed/itb_map_ratio/att_itb_a0"][1])
+    heads, scores = R.z2u_heads(res, 0, 2)
+    np.testing.assert_array_equal(scores, rec.arrays["z2u/itb_map_ratio"][0, 2])
+    with pytest.raises(LIGError, match="no record for sentence 999"):
+        record_result(uninterrupted, 999)
+    with pytest.raises(LIGError, match="unknown att baseline"):
+        record_result(uninterrupted, 1, att_baseline="nope")

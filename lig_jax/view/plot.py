@@ -12,6 +12,7 @@ i.e. the image data is exactly `z2z_matrix(result, l, route)` ([S_src, S_tgt]).
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..errors import LIGError
-from .result import load_result, z2z_matrix
 from .result import layers as result_layers
+from .result import load_result, routes, z2z_matrix
 
 SUFFIXES = (".png", ".pdf", ".svg")
 PNG_DPI = 200
@@ -33,6 +34,7 @@ SIGNED_CMAP = "RdBu_r"
 ABSOLUTE_CMAP = "viridis"
 _TEXT_LIMIT = 90  # characters of the input text shown in a suptitle
 _MAX_COLS = 3  # heatmaps per figure row
+_TITLE_POINTS = 10
 
 # Experiment A: the order of the 24 pairs (spec §10) and how each baseline is shown.
 _GROUP_ORDER = ("zero", "itb", "itb_zero_ratio")
@@ -94,7 +96,8 @@ def _panel(result: dict[str, Any], index: int, route: str, absolute: bool
         cols = list(range(matrix.shape[1])) if cols is None else [int(j) for j in cols]
     else:
         cols = list(range(matrix.shape[1]))
-    if matrix.shape[0] != len(tokens) or len(cols) != matrix.shape[1]:
+    if matrix.shape[0] != len(tokens) or len(cols) != matrix.shape[1] \
+            or any(not 0 <= j < len(tokens) for j in cols):
         raise LIGError(f"layer {index} {route} z→z has shape {list(matrix.shape)} but the "
                        f"result has {len(tokens)} tokens and {len(cols)} targets")
     data = np.abs(matrix) if absolute else matrix
@@ -113,13 +116,17 @@ def _baselines(result: dict[str, Any], shown: Sequence[int], route: str) -> str:
     return f"ATT baseline {att}, MLP baseline {mlp}"
 
 
-def _suptitle(result: dict[str, Any], shown: Sequence[int], route: str, absolute: bool
-              ) -> str:
+def _suptitle(result: dict[str, Any], shown: Sequence[int], route: str, absolute: bool,
+              width: float) -> str:
+    """Route, baseline(s), model and text, wrapped to a figure `width` inches wide."""
     what = "|z→z|" if absolute else "z→z"
     kind = "layer-direct IG" if route == "direct" else "composed ATT × MLP IG"
     model = result.get("model") or "model ?"
-    return (f"{what} attribution, {route} route ({kind}; {_baselines(result, shown, route)})"
-            f" — {model}\n“{_shorten(result.get('text', ''))}”")
+    lines = [f"{what} attribution, {route} route ({kind}; {_baselines(result, shown, route)})"
+             f" — {model}", f"“{_shorten(result.get('text', ''))}”"]
+    chars = max(30, int(width * 72 / (_TITLE_POINTS * 0.55)))
+    return "\n".join(textwrap.fill(line, chars, break_long_words=False,
+                                   break_on_hyphens=False) for line in lines)
 
 
 def _cell_inches(n: int) -> float:
@@ -150,17 +157,23 @@ def _draw_heatmap(ax: Axes, data: np.ndarray, rows: list[str], cols: list[str],
     ax.tick_params(length=2, pad=1.5)
 
 
+def _default_layers(result: dict[str, Any], route: str) -> list[int]:
+    """The layers that have `route` (all layers if none has it, so the reader names it)."""
+    present = result_layers(result)
+    return [l for l in present if route in routes(result, l)] or present
+
+
 def layers_figure(result: dict[str, Any] | str | Path, *, layers: list[int] | None = None,
                   route: str = "direct", absolute: bool = False) -> Figure:
     """The per-layer heatmap grid as a Figure (not saved).
 
-    One heatmap per layer in `layers` (default: all present), image data [S_src, S_tgt] =
-    `z2z_matrix(result, l, route)` (|·| if `absolute`), one shared colour bar: diverging and
-    centred at 0 for signed values, sequential for absolute ones. Missing layers / routes
-    and non-lig inputs raise a one-line LIGError.
+    One heatmap per layer in `layers` (default: all layers that have `route`), image data
+    [S_src, S_tgt] = `z2z_matrix(result, l, route)` (|·| if `absolute`), one shared colour
+    bar: diverging and centred at 0 for signed values, sequential for absolute ones.
+    Missing layers / routes and non-lig inputs raise a one-line LIGError.
     """
     result = load_result(result)
-    shown = result_layers(result) if layers is None else [int(l) for l in layers]
+    shown = _default_layers(result, route) if layers is None else [int(l) for l in layers]
     if not shown:
         raise LIGError("no layers to plot")
     panels = [_panel(result, l, route, absolute) for l in shown]
@@ -187,7 +200,8 @@ def layers_figure(result: dict[str, Any] | str | Path, *, layers: list[int] | No
              else "attribution (source i → target j)")
     bar = fig.colorbar(ScalarMappable(norm, cmap), ax=axes, shrink=0.85, aspect=30, pad=0.02)
     bar.set_label(label, fontsize=9)
-    fig.suptitle(_suptitle(result, shown, route, absolute), fontsize=10, parse_math=False)
+    fig.suptitle(_suptitle(result, shown, route, absolute, width), fontsize=_TITLE_POINTS,
+                 parse_math=False)
     return fig
 
 
@@ -313,7 +327,16 @@ def _flow_title(rows: list[dict]) -> str:
     span = " / ".join(dict.fromkeys(f"{r['sample_start']}–{r['sample_end']}" for r in rows))
     return (f"Experiment A: layer-direct vs composed z→z — split {_values(rows, 'split')}, "
             f"samples {span}, n_samples {_values(rows, 'n_samples')}, "
-            f"n_pairs {_values(rows, 'n_pairs')} (layer, target) columns")
+            f"n_pairs {_values(rows, 'n_pairs')} (sentence, layer, target) columns")
+
+
+def _corr_limits(rows: list[dict]) -> tuple[float, float]:
+    """y range of the Pearson panel: [-1, 1] widened to show every error bar whole."""
+    mean = np.array([_number(r["corr_mean"]) for r in rows])
+    std = np.nan_to_num(np.array([_number(r["corr_std"]) for r in rows]))
+    ends = np.concatenate([mean - std, mean + std, [-1.0, 1.0]])
+    ends = ends[np.isfinite(ends)]
+    return float(ends.min()) - 0.05, float(ends.max()) + 0.05
 
 
 def flow_figure(rows: list[dict] | str | Path) -> Figure:
@@ -334,7 +357,7 @@ def flow_figure(rows: list[dict] | str | Path) -> Figure:
     l2_ax.set_ylim(bottom=0.0)
     corr_ax.set_ylabel("mean Pearson r (± std)", fontsize=9)
     corr_ax.axhline(0.0, color="black", linewidth=0.6)
-    corr_ax.set_ylim(-1.05, 1.05)
+    corr_ax.set_ylim(*_corr_limits(rows))
     corr_ax.set_xticks(xs)
     corr_ax.set_xticklabels([_pair_label(r) for r in rows], rotation=55, ha="right",
                             rotation_mode="anchor", fontsize=7)

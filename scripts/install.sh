@@ -12,6 +12,16 @@ if [ "${1:-}" = "test" ]; then
     # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
     "$py" -m pip install -q torch==2.13.0
     "$py" -m pip install -q -e ".[test]"
+    # Headless Chromium + ChromeDriver for the viewer's browser tests (Debian packages).
+    if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
+        if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+            apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null \
+                || { apt-get update -q >/dev/null && apt-get install -y -q \
+                     --no-install-recommends chromium chromium-driver >/dev/null; }
+        else
+            echo "note: install chromium and chromium-driver for the browser tests" >&2
+        fi
+    fi
 else
     "$py" -m pip install -q -e .
 fi

@@ -100,12 +100,22 @@ def z2u_heads(result: dict[str, Any], index: int, target: int) -> tuple[list[int
 
 
 def num_heads(result: dict[str, Any]) -> int | None:
-    """Attention heads, from any z→u block (all heads) or the boundaries."""
+    """Attention heads: a u→z `head_shape`, the boundaries, or the number of heads of a z→u
+    block when the result has all of them (not with `target_head`)."""
+    for entry in result["layers"].values():
+        for t in entry.get("targets", {}).values():
+            if "head_shape" in t.get("u2z", {}):
+                return int(t["u2z"]["head_shape"][0])
+    known = (result.get("boundaries") or {}).get("num_heads")
+    if known:
+        return int(known)
+    if (result.get("config") or {}).get("target_head") is not None:
+        return None
     for entry in result["layers"].values():
         for t in entry.get("targets", {}).values():
             if "z2u" in t:
                 return len(t["z2u"]["heads"])
-    return (result.get("boundaries") or {}).get("num_heads")
+    return None
 
 
 def u2z_per_head(result: dict[str, Any], index: int, target: int) -> np.ndarray:

@@ -154,10 +154,25 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
 
 
 @pytest.fixture(scope="module")
-def result(minilm) -> dict:
-    from lig_jax import explain
+def cli_page(minilm, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """The acceptance commands: `lig-jax explain TEXT -o r.json && lig-jax view r.json -o
+    r.html` (8 steps to keep it quick), run as the CLI; (the JSON, the page)."""
+    import json
+    import subprocess
+    import sys
 
-    return explain(TEXT, num_steps=8)
+    folder = tmp_path_factory.mktemp("cli_view")
+    run = [sys.executable, "-m", "lig_jax.cli"]
+    for args in (["explain", TEXT, "--steps", "8", "-q", "-o", str(folder / "r.json")],
+                 ["view", str(folder / "r.json"), "-o", str(folder / "r.html")]):
+        done = subprocess.run(run + args, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+    return json.loads((folder / "r.json").read_text(encoding="utf-8")), folder / "r.html"
+
+
+@pytest.fixture(scope="module")
+def result(cli_page: tuple[dict, Path]) -> dict:
+    return cli_page[0]
 
 
 def close(a: Any, b: Any) -> None:
@@ -180,11 +195,12 @@ def check_column(page: Page, matrix: np.ndarray, cols: list[int], token: int) ->
         close(v, matrix[token, cols.index(t)])
 
 
-def test_viewer_in_chromium(page: Page, result: dict, tmp_path: Path) -> None:
+def test_viewer_in_chromium(page: Page, result: dict, cli_page: tuple[dict, Path],
+                            tmp_path: Path) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
 
     t0 = time.perf_counter()
-    path = write_page(result, tmp_path / "flow.html")
+    path = cli_page[1]
     page.open(path)
     opened = time.perf_counter() - t0
     S = len(result["tokens"])

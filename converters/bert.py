@@ -7,7 +7,11 @@ LayerNorm vectors are copied as they are.
 
 from __future__ import annotations
 
-from .common import KeySpec
+from functools import partial
+
+from .common import KeySpec, dense_specs, norm_specs
+
+_norm = partial(norm_specs, legacy_names=True)  # old checkpoints: gamma/beta
 
 # Prefixes under which task heads (…ForMaskedLM, …ForSequenceClassification, the
 # ELECTRA discriminator) keep the base model. Tried in this order; "" = bare model.
@@ -15,20 +19,6 @@ BASE_PREFIXES = ("bert.", "roberta.", "electra.", "camembert.", "xlm_roberta.", 
 
 # Keys of the base model that carry no parameters we need.
 IGNORED_PREFIXES = ("pooler.", "embeddings.position_ids", "embeddings.token_type_ids")
-
-
-def _norm(hf: str, ours: str) -> list[KeySpec]:
-    return [
-        KeySpec((f"{hf}.weight", f"{hf}.gamma"), f"{ours}.scale"),
-        KeySpec((f"{hf}.bias", f"{hf}.beta"), f"{ours}.bias"),
-    ]
-
-
-def _dense(hf: str, ours: str) -> list[KeySpec]:
-    return [
-        KeySpec((f"{hf}.weight",), f"{ours}.kernel", transpose=True),
-        KeySpec((f"{hf}.bias",), f"{ours}.bias"),
-    ]
 
 
 def key_map(cfg) -> list[KeySpec]:
@@ -41,15 +31,16 @@ def key_map(cfg) -> list[KeySpec]:
         *_norm("embeddings.LayerNorm", "embeddings.norm"),
     ]
     if has_projection:
-        specs += _dense("embeddings_project", "embeddings.project")
+        specs += dense_specs("embeddings_project", "embeddings.project")
     for l in range(num_layers):
         hf, ours = f"encoder.layer.{l}", f"layers.{l}"
         for name in ("query", "key", "value"):
-            specs += _dense(f"{hf}.attention.self.{name}", f"{ours}.attention.self_attn.{name}")
-        specs += _dense(f"{hf}.attention.output.dense", f"{ours}.attention.output")
+            specs += dense_specs(f"{hf}.attention.self.{name}",
+                                 f"{ours}.attention.self_attn.{name}")
+        specs += dense_specs(f"{hf}.attention.output.dense", f"{ours}.attention.output")
         specs += _norm(f"{hf}.attention.output.LayerNorm", f"{ours}.attention.norm")
-        specs += _dense(f"{hf}.intermediate.dense", f"{ours}.mlp.intermediate")
-        specs += _dense(f"{hf}.output.dense", f"{ours}.mlp.output")
+        specs += dense_specs(f"{hf}.intermediate.dense", f"{ours}.mlp.intermediate")
+        specs += dense_specs(f"{hf}.output.dense", f"{ours}.mlp.output")
         specs += _norm(f"{hf}.output.LayerNorm", f"{ours}.mlp.norm")
     return specs
 

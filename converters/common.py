@@ -38,6 +38,25 @@ class KeySpec:
     transform: Callable[[np.ndarray], np.ndarray] | None = None
 
 
+def dense_specs(hf: str, ours: str, bias: bool = True, *, transpose: bool = True
+                ) -> list[KeySpec]:
+    """A HF linear layer → our `Dense`: weight → kernel (nn.Linear's [out, in] is
+    transposed; GPT-2's Conv1D is already [in, out]: transpose=False), bias → bias."""
+    specs = [KeySpec((f"{hf}.weight",), f"{ours}.kernel", transpose=transpose)]
+    return specs + [KeySpec((f"{hf}.bias",), f"{ours}.bias")] if bias else specs
+
+
+def norm_specs(hf: str, ours: str, bias: bool = True, *, legacy_names: bool = False
+               ) -> list[KeySpec]:
+    """A HF LayerNorm/RMSNorm → our norm: weight → scale, bias → bias. legacy_names also
+    accepts the TF-era `gamma`/`beta` names of old BERT checkpoints."""
+    scale = (f"{hf}.weight", f"{hf}.gamma") if legacy_names else (f"{hf}.weight",)
+    specs = [KeySpec(scale, f"{ours}.scale")]
+    if bias:
+        specs.append(KeySpec((f"{hf}.bias", f"{hf}.beta") if legacy_names else (f"{hf}.bias",),
+                             f"{ours}.bias"))
+    return specs
+
 def cache_dir() -> Path:
     root = os.environ.get("LIG_JAX_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "lig_jax"

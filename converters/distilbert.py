@@ -7,7 +7,7 @@ checkpoint also for `sinusoidal_pos_embds=True`.
 
 from __future__ import annotations
 
-from .common import KeySpec
+from .common import KeySpec, dense_specs, norm_specs
 
 # Task heads (…ForMaskedLM, …ForSequenceClassification, …) keep the base under
 # "distilbert."; "" = the bare model. Tried in this order.
@@ -17,32 +17,22 @@ BASE_PREFIXES = ("distilbert.", "")
 IGNORED_PREFIXES = ("embeddings.position_ids",)
 
 
-def _norm(hf: str, ours: str) -> list[KeySpec]:
-    return [KeySpec((f"{hf}.weight",), f"{ours}.scale"),
-            KeySpec((f"{hf}.bias",), f"{ours}.bias")]
-
-
-def _dense(hf: str, ours: str) -> list[KeySpec]:
-    return [KeySpec((f"{hf}.weight",), f"{ours}.kernel", transpose=True),
-            KeySpec((f"{hf}.bias",), f"{ours}.bias")]
-
-
 def key_map(cfg) -> list[KeySpec]:
     """Every tensor our `DistilBertModel` needs and where it lives in a HF state dict."""
     specs = [
         KeySpec(("embeddings.word_embeddings.weight",), "embeddings.word"),
         KeySpec(("embeddings.position_embeddings.weight",), "embeddings.position"),
-        *_norm("embeddings.LayerNorm", "embeddings.norm"),
+        *norm_specs("embeddings.LayerNorm", "embeddings.norm"),
     ]
     for l in range(cfg.num_layers):
         hf, ours = f"transformer.layer.{l}", f"layers.{l}"
         for name, mine in (("q_lin", "query"), ("k_lin", "key"), ("v_lin", "value"),
                            ("out_lin", "output")):
-            specs += _dense(f"{hf}.attention.{name}", f"{ours}.{mine}")
-        specs += _norm(f"{hf}.sa_layer_norm", f"{ours}.attn_norm")
-        specs += _dense(f"{hf}.ffn.lin1", f"{ours}.ffn_in")
-        specs += _dense(f"{hf}.ffn.lin2", f"{ours}.ffn_out")
-        specs += _norm(f"{hf}.output_layer_norm", f"{ours}.out_norm")
+            specs += dense_specs(f"{hf}.attention.{name}", f"{ours}.{mine}")
+        specs += norm_specs(f"{hf}.sa_layer_norm", f"{ours}.attn_norm")
+        specs += dense_specs(f"{hf}.ffn.lin1", f"{ours}.ffn_in")
+        specs += dense_specs(f"{hf}.ffn.lin2", f"{ours}.ffn_out")
+        specs += norm_specs(f"{hf}.output_layer_norm", f"{ours}.out_norm")
     return specs
 
 

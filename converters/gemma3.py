@@ -8,7 +8,7 @@ keeps it for completeness; no z^(l) goes through it).
 
 from __future__ import annotations
 
-from .common import KeySpec
+from .common import KeySpec, dense_specs
 
 # Where the language model's keys live, per HF class (transformers 5.x):
 #   Gemma3ForConditionalGeneration  model.language_model.
@@ -28,13 +28,6 @@ LAYER_NORMS = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_l
                "post_feedforward_layernorm")
 
 
-def _linear(hf: str, ours: str, bias: bool = False) -> list[KeySpec]:
-    specs = [KeySpec((f"{hf}.weight",), f"{ours}.kernel", transpose=True)]
-    if bias:
-        specs.append(KeySpec((f"{hf}.bias",), f"{ours}.bias"))
-    return specs
-
-
 def _norm(hf: str, ours: str) -> KeySpec:
     return KeySpec((f"{hf}.weight",), f"{ours}.scale")
 
@@ -45,11 +38,11 @@ def key_map(cfg) -> list[KeySpec]:
     for layer in range(cfg.num_layers):
         p = f"layers.{layer}"
         for name in ATTN_PROJECTIONS:
-            specs += _linear(f"{p}.self_attn.{name}", f"{p}.self_attn.{name}",
-                             cfg.attention_bias)
+            specs += dense_specs(f"{p}.self_attn.{name}", f"{p}.self_attn.{name}",
+                                 cfg.attention_bias)
         specs += [_norm(f"{p}.self_attn.{n}", f"{p}.self_attn.{n}") for n in ("q_norm", "k_norm")]
         for name in ("gate_proj", "up_proj", "down_proj"):
-            specs += _linear(f"{p}.mlp.{name}", f"{p}.mlp.{name}")
+            specs += dense_specs(f"{p}.mlp.{name}", f"{p}.mlp.{name}", False)
         specs += [_norm(f"{p}.{n}", f"{p}.{n}") for n in LAYER_NORMS]
     return specs
 

@@ -10,8 +10,11 @@ it out, with the causal-mask buffers `attn.bias` / `attn.masked_bias` of old che
 from __future__ import annotations
 
 import re
+from functools import partial
 
-from .common import KeySpec
+from .common import KeySpec, dense_specs, norm_specs
+
+_conv1d = partial(dense_specs, transpose=False)  # Conv1D weights are [in, out]
 
 # Prefixes under which task heads (GPT2LMHeadModel, GPT2ForSequenceClassification, …) keep
 # the base model. Tried in this order; "" = bare model.
@@ -20,25 +23,17 @@ BASE_PREFIXES = ("transformer.", "")
 _MASK_BUFFER = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
 
 
-def _linear(hf: str, ours: str) -> list[KeySpec]:
-    return [KeySpec((f"{hf}.weight",), f"{ours}.kernel"), KeySpec((f"{hf}.bias",), f"{ours}.bias")]
-
-
-def _norm(hf: str, ours: str) -> list[KeySpec]:
-    return [KeySpec((f"{hf}.weight",), f"{ours}.scale"), KeySpec((f"{hf}.bias",), f"{ours}.bias")]
-
-
 def key_map(cfg) -> list[KeySpec]:
     """Every tensor our `GPT2Model` needs and where it lives in a HF state dict."""
     specs = [KeySpec(("wte.weight",), "wte"), KeySpec(("wpe.weight",), "wpe")]
     for l in range(cfg.num_layers):
         hf, ours = f"h.{l}", f"layers.{l}"
-        specs += _norm(f"{hf}.ln_1", f"{ours}.ln_1")
-        specs += _linear(f"{hf}.attn.c_attn", f"{ours}.attn.c_attn")
-        specs += _linear(f"{hf}.attn.c_proj", f"{ours}.attn.c_proj")
-        specs += _norm(f"{hf}.ln_2", f"{ours}.ln_2")
-        specs += _linear(f"{hf}.mlp.c_fc", f"{ours}.mlp.c_fc")
-        specs += _linear(f"{hf}.mlp.c_proj", f"{ours}.mlp.c_proj")
+        specs += norm_specs(f"{hf}.ln_1", f"{ours}.ln_1")
+        specs += _conv1d(f"{hf}.attn.c_attn", f"{ours}.attn.c_attn")
+        specs += _conv1d(f"{hf}.attn.c_proj", f"{ours}.attn.c_proj")
+        specs += norm_specs(f"{hf}.ln_2", f"{ours}.ln_2")
+        specs += _conv1d(f"{hf}.mlp.c_fc", f"{ours}.mlp.c_fc")
+        specs += _conv1d(f"{hf}.mlp.c_proj", f"{ours}.mlp.c_proj")
     return specs
 
 

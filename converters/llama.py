@@ -10,18 +10,11 @@ checkpoints store (we compute the frequencies from the config).
 
 from __future__ import annotations
 
-from .common import KeySpec
+from .common import KeySpec, dense_specs
 
 # Prefixes under which task heads keep the base model (…ForCausalLM and most heads use
 # `model.`, LlamaForQuestionAnswering `transformer.`). Tried in this order; "" = bare model.
 BASE_PREFIXES = ("model.", "transformer.", "")
-
-
-def _linear(hf: str, ours: str, bias: bool) -> list[KeySpec]:
-    specs = [KeySpec((f"{hf}.weight",), f"{ours}.kernel", transpose=True)]
-    if bias:
-        specs.append(KeySpec((f"{hf}.bias",), f"{ours}.bias"))
-    return specs
 
 
 def key_map(cfg) -> list[KeySpec]:
@@ -32,12 +25,12 @@ def key_map(cfg) -> list[KeySpec]:
         specs.append(KeySpec((f"{hf}.input_layernorm.weight",),
                              f"{ours}.input_layernorm.scale"))
         for name in ("q_proj", "k_proj", "v_proj"):
-            specs += _linear(f"{hf}.self_attn.{name}", f"{ours}.self_attn.{name}", cfg.qkv_bias)
-        specs += _linear(f"{hf}.self_attn.o_proj", f"{ours}.self_attn.o_proj", cfg.o_bias)
+            specs += dense_specs(f"{hf}.self_attn.{name}", f"{ours}.self_attn.{name}", cfg.qkv_bias)
+        specs += dense_specs(f"{hf}.self_attn.o_proj", f"{ours}.self_attn.o_proj", cfg.o_bias)
         specs.append(KeySpec((f"{hf}.post_attention_layernorm.weight",),
                              f"{ours}.post_attention_layernorm.scale"))
         for name in ("gate_proj", "up_proj", "down_proj"):
-            specs += _linear(f"{hf}.mlp.{name}", f"{ours}.mlp.{name}", cfg.mlp_bias)
+            specs += dense_specs(f"{hf}.mlp.{name}", f"{ours}.mlp.{name}", cfg.mlp_bias)
     return specs
 
 

@@ -9,36 +9,26 @@ input | gate). Biases and LayerNorm biases exist only where the config asks for 
 
 from __future__ import annotations
 
-from .common import KeySpec
+from .common import KeySpec, dense_specs, norm_specs
 
 # Task heads (…ForMaskedLM, …ForSequenceClassification, …) keep the base under "model.";
 # "" = the bare model. Tried in this order.
 BASE_PREFIXES = ("model.", "")
 
 
-def _norm(hf: str, ours: str, bias: bool) -> list[KeySpec]:
-    specs = [KeySpec((f"{hf}.weight",), f"{ours}.scale")]
-    return specs + [KeySpec((f"{hf}.bias",), f"{ours}.bias")] if bias else specs
-
-
-def _linear(hf: str, ours: str, bias: bool) -> list[KeySpec]:
-    specs = [KeySpec((f"{hf}.weight",), f"{ours}.kernel", transpose=True)]
-    return specs + [KeySpec((f"{hf}.bias",), f"{ours}.bias")] if bias else specs
-
-
 def key_map(cfg) -> list[KeySpec]:
     """Every tensor our `ModernBertModel` needs and where it lives in a HF state dict."""
     specs = [KeySpec(("embeddings.tok_embeddings.weight",), "embeddings.tok"),
-             *_norm("embeddings.norm", "embeddings.norm", cfg.norm_bias)]
+             *norm_specs("embeddings.norm", "embeddings.norm", cfg.norm_bias)]
     for l in range(cfg.num_layers):
         hf, ours = f"layers.{l}", f"layers.{l}"
         if l > 0:
-            specs += _norm(f"{hf}.attn_norm", f"{ours}.attn_norm", cfg.norm_bias)
-        specs += _linear(f"{hf}.attn.Wqkv", f"{ours}.wqkv", cfg.attention_bias)
-        specs += _linear(f"{hf}.attn.Wo", f"{ours}.wo", cfg.attention_bias)
-        specs += _norm(f"{hf}.mlp_norm", f"{ours}.mlp_norm", cfg.norm_bias)
-        specs += _linear(f"{hf}.mlp.Wi", f"{ours}.wi", cfg.mlp_bias)
-        specs += _linear(f"{hf}.mlp.Wo", f"{ours}.mlp_wo", cfg.mlp_bias)
+            specs += norm_specs(f"{hf}.attn_norm", f"{ours}.attn_norm", cfg.norm_bias)
+        specs += dense_specs(f"{hf}.attn.Wqkv", f"{ours}.wqkv", cfg.attention_bias)
+        specs += dense_specs(f"{hf}.attn.Wo", f"{ours}.wo", cfg.attention_bias)
+        specs += norm_specs(f"{hf}.mlp_norm", f"{ours}.mlp_norm", cfg.norm_bias)
+        specs += dense_specs(f"{hf}.mlp.Wi", f"{ours}.wi", cfg.mlp_bias)
+        specs += dense_specs(f"{hf}.mlp.Wo", f"{ours}.mlp_wo", cfg.mlp_bias)
     return specs
 
 

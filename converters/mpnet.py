@@ -8,7 +8,7 @@ one of our blocks gets its own copy (the same HF tensor feeds one KeySpec per la
 
 from __future__ import annotations
 
-from .common import KeySpec
+from .common import KeySpec, dense_specs, norm_specs
 
 # Task heads (…ForMaskedLM, …ForSequenceClassification, …) keep the base under "mpnet.";
 # "" = the bare model. Tried in this order.
@@ -20,31 +20,21 @@ IGNORED_PREFIXES = ("pooler.", "embeddings.position_ids")
 SHARED_BIAS = "encoder.relative_attention_bias.weight"
 
 
-def _norm(hf: str, ours: str) -> list[KeySpec]:
-    return [KeySpec((f"{hf}.weight",), f"{ours}.scale"),
-            KeySpec((f"{hf}.bias",), f"{ours}.bias")]
-
-
-def _dense(hf: str, ours: str) -> list[KeySpec]:
-    return [KeySpec((f"{hf}.weight",), f"{ours}.kernel", transpose=True),
-            KeySpec((f"{hf}.bias",), f"{ours}.bias")]
-
-
 def key_map(cfg) -> list[KeySpec]:
     """Every tensor our `MPNetModel` needs and where it lives in a HF state dict."""
     specs = [
         KeySpec(("embeddings.word_embeddings.weight",), "embeddings.word"),
         KeySpec(("embeddings.position_embeddings.weight",), "embeddings.position"),
-        *_norm("embeddings.LayerNorm", "embeddings.norm"),
+        *norm_specs("embeddings.LayerNorm", "embeddings.norm"),
     ]
     for l in range(cfg.num_layers):
         hf, ours = f"encoder.layer.{l}", f"layers.{l}"
         for name, mine in (("q", "query"), ("k", "key"), ("v", "value"), ("o", "output")):
-            specs += _dense(f"{hf}.attention.attn.{name}", f"{ours}.{mine}")
-        specs += _norm(f"{hf}.attention.LayerNorm", f"{ours}.attn_norm")
-        specs += _dense(f"{hf}.intermediate.dense", f"{ours}.ffn_in")
-        specs += _dense(f"{hf}.output.dense", f"{ours}.ffn_out")
-        specs += _norm(f"{hf}.output.LayerNorm", f"{ours}.out_norm")
+            specs += dense_specs(f"{hf}.attention.attn.{name}", f"{ours}.{mine}")
+        specs += norm_specs(f"{hf}.attention.LayerNorm", f"{ours}.attn_norm")
+        specs += dense_specs(f"{hf}.intermediate.dense", f"{ours}.ffn_in")
+        specs += dense_specs(f"{hf}.output.dense", f"{ours}.ffn_out")
+        specs += norm_specs(f"{hf}.output.LayerNorm", f"{ours}.out_norm")
         specs.append(KeySpec((SHARED_BIAS,), f"{ours}.relative_bias"))
     return specs
 

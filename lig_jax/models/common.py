@@ -6,6 +6,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 # Parity with PyTorch needs true float32 matmuls on every backend (TPU/GPU default to
 # bf16 passes otherwise).
@@ -71,3 +72,29 @@ def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> j
     centred = x - mean
     var = jnp.mean(centred * centred, axis=-1, keepdims=True)
     return centred / jnp.sqrt(var + eps) * scale + bias
+
+
+class Dense(nnx.Module):
+    """y = x @ kernel (+ bias), kernel [in, out] (HF nn.Linear weights are transposed on
+    load; GPT-2's Conv1D weights are already [in, out])."""
+
+    def __init__(self, d_in: int, d_out: int, *, use_bias: bool = True, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (d_in, d_out)) * 0.02)
+        self.bias = nnx.Param(jnp.zeros((d_out,))) if use_bias else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = jnp.matmul(x, self.kernel[...], precision=PRECISION)
+        return y if self.bias is None else y + self.bias[...]
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm over the last axis: scale [dim] and, if `use_bias`, bias [dim]."""
+
+    def __init__(self, dim: int, eps: float, use_bias: bool = True):
+        self.scale = nnx.Param(jnp.ones((dim,)))
+        self.bias = nnx.Param(jnp.zeros((dim,))) if use_bias else None
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        bias = 0.0 if self.bias is None else self.bias[...]
+        return layer_norm(x, self.scale[...], bias, self.eps)

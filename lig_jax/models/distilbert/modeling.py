@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..common import ACTIVATIONS, PRECISION, attention_mix, layer_norm
+from ..common import ACTIVATIONS, Dense, LayerNorm, attention_mix
 
 LAYER_NORM_EPS = 1e-12  # hard-coded in HF DistilBERT (embeddings and both block norms)
 
@@ -61,29 +61,6 @@ class DistilBertConfig:
     def max_tokens(self) -> int:
         """Longest sequence the position table allows (positions 0..S−1)."""
         return self.max_position_embeddings
-
-
-class Dense(nnx.Module):
-    """y = x @ kernel + bias, kernel [in, out] (HF Linear weights are transposed on load)."""
-
-    def __init__(self, d_in: int, d_out: int, *, rngs: nnx.Rngs):
-        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (d_in, d_out)) * 0.02)
-        self.bias = nnx.Param(jnp.zeros((d_out,)))
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return jnp.matmul(x, self.kernel[...], precision=PRECISION) + self.bias[...]
-
-
-class LayerNorm(nnx.Module):
-    """LayerNorm over the last axis with scale and bias [dim]."""
-
-    def __init__(self, dim: int, eps: float):
-        self.scale = nnx.Param(jnp.ones((dim,)))
-        self.bias = nnx.Param(jnp.zeros((dim,)))
-        self.eps = eps
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return layer_norm(x, self.scale[...], self.bias[...], self.eps)
 
 
 def key_rows(key_mask: jax.Array | None) -> jax.Array | None:

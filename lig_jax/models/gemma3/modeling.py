@@ -26,7 +26,7 @@ import numpy as np
 from flax import nnx
 
 from ...errors import LIGError
-from ..common import ACTIVATIONS, PRECISION, attention_mix, rms_norm
+from ..common import ACTIVATIONS, Dense, attention_mix, rms_norm
 
 SLIDING, FULL = "sliding_attention", "full_attention"
 
@@ -93,18 +93,6 @@ def apply_rope(x: jax.Array, inv_freq: tuple[float, ...]) -> jax.Array:
     return x * cos + rotate_half(x) * sin
 
 
-class Dense(nnx.Module):
-    """y = x @ kernel (+ bias), kernel [in, out] (HF Linear weights are transposed on load)."""
-
-    def __init__(self, d_in: int, d_out: int, *, bias: bool = False, rngs: nnx.Rngs):
-        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (d_in, d_out)) * 0.02)
-        self.bias = nnx.Param(jnp.zeros((d_out,))) if bias else None
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        y = jnp.matmul(x, self.kernel[...], precision=PRECISION)
-        return y + self.bias[...] if self.bias is not None else y
-
-
 class RMSNorm(nnx.Module):
     """Gemma RMSNorm over the last axis: x·(1/√(mean x² + ε))·(1 + scale), in at least
     float32 (bfloat16 inputs are upcast as HF does; float64 stays float64).
@@ -128,10 +116,10 @@ class Attention(nnx.Module):
     def __init__(self, cfg: Gemma3Config, layer: int, *, rngs: nnx.Rngs):
         d, h, g, e = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         b = cfg.attention_bias
-        self.q_proj = Dense(d, h * e, bias=b, rngs=rngs)
-        self.k_proj = Dense(d, g * e, bias=b, rngs=rngs)
-        self.v_proj = Dense(d, g * e, bias=b, rngs=rngs)
-        self.o_proj = Dense(h * e, d, bias=b, rngs=rngs)
+        self.q_proj = Dense(d, h * e, use_bias=b, rngs=rngs)
+        self.k_proj = Dense(d, g * e, use_bias=b, rngs=rngs)
+        self.v_proj = Dense(d, g * e, use_bias=b, rngs=rngs)
+        self.o_proj = Dense(h * e, d, use_bias=b, rngs=rngs)
         self.q_norm = RMSNorm(e, cfg.rms_norm_eps)
         self.k_norm = RMSNorm(e, cfg.rms_norm_eps)
         self.num_heads, self.num_kv_heads, self.head_dim = h, g, e
@@ -172,9 +160,9 @@ class MLP(nnx.Module):
 
     def __init__(self, cfg: Gemma3Config, *, rngs: nnx.Rngs):
         d, f = cfg.hidden_size, cfg.intermediate_size
-        self.gate_proj = Dense(d, f, rngs=rngs)
-        self.up_proj = Dense(d, f, rngs=rngs)
-        self.down_proj = Dense(f, d, rngs=rngs)
+        self.gate_proj = Dense(d, f, use_bias=False, rngs=rngs)
+        self.up_proj = Dense(d, f, use_bias=False, rngs=rngs)
+        self.down_proj = Dense(f, d, use_bias=False, rngs=rngs)
         self.activation = cfg.hidden_activation
 
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ..common import ACTIVATIONS, PRECISION, attention_mix, layer_norm
+from ..common import ACTIVATIONS, Dense, LayerNorm, attention_mix
 
 
 @dataclass(frozen=True)
@@ -55,29 +55,6 @@ class GPT2Config:
     def max_tokens(self) -> int:
         """Longest sequence the position table allows."""
         return self.max_position_embeddings
-
-
-class Linear(nnx.Module):
-    """y = x @ kernel (+ bias), kernel [in, out] (HF nn.Linear weights are transposed on load,
-    GPT-2 Conv1D weights are already [in, out])."""
-
-    def __init__(self, d_in: int, d_out: int, *, use_bias: bool = True, rngs: nnx.Rngs):
-        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (d_in, d_out)) * 0.02)
-        self.bias = nnx.Param(jnp.zeros((d_out,))) if use_bias else None
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        y = jnp.matmul(x, self.kernel[...], precision=PRECISION)
-        return y if self.bias is None else y + self.bias[...]
-
-
-class LayerNorm(nnx.Module):
-    def __init__(self, dim: int, eps: float):
-        self.scale = nnx.Param(jnp.ones((dim,)))
-        self.bias = nnx.Param(jnp.zeros((dim,)))
-        self.eps = eps
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return layer_norm(x, self.scale[...], self.bias[...], self.eps)
 
 
 def decoder_mask(s: int, window: int | None, key_mask: jax.Array | None) -> jax.Array:
@@ -168,16 +145,16 @@ class GPT2Attention(nnx.Module):
 
     def __init__(self, cfg: GPT2Config, *, rngs: nnx.Rngs):
         d = cfg.hidden_size
-        self.c_attn = Linear(d, 3 * d, rngs=rngs)
-        self.c_proj = Linear(d, d, rngs=rngs)
+        self.c_attn = Dense(d, 3 * d, rngs=rngs)
+        self.c_proj = Dense(d, d, rngs=rngs)
 
 
 class GPT2MLP(nnx.Module):
     """HF `mlp`: c_proj(act(c_fc(x)))."""
 
     def __init__(self, cfg: GPT2Config, *, rngs: nnx.Rngs):
-        self.c_fc = Linear(cfg.hidden_size, cfg.intermediate_size, rngs=rngs)
-        self.c_proj = Linear(cfg.intermediate_size, cfg.hidden_size, rngs=rngs)
+        self.c_fc = Dense(cfg.hidden_size, cfg.intermediate_size, rngs=rngs)
+        self.c_proj = Dense(cfg.intermediate_size, cfg.hidden_size, rngs=rngs)
         self.activation = cfg.hidden_act
 
     def __call__(self, x: jax.Array) -> jax.Array:

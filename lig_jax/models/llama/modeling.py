@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ..common import ACTIVATIONS, rms_norm
-from ..gpt2.modeling import Linear, PreLNDecoderBlock
+from ..common import ACTIVATIONS, Dense, rms_norm
+from ..gpt2.modeling import PreLNDecoderBlock
 from ..rope import apply_rope, cos_sin
 
 
@@ -79,10 +79,10 @@ class LlamaAttention(nnx.Module):
 
     def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
         d, hd = cfg.hidden_size, cfg.head_dim
-        self.q_proj = Linear(d, cfg.num_heads * hd, use_bias=cfg.qkv_bias, rngs=rngs)
-        self.k_proj = Linear(d, cfg.num_kv_heads * hd, use_bias=cfg.qkv_bias, rngs=rngs)
-        self.v_proj = Linear(d, cfg.num_kv_heads * hd, use_bias=cfg.qkv_bias, rngs=rngs)
-        self.o_proj = Linear(cfg.num_heads * hd, d, use_bias=cfg.o_bias, rngs=rngs)
+        self.q_proj = Dense(d, cfg.num_heads * hd, use_bias=cfg.qkv_bias, rngs=rngs)
+        self.k_proj = Dense(d, cfg.num_kv_heads * hd, use_bias=cfg.qkv_bias, rngs=rngs)
+        self.v_proj = Dense(d, cfg.num_kv_heads * hd, use_bias=cfg.qkv_bias, rngs=rngs)
+        self.o_proj = Dense(cfg.num_heads * hd, d, use_bias=cfg.o_bias, rngs=rngs)
 
 
 class LlamaMLP(nnx.Module):
@@ -90,9 +90,9 @@ class LlamaMLP(nnx.Module):
 
     def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
         d, i = cfg.hidden_size, cfg.intermediate_size
-        self.gate_proj = Linear(d, i, use_bias=cfg.mlp_bias, rngs=rngs)
-        self.up_proj = Linear(d, i, use_bias=cfg.mlp_bias, rngs=rngs)
-        self.down_proj = Linear(i, d, use_bias=cfg.mlp_bias, rngs=rngs)
+        self.gate_proj = Dense(d, i, use_bias=cfg.mlp_bias, rngs=rngs)
+        self.up_proj = Dense(d, i, use_bias=cfg.mlp_bias, rngs=rngs)
+        self.down_proj = Dense(i, d, use_bias=cfg.mlp_bias, rngs=rngs)
         self.activation = cfg.hidden_act
 
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ..common import ACTIVATIONS, PRECISION, attention_mix, layer_norm
+from ..common import ACTIVATIONS, Dense, LayerNorm, attention_mix
 
 GLOBAL, LOCAL = "full_attention", "sliding_attention"
 
@@ -75,31 +75,6 @@ class ModernBertConfig:
         return self.max_position_embeddings
 
 
-class Linear(nnx.Module):
-    """y = x @ kernel (+ bias), kernel [in, out] (HF Linear weights are transposed on load)."""
-
-    def __init__(self, d_in: int, d_out: int, use_bias: bool, *, rngs: nnx.Rngs):
-        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (d_in, d_out)) * 0.02)
-        self.bias = nnx.Param(jnp.zeros((d_out,))) if use_bias else None
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        y = jnp.matmul(x, self.kernel[...], precision=PRECISION)
-        return y if self.bias is None else y + self.bias[...]
-
-
-class LayerNorm(nnx.Module):
-    """LayerNorm over the last axis, scale [dim] and (if `use_bias`) bias [dim]."""
-
-    def __init__(self, dim: int, eps: float, use_bias: bool):
-        self.scale = nnx.Param(jnp.ones((dim,)))
-        self.bias = nnx.Param(jnp.zeros((dim,))) if use_bias else None
-        self.eps = eps
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        bias = 0.0 if self.bias is None else self.bias[...]
-        return layer_norm(x, self.scale[...], bias, self.eps)
-
-
 def rope_tables(s: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
     """cos, sin [S, d_h] for positions 0..S−1 (float32, as HF's default rotary embedding)."""
     exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
@@ -133,11 +108,11 @@ class ModernBertBlock(nnx.Module):
         d, w = cfg.hidden_size, cfg.intermediate_size
         self.attn_norm = (None if layer == 0
                           else LayerNorm(d, cfg.norm_eps, cfg.norm_bias))
-        self.wqkv = Linear(d, 3 * d, cfg.attention_bias, rngs=rngs)
-        self.wo = Linear(d, d, cfg.attention_bias, rngs=rngs)
+        self.wqkv = Dense(d, 3 * d, use_bias=cfg.attention_bias, rngs=rngs)
+        self.wo = Dense(d, d, use_bias=cfg.attention_bias, rngs=rngs)
         self.mlp_norm = LayerNorm(d, cfg.norm_eps, cfg.norm_bias)
-        self.wi = Linear(d, 2 * w, cfg.mlp_bias, rngs=rngs)
-        self.mlp_wo = Linear(w, d, cfg.mlp_bias, rngs=rngs)
+        self.wi = Dense(d, 2 * w, use_bias=cfg.mlp_bias, rngs=rngs)
+        self.mlp_wo = Dense(w, d, use_bias=cfg.mlp_bias, rngs=rngs)
         self.activation = cfg.hidden_act
         self.num_heads = cfg.num_heads
         self.head_dim = cfg.head_dim

@@ -39,7 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ..distilbert.modeling import LayerNorm, PostLNBlock
+from ..common import LayerNorm
+from ..distilbert.modeling import PostLNBlock
 
 NUM_BUCKETS = 32  # what HF's compute_position_bias always passes
 MAX_DISTANCE = 128

@@ -27,6 +27,8 @@ from typing import Protocol
 
 import jax
 
+from .common import attention_mix
+
 
 class Block(Protocol):
     num_heads: int  # query heads H
@@ -69,3 +71,32 @@ class Model(Protocol):
                       ) -> jax.Array:
         """[S] → [L+1, S, d]: z^(0) … z^(L] (HF `hidden_states`, before any final norm)."""
         ...
+
+
+class FactoredBlock:
+    """The boundary methods a block derives from its factors, the same way in every family
+    (mix in before `nnx.Module`). The block supplies `premap`, `attention_scale`,
+    `attention_mask`, `attention_bias`, `project(x, ctx)` → u_MLP and `mlp_out`; a block
+    whose u_MLP is not `project(z, ctx)` (Gemma3) overrides `att` and `postmap`."""
+
+    def mix(self, z: jax.Array, key_mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+        """[S, d] → (probabilities [H, S_q, S_k], context [S, H, d_h])."""
+        s = z.shape[0]
+        return attention_mix(*self.premap(z), self.attention_scale,
+                             self.attention_mask(s, key_mask), self.attention_bias(s))
+
+    def attention_context(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → u_ATT [S, H, d_h]: per-head context before the output projection."""
+        return self.mix(z, key_mask)[1]
+
+    def attention_probs(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → [H, S_q, S_k] attention probabilities."""
+        return self.mix(z, key_mask)[0]
+
+    def att(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """[S, d] → u_MLP [S, w]: the ATT sub-block output."""
+        return self.project(z, self.attention_context(z, key_mask))
+
+    def postmap(self, x: jax.Array, ctx: jax.Array, residual: bool = True) -> jax.Array:
+        """Token-wise (x [S, d], ctx [S, H, d_h]) → z^(l+1) [S, d]."""
+        return self.mlp_out(self.project(x, ctx), residual)

@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, LayerNorm, attention_mix
+from ..common import ACTIVATIONS, Dense, LayerNorm
+from ..interface import FactoredBlock
 
 LAYER_NORM_EPS = 1e-12  # hard-coded in HF DistilBERT (embeddings and both block norms)
 
@@ -68,7 +69,7 @@ def key_rows(key_mask: jax.Array | None) -> jax.Array | None:
     return None if key_mask is None else key_mask[None, :]
 
 
-class PostLNBlock(nnx.Module):
+class PostLNBlock(FactoredBlock, nnx.Module):
     """One post-LN encoder layer with its ATT and MLP halves exposed.
 
     Parameters: query/key/value/output [d, d] (+ bias), attn_norm (LN after attention),
@@ -118,32 +119,11 @@ class PostLNBlock(nnx.Module):
         """No score bias for DistilBERT (MPNet overrides this)."""
         return None
 
-    def _mix(self, z: jax.Array, key_mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-        s = z.shape[0]
-        return attention_mix(*self.premap(z), self.attention_scale,
-                             self.attention_mask(s, key_mask), self.attention_bias(s))
-
     def project(self, x: jax.Array, ctx: jax.Array) -> jax.Array:
         """u = LN_att(x + W_O·ctx + b_O) from x [S, d] and ctx [S, H, d_h] → [S, d]."""
         return self.attn_norm(x + self.output(ctx.reshape(ctx.shape[0], -1)))
 
-    def postmap(self, x: jax.Array, ctx: jax.Array, residual: bool = True) -> jax.Array:
-        """Token-wise (x [S, d], ctx [S, H, d_h]) → z^(l+1) [S, d]."""
-        return self.mlp_out(self.project(x, ctx), residual)
-
     # ---- the LIG boundaries
-
-    def attention_context(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        """[S, d] → u_ATT [S, H, d_h]: per-head context before the output projection."""
-        return self._mix(z, key_mask)[1]
-
-    def attention_probs(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        """[S, d] → [H, S_q, S_k] attention probabilities."""
-        return self._mix(z, key_mask)[0]
-
-    def att(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        """[S, d] → u_MLP [S, d]: the ATT sub-block output (after residual + LayerNorm)."""
-        return self.project(z, self.attention_context(z, key_mask))
 
     def mlp_out(self, u: jax.Array, residual: bool = True, z: jax.Array | None = None
                 ) -> jax.Array:

@@ -26,7 +26,8 @@ import numpy as np
 from flax import nnx
 
 from ...errors import LIGError
-from ..common import ACTIVATIONS, Dense, attention_mix, rms_norm
+from ..common import ACTIVATIONS, Dense, rms_norm
+from ..interface import FactoredBlock
 
 SLIDING, FULL = "sliding_attention", "full_attention"
 
@@ -169,7 +170,7 @@ class MLP(nnx.Module):
         return self.down_proj(ACTIVATIONS[self.activation](self.gate_proj(x)) * self.up_proj(x))
 
 
-class PrePostLNBlock(nnx.Module):
+class PrePostLNBlock(FactoredBlock, nnx.Module):
     """One Gemma 3 decoder layer with its ATT and MLP halves exposed (Block protocol)."""
 
     causal = True
@@ -207,19 +208,6 @@ class PrePostLNBlock(nnx.Module):
 
     def attention_bias(self, s: int) -> None:
         return None
-
-    def _mix(self, z: jax.Array, key_mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-        q, k, v = self.premap(z)
-        return attention_mix(q, k, v, self.attention_scale,
-                             self.attention_mask(z.shape[0], key_mask))
-
-    def attention_context(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        """[S, d] → [S, H, d_h]: per-head context before o_proj (the z→u target)."""
-        return self._mix(z, key_mask)[1]
-
-    def attention_probs(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        """[S, d] → [H, S, S] attention probabilities (query, key)."""
-        return self._mix(z, key_mask)[0]
 
     def att(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
         """[S, d] → u_MLP [S, H·d_h]: all heads concatenated before o_proj."""

@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, LayerNorm, attention_mix
+from ..common import ACTIVATIONS, Dense, LayerNorm
+from ..interface import FactoredBlock
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def decoder_mask(s: int, window: int | None, key_mask: jax.Array | None) -> jax.
     return mask
 
 
-class PreLNDecoderBlock(nnx.Module):
+class PreLNDecoderBlock(FactoredBlock, nnx.Module):
     """The block protocol (`interface.Block`) for pre-LN decoders, in terms of five hooks a
     subclass provides: `premap`, `out_proj(ctx_flat)`, `norm_2(u)`, `ffn(h)` and the
     attributes `num_heads`, `attention_scale`, `window` (None = plain causal)."""
@@ -104,26 +105,9 @@ class PreLNDecoderBlock(nnx.Module):
     def attention_bias(self, s: int) -> None:
         return None
 
-    def _mix(self, z: jax.Array, key_mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-        s = z.shape[0]
-        return attention_mix(*self.premap(z), self.attention_scale,
-                             self.attention_mask(s, key_mask), self.attention_bias(s))
-
-    def attention_context(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        """[S, d] → [S, H, d_h]: per-head context before W_O (the z→u target)."""
-        return self._mix(z, key_mask)[1]
-
-    def attention_probs(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        """[S, d] → [H, S, S] attention probabilities (query, key)."""
-        return self._mix(z, key_mask)[0]
-
     def project(self, x: jax.Array, ctx: jax.Array) -> jax.Array:
         """u = x + W_O·ctx + b_O from x [S, d] and ctx [S, H, d_h]; token-wise."""
         return x + self.out_proj(ctx.reshape(ctx.shape[0], -1))
-
-    def att(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        """[S, d] → u_MLP [S, d]: the post-attention residual z + Attn(LN1(z))."""
-        return self.project(z, self.attention_context(z, key_mask))
 
     def mlp_out(self, u: jax.Array, residual: bool = True, z: jax.Array | None = None
                 ) -> jax.Array:
@@ -131,10 +115,6 @@ class PreLNDecoderBlock(nnx.Module):
         `z` is not read by pre-LN decoders."""
         h = self.ffn(self.norm_2(u))
         return u + h if residual else h
-
-    def postmap(self, x: jax.Array, ctx: jax.Array, residual: bool = True) -> jax.Array:
-        """Token-wise (x [S, d], ctx [S, H, d_h]) → z^(l+1) [S, d]."""
-        return self.mlp_out(self.project(x, ctx), residual)
 
     def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
         return self.mlp_out(self.att(z, key_mask))

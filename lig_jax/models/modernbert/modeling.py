@@ -39,7 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, LayerNorm, attention_mix
+from ..common import ACTIVATIONS, Dense, LayerNorm
+from ..interface import FactoredBlock
 
 GLOBAL, LOCAL = "full_attention", "sliding_attention"
 
@@ -97,7 +98,7 @@ def window_mask(s: int, half_window: int) -> np.ndarray:
     return np.abs(pos[:, None] - pos[None, :]) <= half_window
 
 
-class ModernBertBlock(nnx.Module):
+class ModernBertBlock(FactoredBlock, nnx.Module):
     """One pre-LN ModernBERT layer with its ATT and MLP halves exposed."""
 
     causal = False
@@ -146,32 +147,11 @@ class ModernBertBlock(nnx.Module):
         """No additive score bias (positions enter through RoPE)."""
         return None
 
-    def _mix(self, z: jax.Array, key_mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-        s = z.shape[0]
-        return attention_mix(*self.premap(z), self.attention_scale,
-                             self.attention_mask(s, key_mask), self.attention_bias(s))
-
     def project(self, x: jax.Array, ctx: jax.Array) -> jax.Array:
         """u = x + Wo·ctx (+ b) from x [S, d] and ctx [S, H, d_h] → [S, d]."""
         return x + self.wo(ctx.reshape(ctx.shape[0], -1))
 
-    def postmap(self, x: jax.Array, ctx: jax.Array, residual: bool = True) -> jax.Array:
-        """Token-wise (x [S, d], ctx [S, H, d_h]) → z^(l+1) [S, d]."""
-        return self.mlp_out(self.project(x, ctx), residual)
-
     # ---- the LIG boundaries
-
-    def attention_context(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        """[S, d] → u_ATT [S, H, d_h]: per-head context before Wo."""
-        return self._mix(z, key_mask)[1]
-
-    def attention_probs(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        """[S, d] → [H, S_q, S_k] attention probabilities."""
-        return self._mix(z, key_mask)[0]
-
-    def att(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        """[S, d] → u_MLP [S, d] = z + Wo(attention(attn_norm(z)))."""
-        return self.project(z, self.attention_context(z, key_mask))
 
     def mlp(self, u: jax.Array) -> jax.Array:
         """GeGLU MLP of the normalised u: Wo(act(a) ⊙ g), a|g = Wi(mlp_norm(u)). [S, d]."""

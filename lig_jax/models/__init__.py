@@ -26,19 +26,10 @@ def encoder_config(hf: Any) -> EncoderConfig:
         raise LIGError(
             f"position_embedding_type {pos_type!r} is not supported for {mt}. Allowed: absolute"
         )
-    act = hf.hidden_act
-    from .common import ACTIVATIONS
+    from .common import check_activation, check_heads
 
-    if not isinstance(act, str) or act not in ACTIVATIONS:
-        raise LIGError(
-            f"hidden_act {act!r} of {mt} is not supported. "
-            f"Allowed: {', '.join(sorted(ACTIVATIONS))}"
-        )
-    if hf.hidden_size % hf.num_attention_heads:
-        raise LIGError(
-            f"hidden_size {hf.hidden_size} is not divisible by num_attention_heads "
-            f"{hf.num_attention_heads}"
-        )
+    act = check_activation(hf.hidden_act, "hidden_act", mt)
+    check_heads(hf.hidden_size, hf.num_attention_heads, "hidden_size", "num_attention_heads")
     return EncoderConfig(
         model_type=mt,
         vocab_size=hf.vocab_size,

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ..errors import LIGError
+
 # Parity with PyTorch needs true float32 matmuls on every backend (TPU/GPU default to
 # bf16 passes otherwise).
 PRECISION = jax.lax.Precision.HIGHEST
@@ -73,6 +75,20 @@ def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> j
     var = jnp.mean(centred * centred, axis=-1, keepdims=True)
     return centred / jnp.sqrt(var + eps) * scale + bias
 
+
+
+def check_activation(act: object, field: str, model_type: str) -> str:
+    """The config's activation name, or a one-line `LIGError` listing the supported ones."""
+    if not isinstance(act, str) or act not in ACTIVATIONS:
+        raise LIGError(f"{field} {act!r} of {model_type} is not supported. "
+                       f"Allowed: {', '.join(sorted(ACTIVATIONS))}")
+    return act
+
+
+def check_heads(width: int, heads: int, width_name: str, heads_name: str) -> None:
+    """The model width must split evenly over the attention heads."""
+    if width % heads:
+        raise LIGError(f"{width_name} {width} is not divisible by {heads_name} {heads}")
 
 class Dense(nnx.Module):
     """y = x @ kernel (+ bias), kernel [in, out] (HF nn.Linear weights are transposed on

@@ -6,19 +6,14 @@ from typing import Any
 
 from flax import nnx
 
-from ...errors import LIGError
-from ..common import ACTIVATIONS
+from ..common import check_activation, check_heads
 from .modeling import DistilBertConfig, DistilBertModel, PostLNBlock
 
 
 def read_config(hf: Any) -> DistilBertConfig:
     """HF `DistilBertConfig` → ours; unsupported options get a one-line `LIGError`."""
-    act = hf.activation
-    if not isinstance(act, str) or act not in ACTIVATIONS:
-        raise LIGError(f"activation {act!r} of distilbert is not supported. "
-                       f"Allowed: {', '.join(sorted(ACTIVATIONS))}")
-    if hf.dim % hf.n_heads:
-        raise LIGError(f"dim {hf.dim} is not divisible by n_heads {hf.n_heads}")
+    act = check_activation(hf.activation, "activation", "distilbert")
+    check_heads(hf.dim, hf.n_heads, "dim", "n_heads")
     return DistilBertConfig(
         model_type=hf.model_type,
         vocab_size=int(hf.vocab_size),

@@ -7,7 +7,7 @@ from typing import Any
 from flax import nnx
 
 from ...errors import LIGError
-from ..common import ACTIVATIONS
+from ..common import check_activation, check_heads
 from .modeling import GPT2Block, GPT2Config, GPT2Model, PreLNDecoderBlock
 
 
@@ -24,15 +24,11 @@ def pad_token_id(hf: Any) -> int:
 
 def read_config(hf: Any) -> GPT2Config:
     """Read a HF GPT-2 config; unsupported variants get a one-line `LIGError`."""
-    act = hf.activation_function
-    if not isinstance(act, str) or act not in ACTIVATIONS:
-        raise LIGError(f"activation_function {act!r} of gpt2 is not supported. "
-                       f"Allowed: {', '.join(sorted(ACTIVATIONS))}")
+    act = check_activation(hf.activation_function, "activation_function", "gpt2")
     if getattr(hf, "add_cross_attention", False):
         raise LIGError("gpt2 with add_cross_attention=True is not supported. Allowed: False")
     d, heads = hf.n_embd, hf.n_head
-    if d % heads:
-        raise LIGError(f"n_embd {d} is not divisible by n_head {heads}")
+    check_heads(d, heads, "n_embd", "n_head")
     return GPT2Config(
         model_type=hf.model_type,
         vocab_size=hf.vocab_size,

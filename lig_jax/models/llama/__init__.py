@@ -7,7 +7,7 @@ from typing import Any
 from flax import nnx
 
 from ...errors import LIGError
-from ..common import ACTIVATIONS
+from ..common import check_activation
 from ..gpt2 import pad_token_id
 from ..rope import ROPE_TYPES, inverse_frequencies, rope_parameters
 from .modeling import LlamaBlock, LlamaConfig, LlamaModel
@@ -61,10 +61,7 @@ def read_config(hf: Any) -> LlamaConfig:
     if mt not in MODEL_TYPES:
         raise LIGError(f"model_type {mt!r} is not a Llama-family model. "
                        f"Allowed: {', '.join(MODEL_TYPES)}")
-    act = hf.hidden_act
-    if not isinstance(act, str) or act not in ACTIVATIONS:
-        raise LIGError(f"hidden_act {act!r} of {mt} is not supported. "
-                       f"Allowed: {', '.join(sorted(ACTIVATIONS))}")
+    act = check_activation(hf.hidden_act, "hidden_act", mt)
     heads = hf.num_attention_heads
     kv_heads = getattr(hf, "num_key_value_heads", None) or heads
     if heads % kv_heads:

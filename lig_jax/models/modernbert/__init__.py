@@ -8,7 +8,7 @@ from typing import Any
 from flax import nnx
 
 from ...errors import LIGError
-from ..common import ACTIVATIONS
+from ..common import check_activation, check_heads
 from .modeling import GLOBAL, LOCAL, ModernBertBlock, ModernBertConfig, ModernBertModel
 
 DEFAULT_THETA = {GLOBAL: 160_000.0, LOCAL: 10_000.0}  # HF ModernBertConfig.default_theta
@@ -44,13 +44,8 @@ def _rope_theta(hf: Any, layer_type: str) -> float:
 
 def read_config(hf: Any) -> ModernBertConfig:
     """HF `ModernBertConfig` → ours; unsupported options get a one-line `LIGError`."""
-    act = hf.hidden_activation
-    if not isinstance(act, str) or act not in ACTIVATIONS:
-        raise LIGError(f"hidden_activation {act!r} of modernbert is not supported. "
-                       f"Allowed: {', '.join(sorted(ACTIVATIONS))}")
-    if hf.hidden_size % hf.num_attention_heads:
-        raise LIGError(f"hidden_size {hf.hidden_size} is not divisible by "
-                       f"num_attention_heads {hf.num_attention_heads}")
+    act = check_activation(hf.hidden_activation, "hidden_activation", "modernbert")
+    check_heads(hf.hidden_size, hf.num_attention_heads, "hidden_size", "num_attention_heads")
     if (hf.hidden_size // hf.num_attention_heads) % 2:
         raise LIGError(f"modernbert head size {hf.hidden_size // hf.num_attention_heads} "
                        "is odd; RoPE needs an even head size")

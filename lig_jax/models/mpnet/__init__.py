@@ -8,19 +8,14 @@ from typing import Any
 from flax import nnx
 
 from ...errors import LIGError
-from ..common import ACTIVATIONS
+from ..common import check_activation, check_heads
 from .modeling import NUM_BUCKETS, PADDING_IDX, MPNetBlock, MPNetConfig, MPNetModel
 
 
 def read_config(hf: Any) -> MPNetConfig:
     """HF `MPNetConfig` → ours; unsupported options get a one-line `LIGError`."""
-    act = hf.hidden_act
-    if not isinstance(act, str) or act not in ACTIVATIONS:
-        raise LIGError(f"hidden_act {act!r} of mpnet is not supported. "
-                       f"Allowed: {', '.join(sorted(ACTIVATIONS))}")
-    if hf.hidden_size % hf.num_attention_heads:
-        raise LIGError(f"hidden_size {hf.hidden_size} is not divisible by "
-                       f"num_attention_heads {hf.num_attention_heads}")
+    act = check_activation(hf.hidden_act, "hidden_act", "mpnet")
+    check_heads(hf.hidden_size, hf.num_attention_heads, "hidden_size", "num_attention_heads")
     buckets = int(getattr(hf, "relative_attention_num_buckets", NUM_BUCKETS))
     if buckets < NUM_BUCKETS:
         raise LIGError(f"relative_attention_num_buckets {buckets} is not supported for mpnet: "

@@ -57,7 +57,7 @@ def rope_parameters(hf_config: Any, layer_type: str | None = None) -> dict[str, 
     return params
 
 
-def _default_inv_freq(dim: int, theta: float) -> np.ndarray:
+def default_inv_freq(dim: int, theta: float) -> np.ndarray:
     """1 / θ^(2i/dim), i = 0 … dim/2 − 1, float32 (base and exponents rounded to float32)."""
     exponents = np.arange(0, dim, 2, dtype=np.int64).astype(np.float32) / np.float32(dim)
     base = np.float64(np.float32(theta))
@@ -116,7 +116,7 @@ def inverse_frequencies(head_dim: int, theta: float,
         # HF's NTK base at seq_len = max_position_embeddings (the longest we accept).
         factor, m = float(params["factor"]), float(max_positions)
         theta = theta * ((factor * m / m) - (factor - 1)) ** (head_dim / (head_dim - 2))
-    inv_freq = _default_inv_freq(head_dim, theta)
+    inv_freq = default_inv_freq(head_dim, theta)
     if rope_type == "linear":
         inv_freq = (inv_freq / np.float32(params["factor"])).astype(np.float32)
     elif rope_type == "llama3":

@@ -41,6 +41,7 @@ from flax import nnx
 
 from ..common import ACTIVATIONS, Dense, LayerNorm
 from ..interface import FactoredBlock
+from ..rope import apply_rope, cos_sin, default_inv_freq
 
 GLOBAL, LOCAL = "full_attention", "sliding_attention"
 
@@ -74,22 +75,6 @@ class ModernBertConfig:
     @property
     def max_tokens(self) -> int:
         return self.max_position_embeddings
-
-
-def rope_tables(s: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
-    """cos, sin [S, d_h] for positions 0..S−1 (float32, as HF's default rotary embedding)."""
-    exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
-    inv_freq = np.float32(1.0) / np.power(np.float32(theta), exponents, dtype=np.float32)
-    freqs = np.arange(s, dtype=np.float32)[:, None] * inv_freq[None, :]
-    emb = np.concatenate([freqs, freqs], axis=-1)
-    return np.cos(emb).astype(np.float32), np.sin(emb).astype(np.float32)
-
-
-def apply_rope(x: jax.Array, cos: np.ndarray, sin: np.ndarray) -> jax.Array:
-    """Rotate-half RoPE: x [S, H, d_h], cos/sin [S, d_h] → [S, H, d_h]."""
-    half = x.shape[-1] // 2
-    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    return x * cos[:, None, :] + rotated * sin[:, None, :]
 
 
 def window_mask(s: int, half_window: int) -> np.ndarray:
@@ -130,7 +115,7 @@ class ModernBertBlock(FactoredBlock, nnx.Module):
         s = x.shape[0]
         h = x if self.attn_norm is None else self.attn_norm(x)
         qkv = self.wqkv(h).reshape(s, 3, self.num_heads, self.head_dim)
-        cos, sin = rope_tables(s, self.head_dim, self.rope_theta)
+        cos, sin = cos_sin(default_inv_freq(self.head_dim, self.rope_theta), s)
         q = apply_rope(qkv[:, 0], cos, sin)
         k = apply_rope(qkv[:, 1], cos, sin)
         return q, k, qkv[:, 2]

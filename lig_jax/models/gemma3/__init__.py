@@ -16,8 +16,6 @@ from .modeling import (
     Gemma3Model,
     PrePostLNBlock,
     RMSNorm,
-    apply_rope,
-    rope_inv_freq,
 )
 
 ROPE_TYPES = ("default", "linear")
@@ -133,9 +131,7 @@ __all__ = [
     "Gemma3Model",
     "PrePostLNBlock",
     "RMSNorm",
-    "apply_rope",
     "build",
     "read_config",
-    "rope_inv_freq",
     "text_config",
 ]

@@ -28,6 +28,7 @@ from flax import nnx
 from ...errors import LIGError
 from ..common import ACTIVATIONS, Dense, rms_norm
 from ..interface import FactoredBlock
+from ..rope import apply_rope, cos_sin, default_inv_freq
 
 SLIDING, FULL = "sliding_attention", "full_attention"
 
@@ -67,33 +68,6 @@ class Gemma3Config:
         return float(self.query_pre_attn_scalar) ** -0.5
 
 
-def rope_inv_freq(head_dim: int, theta: float, factor: float = 1.0) -> tuple[float, ...]:
-    """RoPE inverse frequencies [d_h / 2] in float32, as HF computes them (then / factor)."""
-    exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
-    # The power in float64 rounded to float32 agrees with torch's float32 `pow` more often
-    # than numpy's float32 `pow` does (all but ≤ 1 of 128 entries at d_h = 256).
-    powers = (np.float64(theta) ** exponents.astype(np.float64)).astype(np.float32)
-    inv = np.float32(1.0) / powers
-    if factor != 1.0:
-        inv = inv / np.float32(factor)
-    return tuple(float(x) for x in inv.astype(np.float32))
-
-
-def rotate_half(x: jax.Array) -> jax.Array:
-    """[..., d_h] → [..., d_h]: (x1, x2) ↦ (−x2, x1) over the two halves of the last axis."""
-    half = x.shape[-1] // 2
-    return jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-
-
-def apply_rope(x: jax.Array, inv_freq: tuple[float, ...]) -> jax.Array:
-    """Rotate x [S, heads, d_h] by position = row index (0..S−1), rotate-half convention."""
-    pos = jnp.arange(x.shape[0], dtype=jnp.float32)
-    freqs = pos[:, None] * jnp.asarray(inv_freq, dtype=jnp.float32)[None, :]  # [S, d_h/2]
-    emb = jnp.concatenate([freqs, freqs], axis=-1)[:, None, :]  # [S, 1, d_h]
-    cos, sin = jnp.cos(emb).astype(x.dtype), jnp.sin(emb).astype(x.dtype)
-    return x * cos + rotate_half(x) * sin
-
-
 class RMSNorm(nnx.Module):
     """Gemma RMSNorm over the last axis: x·(1/√(mean x² + ε))·(1 + scale), in at least
     float32 (bfloat16 inputs are upcast as HF does; float64 stays float64).
@@ -126,10 +100,11 @@ class Attention(nnx.Module):
         self.num_heads, self.num_kv_heads, self.head_dim = h, g, e
         self.is_sliding = cfg.layer_types[layer] == SLIDING
         self.sliding_window = cfg.sliding_window if self.is_sliding else None
-        if self.is_sliding:
-            self.inv_freq = rope_inv_freq(e, cfg.rope_theta_local, cfg.rope_factor_local)
-        else:
-            self.inv_freq = rope_inv_freq(e, cfg.rope_theta_global, cfg.rope_factor_global)
+        theta, factor = ((cfg.rope_theta_local, cfg.rope_factor_local) if self.is_sliding
+                         else (cfg.rope_theta_global, cfg.rope_factor_global))
+        # A tuple (static, part of the graph definition): HF's float32 inverse frequencies.
+        inv = default_inv_freq(e, theta) / np.float32(factor)
+        self.inv_freq = tuple(float(x) for x in inv.astype(np.float32))
         self.scale = cfg.attention_scale
 
     def qkv(self, h: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -138,7 +113,8 @@ class Attention(nnx.Module):
         q = self.q_norm(self.q_proj(h).reshape(s, self.num_heads, self.head_dim))
         k = self.k_norm(self.k_proj(h).reshape(s, self.num_kv_heads, self.head_dim))
         v = self.v_proj(h).reshape(s, self.num_kv_heads, self.head_dim)
-        q, k = apply_rope(q, self.inv_freq), apply_rope(k, self.inv_freq)
+        cos, sin = cos_sin(np.asarray(self.inv_freq, np.float32), s)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         rep = self.num_heads // self.num_kv_heads
         if rep > 1:
             k, v = jnp.repeat(k, rep, axis=1), jnp.repeat(v, rep, axis=1)

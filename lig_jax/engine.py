@@ -166,9 +166,7 @@ def z2z_matrices(stack: LayerStack, baseline: str, plan: StepPlan, method: str
                       plan, method)
     cols = raw.arrays[0]
     if baseline == "itb_zero_ratio":
-        zero = z2z_columns(stack, "zero", plan, method).arrays[0]
-        j = np.broadcast_to(np.arange(stack.length), cols.shape[:2])
-        cols = ratio.zero_ratio(cols, zero, j)
+        cols = ratio.z2z_zero_ratio(cols, z2z_columns(stack, "zero", plan, method).arrays[0])
     return np.swapaxes(cols, 1, 2), raw
 
 
@@ -200,19 +198,16 @@ def z2u_scores(stack: LayerStack, baseline: str, plan: StepPlan, targets: list[i
     """Per-source z→u scores [L, T, Hs, S] after any ratio fix, and the raw run."""
     raw = z2u_columns(stack, "zero" if baseline == "zero" else "self_input_token", plan,
                       targets, heads, method, replayed)
-    scores = raw.arrays[0].copy()
+    if baseline == "zero":
+        return raw.arrays[0].copy(), raw
     t_idx = np.asarray(targets)
-    if baseline != "zero":
-        scores[:, np.arange(len(targets)), :, t_idx] = 0.0  # s_j := 0 (exactly 0 already)
-    j_idx = np.broadcast_to(t_idx[None, :, None], scores.shape[:3])
+    zero = alpha = None
     if baseline == "itb_zero_ratio":
         zero = z2u_columns(stack, "zero", plan, targets, heads, method, replayed).arrays[0]
-        scores = ratio.zero_ratio(scores, zero, j_idx)
     elif baseline == "itb_map_ratio":
         diag = stack.run(self_attention_probs)  # [L, H, S_b]: A^h_{j,j}
         alpha = np.transpose(diag[:, np.asarray(heads)][:, :, t_idx], (0, 2, 1))  # [L, T, Hs]
-        scores = ratio.map_ratio(scores, alpha, j_idx)
-    return scores, raw
+    return ratio.z2u_fixed(raw.arrays[0], t_idx, baseline, zero, alpha), raw
 
 
 def u2z_contributions(stack: LayerStack, baseline: str, plan: StepPlan, targets: list[int],

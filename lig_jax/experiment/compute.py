@@ -168,20 +168,17 @@ def derive(raw: dict[str, np.ndarray], length: int, num_heads: int) -> dict[str,
     f64 = {k: np.asarray(v, np.float64) for k, v in raw.items()}
     out: dict[str, np.ndarray] = {}
     n_layers = f64["z2z_zero"].shape[0]
-    j = np.broadcast_to(np.arange(s), (n_layers, s))
     z2z_zero, z2z_itb = f64["z2z_zero"][:, :s, :s], f64["z2z_itb"][:, :s, :s]
     out["z2z/zero"], out["z2z/itb"] = z2z_zero, z2z_itb
-    out["z2z/itb_zero_ratio"] = _swap(ratio.zero_ratio(_swap(z2z_itb), _swap(z2z_zero), j))
+    out["z2z/itb_zero_ratio"] = _swap(ratio.z2z_zero_ratio(_swap(z2z_itb), _swap(z2z_zero)))
     for name in ("zero", "itb"):
         out[f"total/z2z_{name}"] = f64[f"z2z_total_{name}"][:, :s]
-    u_zero = f64["z2u_zero"][:, :s, :, :s]
-    u_itb = f64["z2u_itb"][:, :s, :, :s].copy()
-    u_itb[:, np.arange(s), :, np.arange(s)] = 0.0  # s_j := 0 (already exactly 0)
-    jt = np.broadcast_to(np.arange(s)[None, :, None], u_itb.shape[:3])
+    u_zero, u_itb, t = f64["z2u_zero"][:, :s, :, :s], f64["z2u_itb"][:, :s, :, :s], np.arange(s)
     alpha = np.transpose(f64["self_probs"][:, :, :s], (0, 2, 1))  # [L, T, H]: A^h_{j,j}
-    out["z2u/zero"], out["z2u/itb"] = u_zero, u_itb
-    out["z2u/itb_map_ratio"] = ratio.map_ratio(u_itb, alpha, jt)
-    out["z2u/itb_zero_ratio"] = ratio.zero_ratio(u_itb, u_zero, jt)
+    out["z2u/zero"] = u_zero
+    out["z2u/itb"] = ratio.z2u_fixed(u_itb, t, "self_input_token")
+    out["z2u/itb_map_ratio"] = ratio.z2u_fixed(u_itb, t, "itb_map_ratio", alpha=alpha)
+    out["z2u/itb_zero_ratio"] = ratio.z2u_fixed(u_itb, t, "itb_zero_ratio", zero=u_zero)
     for name in ("zero", "itb"):
         out[f"total/z2u_sum_{name}"] = f64[f"z2u_sum_{name}"][:, :s]
         out[f"total/z2u_{name}"] = f64[f"z2u_total_{name}"][:, :s]

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import LIGError
 from .flow import ATT, LAYER, MLP
 from .store import Record, Store
-from .words import aggregation
+from .words import aggregate, aggregation
 
 OFFSETS = tuple(k for k in range(-5, 6) if k != 0)
 DIRECTIONS = ("dep2head", "head2dep")
@@ -58,7 +58,7 @@ def _top_sources(w: np.ndarray, words_mask: np.ndarray) -> np.ndarray:
 def _maps(record: Record, summ: np.ndarray, mean: np.ndarray) -> dict[tuple, np.ndarray]:
     """(name, kind, head) → word maps [L, U, U]."""
     def words(m: np.ndarray) -> np.ndarray:
-        return np.einsum("us,...st,vt->...uv", summ, np.asarray(m, np.float64), mean)
+        return aggregate(m, summ, mean)
 
     out = {}
     for v in LAYER:
@@ -90,18 +90,17 @@ def alignment(records: Iterable[Record]) -> dict:
         words_mask = np.asarray(unit_word) >= 0
         dep = np.asarray([a[0] for a in arcs])
         head = np.asarray([a[1] for a in arcs])
-        rels = [a[2] for a in arcs]
-        for r in set(rels) | {"ALL"}:
-            sel = np.asarray([r == "ALL" or x == r for x in rels])
+        rels = np.asarray([a[2] for a in arcs])
+        masks = {r: rels == r for r in set(rels.tolist())} | {"ALL": np.ones(len(arcs), bool)}
+        for r, sel in masks.items():
             total[r] = total.get(r, 0) + int(sel.sum())
-            hits = np.asarray([[np.sum(sel & (head == dep + k)) for k in OFFSETS]])
-            offset_right[r] = offset_right.get(r, 0) + hits[0]
+            hits = np.asarray([np.sum(sel & (head == dep + k)) for k in OFFSETS])
+            offset_right[r] = offset_right.get(r, 0) + hits
         for key, w in _maps(rec, summ, mean).items():
             top = _top_sources(w, words_mask)  # [L, U]
             d2h = top[:, dep] == head[None]  # [L, arcs]
             h2d = top[:, head] == dep[None]
-            for r in set(rels) | {"ALL"}:
-                sel = np.asarray([r == "ALL" or x == r for x in rels])
+            for r, sel in masks.items():
                 counts = np.stack([d2h[:, sel].sum(axis=1), h2d[:, sel].sum(axis=1)])
                 right[(*key, r)] = right.get((*key, r), 0) + counts  # [2, L]
     if n_sent == 0:

@@ -22,12 +22,12 @@ import numpy as np
 
 from ..errors import LIGError
 from .store import Record, Store
-from .words import to_words
+from .words import aggregate, aggregation
 
 
 @dataclass(frozen=True)
 class Variant:
-    key: str  # record key suffix
+    key: str  # record key suffix (layer-direct: also the CSV's baseline group)
     name: str  # the spec's / reference's baseline name (CSV columns)
     label: str  # in pair names
     tag: str  # in pair keys
@@ -39,7 +39,6 @@ LAYER = (
     Variant("itb_zero_ratio", "self_input_token_self_contrib_zero_base_ratio",
             "ITB-zeroRatio", "lig_itb_zero_ratio"),
 )
-GROUPS = {"zero": "zero", "itb": "itb", "itb_zero_ratio": "itb_zero_ratio"}
 ATT = (
     Variant("zero", "zero", "Zero", "att0"),
     Variant("itb", "ITB_raw", "ITB", "att_itb"),
@@ -61,6 +60,11 @@ LEVELS = ("subword", "word")
 
 def pairs() -> list[tuple[Variant, Variant, Variant]]:
     return [(lv, av, mv) for lv in LAYER for av in ATT for mv in MLP]
+
+
+def pair_key(lv: Variant, av: Variant, mv: Variant) -> str:
+    """The reference's key of a pair, e.g. `lig_zero_att0_mlp0`."""
+    return f"{lv.tag}_{av.tag}_{mv.tag}"
 
 
 def column_metrics(direct: np.ndarray, composed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +91,8 @@ def _maps(record: Record, level: str) -> dict[str, np.ndarray]:
                                               for a in ATT for m in MLP]
     out = {k: record.arrays[k] for k in keys}
     if level == "word":
-        out = {k: to_words(v, record.meta["word_ids"]) for k, v in out.items()}
+        summ, mean, _ = aggregation(record.meta["word_ids"])
+        out = {k: aggregate(v, summ, mean) for k, v in out.items()}
     return out
 
 
@@ -96,8 +101,7 @@ def flow_rows(records: Iterable[Record], manifest: dict, level: str = "subword",
     """The 24 CSV rows (spec §10 columns) over `records`."""
     if level not in LEVELS:
         raise LIGError(f"unknown level {level!r}; allowed: {', '.join(LEVELS)}")
-    acc: dict[str, list[list[np.ndarray]]] = {lv.tag + a.tag + m.tag: [[], []]
-                                              for lv, a, m in pairs()}
+    acc: dict[str, list[list[np.ndarray]]] = {pair_key(*p): [[], []] for p in pairs()}
     samples: dict[str, set[int]] = {k: set() for k in acc}
     for rec in records:
         maps = _maps(rec, level)
@@ -106,7 +110,7 @@ def flow_rows(records: Iterable[Record], manifest: dict, level: str = "subword",
             if not np.any(direct != 0.0):
                 continue
             l2, corr = column_metrics(direct, maps[f"composed/{a.key}/{m.key}"])
-            k = lv.tag + a.tag + m.tag
+            k = pair_key(lv, a, m)
             acc[k][0].append(l2)
             acc[k][1].append(corr)
             if len(l2):
@@ -117,14 +121,14 @@ def flow_rows(records: Iterable[Record], manifest: dict, level: str = "subword",
     split = split or Path(str(manifest.get("data_path", "data"))).name.split(".")[0]
     rows = []
     for lv, a, m in pairs():
-        k = lv.tag + a.tag + m.tag
+        k = pair_key(lv, a, m)
         l2 = np.concatenate(acc[k][0]) if acc[k][0] else np.zeros(0)
         corr = np.concatenate(acc[k][1]) if acc[k][1] else np.zeros(0)
         n = int(l2.size)
         rows.append({
             "pair_name": f"LIG({lv.label}) | ATT({a.label})+MLP({m.label})",
-            "pair_key": f"{lv.tag}_{a.tag}_{m.tag}",
-            "layer_ig_baseline_group": GROUPS[lv.key], "layer_ig_baseline": lv.name,
+            "pair_key": k,
+            "layer_ig_baseline_group": lv.key, "layer_ig_baseline": lv.name,
             "att_ig_baseline": a.name, "mlp_ig_baseline": m.name, "split": split,
             "sample_start": manifest.get("start"), "sample_end": manifest.get("end"),
             "layer_ig_dir_suffix": f"{prefix}_z_to_z_layer_ig_baseline_{lv.name}",

@@ -41,7 +41,12 @@ def aggregation(word_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[i
     return summ, mean, unit_word
 
 
+def aggregate(matrix: np.ndarray, summ: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """[..., S_src, S_tgt] token map → [..., U_src, U_tgt] with `aggregation`'s matrices."""
+    return np.einsum("us,...st,vt->...uv", summ, np.asarray(matrix, np.float64), mean)
+
+
 def to_words(matrix: np.ndarray, word_ids: Sequence[int]) -> np.ndarray:
     """[..., S_src, S_tgt] token map → [..., U_src, U_tgt] unit map (see module doc)."""
     summ, mean, _ = aggregation(word_ids)
-    return np.einsum("us,...st,vt->...uv", summ, np.asarray(matrix, np.float64), mean)
+    return aggregate(matrix, summ, mean)

@@ -97,21 +97,6 @@ def _check_shape(what: str, a: np.ndarray, shape: tuple[int, ...]) -> None:
         raise LIGError(f"{what} is {got}, expected {'×'.join(map(str, shape))}")
 
 
-def _head_count(result: dict[str, Any]) -> int | None:
-    """H for the u→z per-head sums: the u→z `head_shape`, else the z→u blocks (all heads)."""
-    for entry in result["layers"].values():
-        for t in entry.get("targets", {}).values():
-            shape = (t.get("u2z") or {}).get("head_shape")
-            if shape:
-                return int(shape[0])
-    h = (result.get("boundaries") or {}).get("num_heads")
-    if h:
-        return int(h)
-    if (result.get("config") or {}).get("target_head") is not None:
-        return None  # z→u holds one head only: the head count is not in the result
-    return R.num_heads(result)
-
-
 def _layer_payload(result: dict[str, Any], index: int, S: int,
                    heads: int | None) -> dict[str, Any]:
     """The view data of one layer (see the module docstring), checked."""
@@ -119,20 +104,14 @@ def _layer_payload(result: dict[str, Any], index: int, S: int,
     out: dict[str, Any] = {}
     have = R.routes(result, index)
     if "direct" in have:
-        m = R.z2z_matrix(result, index, "direct")
-        _check_shape(f"layer {index} z2z matrix", m, (S, S))
-        out["direct"] = {"baseline": entry["z2z"].get("baseline"), "matrix": _numbers(m)}
+        out["direct"] = {"baseline": entry["z2z"].get("baseline"),
+                         "matrix": _numbers(R.z2z_matrix(result, index, "direct"))}
     if "composed" in have:
         block = entry["z2z_composed"]
-        cols = [int(c) for c in block.get("target_token_idx", [])]
-        if any(not 0 <= c < S for c in cols):
-            raise LIGError(f"layer {index} z2z_composed target_token_idx {cols} is out of "
-                           f"range for {S} tokens")
-        m = R.z2z_matrix(result, index, "composed")
-        _check_shape(f"layer {index} z2z_composed matrix", m, (S, len(cols)))
         out["composed"] = {"baseline_att": block.get("baseline_att"),
                            "baseline_mlp": block.get("baseline_mlp"),
-                           "matrix": _numbers(m), "targets": cols}
+                           "matrix": _numbers(R.z2z_matrix(result, index, "composed")),
+                           "targets": R.z2z_targets(result, index, "composed")}
     tgts: dict[str, Any] = {}
     for j in R.targets(result, index):
         if not 0 <= j < S:
@@ -149,9 +128,8 @@ def _layer_payload(result: dict[str, Any], index: int, S: int,
             if c.ndim != 1 or c.size % heads:
                 raise LIGError(f"layer {index} target {j} u→z has {c.size} contributions, "
                                f"not a multiple of {heads} heads")
-            per_head = (R.u2z_per_head(result, index, j) if heads == R.num_heads(result)
-                        else c.reshape(heads, -1).sum(axis=1))
-            item["u2z"] = {"baseline": t["u2z"].get("baseline"), "per_head": _numbers(per_head)}
+            item["u2z"] = {"baseline": t["u2z"].get("baseline"),
+                           "per_head": _numbers(R.u2z_per_head(result, index, j))}
         tgts[str(j)] = item
     if tgts:
         out["targets"] = tgts
@@ -169,7 +147,7 @@ def view_data(result: dict[str, Any] | str | Path, *, title: str | None = None,
     order = R.layers(res) if layers is None else [int(x) for x in layers]
     if not order:
         raise LIGError("no layers selected to view")
-    heads = _head_count(res)
+    heads = R.num_heads(res)
     payload_layers: dict[str, Any] = {}
     for index in order:
         payload_layers[str(index)] = _layer_payload(res, index, S, heads)

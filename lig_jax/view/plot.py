@@ -25,8 +25,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..errors import LIGError
+from ..experiment.flow import ATT, LAYER, MLP
 from .result import layers as result_layers
-from .result import load_result, routes, z2z_matrix
+from .result import load_result, routes, z2z_matrix, z2z_targets
 
 SUFFIXES = (".png", ".pdf", ".svg")
 PNG_DPI = 200
@@ -36,15 +37,15 @@ _TEXT_LIMIT = 90  # characters of the input text shown in a suptitle
 _MAX_COLS = 3  # heatmaps per figure row
 _TITLE_POINTS = 10
 
-# Experiment A: the order of the 24 pairs (spec §10) and how each baseline is shown.
-_GROUP_ORDER = ("zero", "itb", "itb_zero_ratio")
-_GROUP_LABELS = {"zero": "LIG(Zero)", "itb": "LIG(ITB)", "itb_zero_ratio": "LIG(ITB-zeroRatio)"}
-_ATT_ORDER = ("zero", "ITB_raw", "ITB_map", "ITB_zero_base_ratio")
-_ATT_LABELS = {"zero": "Zero", "ITB_raw": "ITB", "ITB_map": "ITB-mapRatio",
-               "ITB_zero_base_ratio": "ITB-zeroRatio"}
+# Experiment A: the order of the 24 pairs (spec §10) and how each baseline is shown, from
+# the comparison's own variant tables.
+_GROUP_ORDER = tuple(v.key for v in LAYER)
+_GROUP_LABELS = {v.key: f"LIG({v.label})" for v in LAYER}
+_ATT_ORDER = tuple(v.name for v in ATT)
+_ATT_LABELS = {v.name: v.label for v in ATT}
 _ATT_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
-_MLP_ORDER = ("zero", "ATTITBa0")
-_MLP_LABELS = {"zero": "Zero", "ATTITBa0": "ATT-ITB-a0"}
+_MLP_ORDER = tuple(v.name for v in MLP)
+_MLP_LABELS = {v.name: v.label for v in MLP}
 _MLP_HATCHES = ("", "///", "..", "xx")
 
 
@@ -91,15 +92,7 @@ def _panel(result: dict[str, Any], index: int, route: str, absolute: bool
     """(data [S_src, S_tgt], source labels [S_src], target labels [S_tgt]) of one layer."""
     matrix = z2z_matrix(result, index, route)
     tokens = [_display(t) for t in result["tokens"]]
-    if route == "composed":
-        cols = result["layers"][str(index)]["z2z_composed"].get("target_token_idx")
-        cols = list(range(matrix.shape[1])) if cols is None else [int(j) for j in cols]
-    else:
-        cols = list(range(matrix.shape[1]))
-    if matrix.shape[0] != len(tokens) or len(cols) != matrix.shape[1] \
-            or any(not 0 <= j < len(tokens) for j in cols):
-        raise LIGError(f"layer {index} {route} z→z has shape {list(matrix.shape)} but the "
-                       f"result has {len(tokens)} tokens and {len(cols)} targets")
+    cols = z2z_targets(result, index, route)
     data = np.abs(matrix) if absolute else matrix
     return data, tokens, [tokens[j] for j in cols]
 

@@ -59,8 +59,8 @@ def routes(result: dict[str, Any], index: int) -> list[str]:
     return [r for r, key in zip(ROUTES, ("z2z", "z2z_composed"), strict=True) if key in entry]
 
 
-def z2z_matrix(result: dict[str, Any], index: int, route: str = "direct") -> np.ndarray:
-    """[S_src, S_tgt] z→z of layer `index` by `route` (composed: [S, T] over its targets)."""
+def _route_block(result: dict[str, Any], index: int, route: str) -> tuple[str, dict[str, Any]]:
+    """(key, block) of layer `index`'s z→z by `route`; one-line errors if absent."""
     if route not in ROUTES:
         raise LIGError(f"unknown route {route!r}; allowed: {', '.join(ROUTES)}")
     entry = layer(result, index)
@@ -71,7 +71,32 @@ def z2z_matrix(result: dict[str, Any], index: int, route: str = "direct") -> np.
                 "explain with granularity att and mlp, all heads")
         raise LIGError(f"layer {index} has no {route} z→z ({hint}); routes present: "
                        f"{', '.join(have) or 'none'}")
-    return np.asarray(entry[key]["matrix"], np.float64)
+    return key, entry[key]
+
+
+def z2z_targets(result: dict[str, Any], index: int, route: str = "direct") -> list[int]:
+    """The target token of each column of `z2z_matrix(result, index, route)`."""
+    key, block = _route_block(result, index, route)
+    s = len(result["tokens"])
+    if route == "direct":
+        return list(range(s))
+    cols = [int(c) for c in block.get("target_token_idx", range(s))]
+    if any(not 0 <= c < s for c in cols):
+        raise LIGError(f"layer {index} {key} target_token_idx {cols} is out of range for "
+                       f"{s} tokens")
+    return cols
+
+
+def z2z_matrix(result: dict[str, Any], index: int, route: str = "direct") -> np.ndarray:
+    """[S_src, T] z→z of layer `index` by `route`, checked against the tokens and the
+    target columns (`z2z_targets`: all S tokens for direct)."""
+    key, block = _route_block(result, index, route)
+    m = np.asarray(block["matrix"], np.float64)
+    want = (len(result["tokens"]), len(z2z_targets(result, index, route)))
+    if m.shape != want:
+        got = "×".join(map(str, m.shape)) or "a scalar"
+        raise LIGError(f"layer {index} {key} matrix is {got}, expected {want[0]}×{want[1]}")
+    return m
 
 
 def targets(result: dict[str, Any], index: int) -> list[int]:

@@ -57,6 +57,15 @@ def norm_specs(hf: str, ours: str, bias: bool = True, *, legacy_names: bool = Fa
                              f"{ours}.bias"))
     return specs
 
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (read in 4 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
 def cache_dir() -> Path:
     root = os.environ.get("LIG_JAX_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "lig_jax"

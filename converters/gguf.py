@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .common import ConversionError
+from .common import ConversionError, file_sha256
 
 # general.architecture values we read (llama.cpp's names).
 SUPPORTED_ARCHITECTURES = ("gemma3", "gpt2", "llama", "qwen2")
@@ -102,15 +102,6 @@ class GGUFError(ConversionError):
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes (read in 4 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def assemble_parts(parts: Sequence[Path], dest: Path, expected_sha256: str) -> Path:

@@ -309,7 +309,7 @@ _KNOWN_DIGESTS: dict[tuple[Path, int, int], str] = {}
 
 def gguf_digest(path: Path) -> str:
     """sha256 of a GGUF file, hashed once per process while the file is unchanged."""
-    from converters.gguf import file_sha256
+    from converters.common import file_sha256
 
     st = path.stat()
     key = (path.resolve(), st.st_size, st.st_mtime_ns)

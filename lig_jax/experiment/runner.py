@@ -9,7 +9,8 @@ record per sentence, written as soon as its batch is done.
 
 from __future__ import annotations
 
-import hashlib
+import bisect
+import itertools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import jax
+
+from converters.common import file_sha256
 
 from .. import __version__
 from ..api import bucket_length
@@ -45,23 +48,19 @@ def tokenize_words(lm: LoadedModel, sentence: Sentence, max_length: int) -> Toke
     """text = " ".join(words) (spec §10), truncated at `max_length` tokens; each sub-word
     token mapped to the word its first character belongs to."""
     text = " ".join(sentence.words)
-    starts, pos = [], 0
-    for w in sentence.words:
-        starts.append(pos)
-        pos += len(w) + 1
+    starts = list(itertools.accumulate((len(w) + 1 for w in sentence.words[:-1]), initial=0))
     limit = min(max_length, lm.config.max_tokens)
-    enc = lm.tokenizer(text, truncation=True, max_length=limit, return_offsets_mapping=True)
-    full = len(lm.tokenizer(text, truncation=False)["input_ids"])
+    enc = lm.tokenizer(text, truncation=False, return_offsets_mapping=True)
+    truncated = len(enc["input_ids"]) > limit
+    if truncated:  # let the tokenizer cut it, so the special tokens stay in place
+        enc = lm.tokenizer(text, truncation=True, max_length=limit,
+                           return_offsets_mapping=True)
     ids = list(enc["input_ids"])
-    word_ids = []
-    for start, end in enc["offset_mapping"]:
-        if end <= start:  # special tokens have an empty span
-            word_ids.append(-1)
-            continue
-        w = max(i for i, s0 in enumerate(starts) if s0 <= start)
-        word_ids.append(w)
+    # special tokens have an empty span; a sub-word belongs to the word its first char is in
+    word_ids = [-1 if end <= start else bisect.bisect_right(starts, start) - 1
+                for start, end in enc["offset_mapping"]]
     return Tokenized(sentence, ids, lm.tokenizer.convert_ids_to_tokens(ids), word_ids,
-                     full > limit)
+                     truncated)
 
 
 def deal(costs: dict[int, float], count: int, rank: int) -> list[int]:
@@ -75,14 +74,6 @@ def deal(costs: dict[int, float], count: int, rank: int) -> list[int]:
         if w == rank:
             mine.append(key)
     return sorted(mine)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

@@ -94,8 +94,9 @@ class Store:
             if not resume:
                 raise LIGError(f"{self.root} already holds a run; resume it (the default) "
                                "or choose another --out folder")
+            # the data may move (its sha256 is compared); everything else must match
             diff = [k for k in sorted(set(old) | set(manifest))
-                    if k not in ("created", "data_path") and old.get(k) != manifest.get(k)]
+                    if k != "data_path" and old.get(k) != manifest.get(k)]
             if diff:
                 raise LIGError(f"{self.root} holds a run with other settings ({', '.join(diff)}"
                                f"); use another --out folder or the same settings")

@@ -16,15 +16,19 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-from . import __version__, engine, report
+from . import __version__, engine, report, results
+from .attribution import compose
 from .boundaries import boundaries_from_config
 from .config import LIGConfig, check_indices, granularity_list, validate
+from .engine import bucket_length
 from .errors import LIGError
+from .ig import free_host_memory, memory_budget
 from .loading import LoadedModel, load_model
 from .quadrature import resolve_rule
-from .steps import make_plan
+from .steps import StepResult, make_plan
 from .view.notebook import Explanation
 
 # Families whose reference u→z ignores include_residual_connection and reports the IG sum
@@ -95,6 +99,7 @@ def explain(
     max_steps: int = 512,
     bucket: bool = True,
     reference_quirks: bool = False,
+    memory_budget: int | str | None = None,
     config: LIGConfig | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -108,6 +113,8 @@ def explain(
     `bucket`: pad to a length bucket (masked) so new lengths reuse compiled programs.
     `reference_quirks`: the reference's decoder inconsistencies (spec §13-B3) instead of
     the consistent definitions (see `LIGConfig`).
+    `memory_budget`: bytes (or "4GB") one chunk of the computation may use; default a
+    share of the free memory. A job that cannot fit even one chunk is refused.
     `progress` receives short status lines (the CLI prints them on stderr).
     """
     cfg = config or LIGConfig(
@@ -116,8 +123,25 @@ def explain(
         target_tokens=target_tokens, target_head=target_head, device=device,
         include_residual_connection=include_residual_connection, rule=rule, method=method,
         dtype=dtype, auto_tol=auto_tol, max_steps=max_steps, bucket=bucket,
-        reference_quirks=reference_quirks,
+        reference_quirks=reference_quirks, memory_budget=memory_budget,
     )
+    return Explanation(report.explanation(_explain(text, cfg, progress, as_lists=True)))
+
+
+# A float in a Python list costs ~32 bytes (the float object and its pointer), 4× numpy's.
+LIST_BYTES_PER_FLOAT = 32
+
+
+def explain_arrays(text: str, *, config: LIGConfig | None = None,
+                   progress: Progress | None = None, **kwargs: Any) -> results.Result:
+    """`explain` as arrays (`results.Result`: the JSON schema's metadata and per-layer numpy
+    arrays), for large inputs and `.npz` files; `report.explanation(result)` gives the dict.
+    Options as for `explain` (keywords, or `config`)."""
+    return _explain(text, config or LIGConfig(**kwargs), progress, as_lists=False)
+
+
+def _explain(text: str, cfg: LIGConfig, progress: Progress | None, as_lists: bool
+             ) -> results.Result:
     validate(cfg)
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
@@ -126,11 +150,29 @@ def explain(
         say(f"loading {cfg.model}")
         lm = load_model(cfg.model)
         timings["load_s"] = time.perf_counter() - t0
-        return _explain_loaded(lm, text, cfg, say, timings, t0)
+        return _explain_loaded(lm, text, cfg, say, timings, t0, as_lists)
+
+
+def _check_host_memory(lm: LoadedModel, s: int, layers: int, targets: int, heads: int,
+                       grans: list[str], as_lists: bool) -> None:
+    """Refuse, in one line, a result that would not fit the machine's free memory:
+    float64 arrays (twice, for the ratio fixes), or Python lists for the JSON dict."""
+    d = lm.config.hidden_size
+    per_layer = (("layer" in grans) * s * s + ("att" in grans) * targets * heads * s
+                 + ("mlp" in grans) * targets * 2 * d  # u_MLP is d (or H·d_h ≤ 2d) wide
+                 + ("att" in grans and "mlp" in grans) * s * targets)
+    need = 2 * 8 * layers * per_layer * (LIST_BYTES_PER_FLOAT // 8 if as_lists else 1)
+    free = free_host_memory()
+    if need > 0.8 * free:
+        what = "as a JSON dict (an .npz needs a quarter: -o result.npz)" if as_lists else ""
+        raise LIGError(f"the result needs about {need / 2**30:.1f} GB {what}, more than the "
+                       f"{free / 2**30:.1f} GB of free memory; choose fewer --layers, "
+                       "--target-tokens or --granularity")
 
 
 def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
-                    timings: dict[str, float], t0: float) -> dict[str, Any]:
+                    timings: dict[str, float], t0: float, as_lists: bool = False
+                    ) -> results.Result:
     grans = granularity_list(cfg.granularity)
     ids, tokens = tokenize(lm, text)
     s = len(ids)
@@ -143,6 +185,7 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
         heads = list(range(n_heads))
     plans = {p: make_plan(resolve_rule(cfg.rule, r), cfg.num_steps, cfg.auto_tol, cfg.max_steps)
              for p, r in lm.family.reference_rules}
+    _check_host_memory(lm, s, len(layer_list), len(targets), len(heads), grans, as_lists)
     decoder = lm.family.architecture == "decoder"
     quirky_u2z = cfg.reference_quirks and lm.model_type in QUIRKY_U2Z_TYPES
     residual = cfg.include_residual_connection or quirky_u2z
@@ -154,11 +197,13 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
 
     t = time.perf_counter()
     graphdef, state = nnx.split(lm.model)
-    hidden = _hidden_states(graphdef, state, padded, key_mask)
+    # z^(0) … z^(max layer): the blocks above the last requested layer are not needed
+    hidden = jax.block_until_ready(_hidden_states(graphdef, state, padded, key_mask,
+                                                  upto=max(layer_list)))
     timings["hidden_states_s"] = time.perf_counter() - t
-    stack = engine.LayerStack.build([lm.model.layers[l] for l in layer_list],
-                                    hidden[jnp.asarray(layer_list)], key_mask, s, pad_targets,
-                                    COMPUTE_DTYPES[cfg.dtype])
+    layers = engine.Layers(lm.model, layer_list, hidden, key_mask, s, pad_targets,
+                           COMPUTE_DTYPES[cfg.dtype], memory_budget(cfg.memory_budget), say,
+                           getattr(lm.config, "intermediate_size", None))
     say(f"{s} tokens (bucket {sb}), layers {layer_list}: {', '.join(grans)}")
 
     def timed(key: str, fn: Callable[[], Any]) -> Any:
@@ -169,51 +214,20 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
 
     z2z = att = mlp = None
     if "layer" in grans:
-        z2z = timed("z2z_s", lambda: engine.z2z_matrices(stack, cfg.baseline_layer, plans["z2z"],
-                                                         cfg.method))
-    replay = None
-    if cfg.reference_quirks and lm.model_type in GEMMA3_TYPES:
-        replay = engine.Replay.build(lm.model, hidden[0], key_mask, layer_list, pad_targets,
-                                     COMPUTE_DTYPES[cfg.dtype])
+        z2z = timed("z2z_s", lambda: engine.z2z_matrices(layers, cfg.baseline_layer,
+                                                         plans["z2z"], cfg.method))
+    replayed = cfg.reference_quirks and lm.model_type in GEMMA3_TYPES
     if "att" in grans:
-        att = timed("z2u_s", lambda: engine.z2u_scores(stack, cfg.baseline_att, plans["z2u"],
-                                                       targets, heads, cfg.method, replay))
+        att = timed("z2u_s", lambda: engine.z2u_scores(layers, cfg.baseline_att, plans["z2u"],
+                                                       targets, heads, cfg.method, replayed))
     if "mlp" in grans:
         mlp = timed("u2z_s", lambda: engine.u2z_contributions(
-            stack, cfg.baseline_mlp, plans["u2z"], targets, residual, replay))
+            layers, cfg.baseline_mlp, plans["u2z"], targets, residual, replayed))
 
     info = boundaries_from_config(lm.hf_config.to_dict(), cfg.model)
-    boundaries = {**info["nodes"], **info}  # spec §9: z, u, z_next, then the boundary keys
-    out_layers: dict[str, Any] = {}
-    for pos, l in enumerate(layer_list):
-        entry: dict[str, Any] = {"layer_idx": l}
-        if z2z is not None:
-            entry["z2z"] = report.z2z_block(z2z[0][pos], report.layer_of(z2z[1], pos),
-                                            cfg.baseline_layer, tokens, targets, lm.family.layout)
-        if att is not None or mlp is not None:
-            entry["targets"] = {str(j): {"target_token_idx": j, "target_token": tokens[j]}
-                                for j in targets}
-        if att is not None:
-            blocks = report.z2u_blocks(att[0][pos], report.layer_of(att[1], pos),
-                                       cfg.baseline_att, targets, heads, decoder)
-            for j, b in zip(targets, blocks, strict=True):
-                entry["targets"][str(j)]["z2u"] = b
-        if mlp is not None:
-            u2z = report.u2z_blocks(report.layer_of(mlp, pos), cfg.baseline_mlp,
-                                    lm.family.layout, n_heads, quirky_u2z)
-            for j, b in zip(targets, u2z, strict=True):
-                entry["targets"][str(j)]["u2z"] = b
-        if att is not None and mlp is not None and len(heads) == n_heads:
-            entry["z2z_composed"] = report.composed_block(
-                att[0][pos], mlp.arrays[0][pos], n_heads, cfg.baseline_att, cfg.baseline_mlp,
-                targets)
-        out_layers[str(l)] = entry
-    timings["total_s"] = time.perf_counter() - t0
-    head = {"text": text, "tokens": tokens, "model": cfg.model, "model_type": lm.model_type}
-    if decoder:
-        head["architecture"] = "decoder"
-    return Explanation({
-        **head,
+    result = results.Result({
+        "text": text, "tokens": tokens, "model": cfg.model, "model_type": lm.model_type,
+        **({"architecture": "decoder"} if decoder else {}),
         "config": {
             "num_steps": cfg.num_steps, "granularity": grans,
             "baseline_att": cfg.baseline_att, "baseline_mlp": cfg.baseline_mlp,
@@ -223,30 +237,52 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
             "method": cfg.method, "dtype": cfg.dtype,
             "reference_quirks": cfg.reference_quirks,
         },
-        "boundaries": boundaries,
-        "layers": out_layers,
+        "boundaries": {**info["nodes"], **info},  # spec §9: z, u, z_next, then the keys
         "quadrature": {p: plan.describe() for p, plan in plans.items()},
         "timings": timings,
         "versions": _versions(lm),
+        "format": {"name": results.FORMAT, "version": results.VERSION,
+                   "layout": lm.family.layout, "num_heads": n_heads, "heads": heads,
+                   "ig_sum_as_total": quirky_u2z},
     })
+    for pos, l in enumerate(layer_list):
+        arrays: dict[str, np.ndarray] = {}
+        if z2z is not None:
+            raw = _layer_of(z2z[1], pos)
+            cols, total = raw.arrays
+            arrays["z2z"] = z2z[0][pos]
+            arrays.update(results.completeness("z2z", cols.sum(axis=1), total, raw.weight_sum,
+                                               raw.steps, raw.converged))
+        if att is not None:
+            raw = _layer_of(att[1], pos)
+            arrays["z2u"] = att[0][pos]
+            arrays.update(results.completeness("z2u", raw.arrays[1], raw.arrays[2],
+                                               raw.weight_sum, raw.steps, raw.converged))
+        if mlp is not None:
+            raw = _layer_of(mlp, pos)
+            contrib, total = raw.arrays
+            arrays["u2z"] = contrib
+            arrays.update(results.completeness("u2z", contrib.sum(axis=1), total,
+                                               raw.weight_sum, raw.steps, raw.converged))
+        if att is not None and mlp is not None and len(heads) == n_heads:
+            arrays["z2z_composed"] = compose.compose(
+                np.transpose(att[0][pos], (1, 2, 0)),
+                compose.head_slices(mlp.arrays[0][pos], n_heads)).astype(np.float64)
+        result.layers[l] = arrays
+    timings["total_s"] = time.perf_counter() - t0
+    return result
 
 
-@jax.jit(static_argnames=("graphdef",))
+def _layer_of(res: StepResult, l: int) -> StepResult:
+    """The slice of a layer-stacked result for layer position l."""
+    return StepResult(tuple(a[l] for a in res.arrays), res.steps[l], res.weight_sum[l],
+                      None if res.converged is None else res.converged[l], res.rule)
+
+
+@jax.jit(static_argnames=("graphdef", "upto"))
 def _hidden_states(graphdef: nnx.GraphDef, state: nnx.State, ids: jax.Array,
-                   key_mask: jax.Array) -> jax.Array:
-    return nnx.merge(graphdef, state).hidden_states(ids, key_mask)
-
-
-BUCKETS = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
-
-
-def bucket_length(length: int, limit: int) -> int:
-    """The padded length a sentence of `length` tokens is computed at (≤ `limit`).
-
-    Sentences of the same bucket share compiled programs, so a new sentence length does
-    not recompile; the padding costs at most ~1.5× the work of the sentence itself.
-    """
-    return min(next((b for b in BUCKETS if b >= length), length), max(limit, length))
+                   key_mask: jax.Array, upto: int) -> jax.Array:
+    return nnx.merge(graphdef, state).hidden_states(ids, key_mask, upto)
 
 
 def _versions(lm: LoadedModel) -> dict[str, str]:
@@ -280,14 +316,15 @@ def explain_batch(
         lengths = [len(tokenize(lm, t)[0]) for t in texts]
         order = sorted(range(len(texts)),
                        key=lambda i: (bucket_length(lengths[i], lm.config.max_tokens), i))
-        results: list[dict[str, Any] | None] = [None] * len(texts)
+        out: list[dict[str, Any] | None] = [None] * len(texts)
         for done, i in enumerate(order):
             say(f"sentence {done + 1}/{len(texts)} ({lengths[i]} tokens)")
             t0 = time.perf_counter()
-            results[i] = _explain_loaded(lm, texts[i], cfg, lambda _m: None, {}, t0)
+            out[i] = Explanation(report.explanation(
+                _explain_loaded(lm, texts[i], cfg, lambda _m: None, {}, t0, True)))
             if on_result is not None:
-                on_result(i, results[i])
-    return results  # type: ignore[return-value]
+                on_result(i, out[i])
+    return out  # type: ignore[return-value]
 
 
 def explain_to_json(text: str, **kwargs: Any) -> str:

@@ -107,12 +107,18 @@ def explain(
     reference_quirks: Annotated[bool, typer.Option(
         "--reference-quirks", help="Decoders: the reference's inconsistent definitions "
         "(spec 13-B3) instead of the consistent ones.")] = False,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the JSON "
-                                                   "here instead of stdout.")] = None,
+    memory_budget: Annotated[str | None, typer.Option(
+        help="Device memory one chunk of the computation may use, e.g. 4GB or 512MB "
+        "(default: 40% of the free memory).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the result "
+                                                "here instead of stdout: .json, or .npz "
+                                                "for arrays (long inputs).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
-    """Compute LIG for TEXT and print the reference's JSON schema."""
+    """Compute LIG for TEXT and print the reference's JSON schema (or write it, -o)."""
     from .api import explain as run_explain
+    from .api import explain_arrays
+    from .results import save_npz
 
     _enable_compilation_cache()
     start = time.perf_counter()
@@ -121,17 +127,21 @@ def explain(
         if not quiet:
             typer.echo(f"[{time.perf_counter() - start:6.1f}s] {msg}", err=True)
 
+    npz = output is not None and output.suffix.lower() == ".npz"
     try:
-        result = run_explain(
-            text, model=model, num_steps=_steps(steps), granularity=granularity,
+        options = dict(
+            model=model, num_steps=_steps(steps), granularity=granularity,
             baseline_att=baseline_att, baseline_mlp=baseline_mlp,
             baseline_layer=baseline_layer, layers=_int_list("layers", layers),
             target_tokens=_int_list("target-tokens", target_tokens), target_head=target_head,
             device=device, include_residual_connection=not no_residual, rule=rule,
             method=method, dtype=dtype, auto_tol=auto_tol, max_steps=max_steps,
-            reference_quirks=reference_quirks, progress=progress,
+            reference_quirks=reference_quirks, memory_budget=memory_budget, progress=progress,
         )
-        _write_json(result, output)
+        if npz:
+            save_npz(explain_arrays(text, **options), output)
+        else:
+            _write_json(run_explain(text, **options), output)
     except LIGError as e:
         _fail(str(e))
     except OSError as e:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LIGError
+from .results import load
 
 QUANTITIES = ("z2z", "z2u", "token_l2_norm", "u2z", "u2z.l2_total", "z2z_composed")
 MISSING_IN_A = "missing_in_a"
@@ -258,8 +259,11 @@ def compare_results(a: dict, b: dict, *,
 
 
 def _load(path: str | Path) -> Any:
-    """Parse one JSON file; unreadable or non-JSON files raise a one-line `LIGError`."""
+    """Parse one JSON or .npz result; unreadable or malformed files raise a one-line
+    `LIGError`."""
     p = Path(path)
+    if p.suffix.lower() == ".npz":
+        return load(p)
     try:
         data = p.read_bytes()
     except OSError as e:
@@ -276,7 +280,7 @@ def _load(path: str | Path) -> Any:
 
 
 def compare_files(path_a: str | Path, path_b: str | Path) -> list[dict[str, Any]]:
-    """Read two result JSON files and `compare_results` them (errors name the files)."""
+    """Read two result files (JSON or .npz) and `compare_results` them (errors name the files)."""
     a = _load(path_a)
     b = _load(path_b)
     return compare_results(a, b, names=(str(path_a), str(path_b)))

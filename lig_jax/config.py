@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import LIGError, choice_error
+from .ig import parse_bytes
 from .quadrature import RULE_CHOICES, TRAPEZOID_RULES
 
 BASELINES_ATT = ("zero", "self_input_token", "itb_zero_ratio", "itb_map_ratio")
@@ -50,6 +51,9 @@ class LIGConfig:
     # blocks 0..l−1, GPT-2/Llama u→z ignoring include_residual_connection and reporting
     # l2_total as the IG sum. Off by default; see docs/reference-differences.md.
     reference_quirks: bool = False
+    # Bytes one chunk of the computation may use on the device: an int, a size such as
+    # "4GB", or None for a share of the free memory (`ig.memory_budget`).
+    memory_budget: int | str | None = None
 
 
 def granularity_list(granularity: str | Sequence[str]) -> list[str]:
@@ -98,6 +102,8 @@ def validate(cfg: LIGConfig) -> None:
     elif n < minimum:
         raise LIGError(f"num_steps must be >= {minimum} for rule '{cfg.rule}'. Got: {n}")
     granularity_list(cfg.granularity)
+    if cfg.memory_budget is not None:
+        parse_bytes(cfg.memory_budget)
 
 
 def check_indices(what: str, values: Sequence[int] | None, size: int) -> list[int]:

@@ -1,23 +1,24 @@
-"""The IG core: a safe L2 norm and the weighted path sum Σ_k w_k ∇f(x′ + α_k Δ).
+"""The IG core's two shared pieces: a safe L2 norm and the memory budget.
 
-Everything here is shape-agnostic and jittable; the attribution modules build the
-scalar functions and call `path_sum` with the gradient transform they need
-(`jax.grad` for one scalar, `jax.jacrev` for a vector of scalars).
+The integrands themselves (`lig_jax.attribution`) build the scalar functions and sum
+their gradients over the quadrature nodes chunk by chunk (`attribution.integrand`).
 """
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable
-from typing import Any
+import re
 
 import jax
 import jax.numpy as jnp
 
-# Bounds of the memory one vmapped chunk of nodes may use (see `memory_budget`).
-MIN_CHUNK_BYTES = 64 * 2**20
-MAX_CHUNK_BYTES = 384 * 2**20
+from .errors import LIGError
+
+# The default budget is this share of the free memory of the default device.
+DEFAULT_SHARE = 0.4
+MIN_BUDGET = 64 * 2**20
+UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "M": 2**20, "MB": 2**20, "G": 2**30,
+         "GB": 2**30, "T": 2**40, "TB": 2**40}
 
 
 def safe_norm(v: jax.Array, axis: int | tuple[int, ...] = -1) -> jax.Array:
@@ -31,79 +32,54 @@ def safe_norm(v: jax.Array, axis: int | tuple[int, ...] = -1) -> jax.Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
 
 
-def memory_budget() -> int:
-    """Bytes one chunk of nodes may use: 1/16 of the default device's free memory.
+def free_host_memory() -> int:
+    """The machine's available memory in bytes (MemAvailable; sysconf elsewhere)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
 
-    Accelerators report it through `memory_stats()`; on the CPU it is the machine's
-    available memory. Clamped to [64 MiB, 384 MiB].
-    """
-    free = None
+
+def free_memory() -> int:
+    """Free bytes of the default device: `memory_stats()` on accelerators, the machine's
+    available memory on the CPU."""
     try:
         stats = jax.devices()[0].memory_stats() or {}
         if "bytes_limit" in stats:
-            free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+            return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
     except Exception:  # backends without memory stats
         pass
-    if free is None:
-        try:
-            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            free = 16 * MIN_CHUNK_BYTES
-    return int(min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, free // 16)))
+    return free_host_memory()
 
 
-def node_chunk(num_nodes: int, bytes_per_node: int, budget: int | None = None) -> int:
-    """How many nodes to evaluate in one vmapped batch so a chunk stays near `budget`."""
-    budget = memory_budget() if budget is None else budget
-    return max(1, min(num_nodes, budget // max(1, bytes_per_node)))
+def parse_bytes(value: int | str) -> int:
+    """An amount of memory: an int (bytes) or a string such as "4GB", "512M", "1.5G"."""
+    if isinstance(value, bool):
+        raise LIGError(f"memory budget must be a size such as 4GB or 512MB. Got: {value!r}")
+    if isinstance(value, int):
+        n = value
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(value))
+        unit = m.group(2).upper() if m else None
+        if m is None or unit not in UNITS:
+            raise LIGError(f"memory budget must be a size such as 4GB, 512MB or a number of "
+                           f"bytes. Got: {value!r}")
+        n = int(float(m.group(1)) * UNITS[unit])
+    if n < MIN_BUDGET:
+        raise LIGError(f"memory budget must be at least 64MB. Got: {value!r}")
+    return n
 
 
-def node_sum(
-    fn: Callable[[jax.Array], Any], alphas: jax.Array, weights: jax.Array, chunk: int
-) -> Any:
-    """Σ_k w_k · fn(α_k) for a function of the node α returning a pytree of arrays.
-
-    Nodes are evaluated `chunk` at a time (a `lax.scan` over chunks, `vmap` inside), so
-    memory is bounded by the chunk, not by the number of nodes n.
-    """
-    n = alphas.shape[0]
-    n_chunks = math.ceil(n / chunk)
-    pad = n_chunks * chunk - n
-    # Padding nodes get weight 0 (α = 1 keeps them away from the norm's kink).
-    alphas = jnp.concatenate([alphas, jnp.ones((pad,), alphas.dtype)]).reshape(n_chunks, chunk)
-    weights = jnp.concatenate([weights, jnp.zeros((pad,), weights.dtype)]).reshape(n_chunks, chunk)
-
-    def body(acc: Any, aw: tuple[jax.Array, jax.Array]) -> tuple[Any, None]:
-        a, w = aw
-        values = jax.vmap(fn)(a)
-        return jax.tree.map(lambda s, v: s + jnp.tensordot(w, v, axes=1), acc, values), None
-
-    out = jax.eval_shape(fn, alphas[0, 0])
-    zeros = jax.tree.map(lambda o: jnp.zeros(o.shape, o.dtype), out)
-    acc, _ = jax.lax.scan(body, zeros, (alphas, weights))
-    return acc
-
-
-def node_stack(
-    fn: Callable[[jax.Array], Any], alphas: jax.Array, chunk: int
-) -> Any:
-    """fn(α_k) for every node, stacked along a leading axis [n, ...] (`lax.map` in chunks).
-
-    For integrands that are products of per-node factors: stacking the small factors and
-    contracting them with the weights afterwards (one matmul) is far cheaper than
-    materialising and summing their large per-node outer products.
-    """
-    return jax.lax.map(fn, alphas, batch_size=chunk)
-
-
-def path_sum(
-    grad_fn: Callable[[jax.Array], jax.Array],
-    x: jax.Array,
-    x_base: jax.Array,
-    alphas: jax.Array,
-    weights: jax.Array,
-    chunk: int,
-) -> jax.Array:
-    """Σ_k w_k · grad_fn(x′ + α_k (x − x′)); x, x_base: same shape X; grad_fn: X → Y."""
-    delta = x - x_base
-    return node_sum(lambda a: grad_fn(x_base + a * delta), alphas, weights, chunk)
+def memory_budget(value: int | str | None = None) -> int:
+    """Bytes the working set of one chunk may use: `value`, or by default
+    `DEFAULT_SHARE` of the default device's free memory (at least 64 MB)."""
+    if value is not None:
+        return parse_bytes(value)
+    return max(MIN_BUDGET, int(free_memory() * DEFAULT_SHARE))

@@ -59,8 +59,8 @@ class StepPlan:
             rule = make_rule(self.rule, n)
             arrays, err = compute(rule)
             ok = np.asarray(err) < (self.tol if self.auto else np.inf)
-            if result is None:
-                result = [np.array(a, copy=True) for a in arrays]
+            if result is None:  # copied only when later step counts may overwrite it
+                result = [np.array(a, copy=True) if self.auto else a for a in arrays]
                 steps = np.full(len(err), n)
                 wsum = np.full(len(err), rule.weight_sum)
                 done = ok

@@ -80,6 +80,15 @@ def tiny_bert(tmp_path_factory) -> Path:
     return save_tiny(tmp_path_factory.mktemp("tiny_bert"), "bert")
 
 
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A tiny random Llama with grouped keys/values (4 query heads, 2 kv groups)."""
+    from decoder_fixtures import save_tiny_decoder
+
+    return save_tiny_decoder(tmp_path_factory.mktemp("tiny_llama"), "llama", seed=3,
+                             num_key_value_heads=2)
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     """Drop this session's converted-parameter cache (SmolLM2 alone is ~0.5 GB)."""
     cache = Path(os.environ["LIG_JAX_CACHE"])

@@ -7,9 +7,7 @@ import pytest
 
 from lig_jax import explain, explain_batch
 from lig_jax.api import bucket_length
-from lig_jax.attribution.u2z import u2z
-from lig_jax.attribution.z2u import z2u
-from lig_jax.attribution.z2z import z2z
+from lig_jax.attribution import run
 
 TEXTS = ["The cat sat on the mat.", "A dog barked at the mailman twice.", "Hi."]
 
@@ -47,9 +45,9 @@ def test_same_bucket_does_not_recompile(tiny_bert) -> None:
     kw = dict(model=str(tiny_bert), num_steps=4)
     explain("one two three four five six", **kw)  # 8 tokens → bucket 8
     explain("one two three four five six seven eight nine ten", **kw)  # 12 → bucket 16
-    sizes = [f._cache_size() for f in (z2z, z2u, u2z)]
+    size = run._whole._cache_size()
     explain("one two three four five six seven eight nine ten eleven twelve", **kw)  # 14 → 16
-    assert [f._cache_size() for f in (z2z, z2u, u2z)] == sizes
+    assert run._whole._cache_size() == size
 
 
 def test_explain_batch_equals_single_runs(tiny_bert) -> None:
@@ -72,14 +70,28 @@ def test_bucket_lengths() -> None:
     assert bucket_length(45, 50) == 48
 
 
-def test_per_layer_mode_equals_stacked(tiny_bert, monkeypatch) -> None:
-    """Models too large to stack run one call per layer; the numbers are the same."""
-    from lig_jax import engine
+@pytest.mark.parametrize("model", ["tiny_bert", "tiny_llama"])
+def test_chunks_change_nothing(request, model, monkeypatch) -> None:
+    """Many chunks of targets (a small budget) and many calls of nodes (a low
+    `NODES_PER_CALL`, the path of very large step counts) give the one-chunk numbers."""
+    folder = request.getfixturevalue(model)
+    kw = dict(model=str(folder), num_steps=12, layers=[1], baseline_att="itb_map_ratio",
+              baseline_mlp="att_itb_a0")
+    whole = explain(TEXTS[1], **kw)
+    plans = []
+    real_plan = run.make_plan
 
-    kw = dict(model=str(tiny_bert), num_steps=4, baseline_att="itb_map_ratio")
-    stacked = explain(TEXTS[1], **kw)
-    monkeypatch.setattr(engine, "STACK_BYTES", 0)
-    per_layer = explain(TEXTS[1], **kw)
+    def small_plan(integrand, dims, num_targets, num_heads, num_nodes, budget, **kw):
+        plan = real_plan(integrand, dims, num_targets, num_heads, num_nodes, budget, **kw)
+        plan = run.Plan(3, 2, plan.bytes)  # 3 targets per chunk, 2 nodes per step
+        plans.append(plan)
+        return plan
+
+    monkeypatch.setattr(run, "make_plan", small_plan)
+    monkeypatch.setattr("lig_jax.engine.make_plan", small_plan)
+    monkeypatch.setattr(run, "NODES_PER_CALL", 4)
+    chunked = explain(TEXTS[1], **kw)
+    assert plans and all(p.calls(11) == 3 for p in plans)
     for key in ("z2z", "z2u", "u2z"):
-        np.testing.assert_allclose(_leaves(per_layer, key), _leaves(stacked, key), rtol=1e-5,
-                                   atol=1e-6)
+        np.testing.assert_allclose(_leaves(chunked, key), _leaves(whole, key), rtol=1e-5,
+                                   atol=1e-6 * np.abs(_leaves(whole, key)).max())

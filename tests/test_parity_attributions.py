@@ -312,9 +312,7 @@ def test_attribution_functions_on_torch_z(tiny: tl.TorchLIG, sharp_bert: Path, r
     import jax.numpy as jnp
     from flax import nnx
 
-    from lig_jax.attribution.u2z import u2z
-    from lig_jax.attribution.z2u import z2u
-    from lig_jax.attribution.z2z import z2z
+    from lig_jax.attribution.run import evaluate
     from lig_jax.loading import load_model
     from lig_jax.quadrature import make_rule
 
@@ -328,21 +326,21 @@ def test_attribution_functions_on_torch_z(tiny: tl.TorchLIG, sharp_bert: Path, r
     targets = jnp.arange(s)
     heads = jnp.arange(tiny.num_heads)
     for baseline in ("zero", "self_input_token"):
-        m, total = z2z(graphdef, state, z, alphas, weights, baseline=baseline,
-                       chunk=len(alphas))
+        cols, total = evaluate(graphdef, state, z, targets, heads, alphas, weights,
+                               quantity="z2z", baseline=baseline)
         ours_m, ours_total = tiny.z2z_raw(layer, baseline, quad)
-        assert_columns_close(np.asarray(m), ours_m, 0, f"z2z fn {baseline} {rule}")
+        assert_columns_close(np.asarray(cols).T, ours_m, 0, f"z2z fn {baseline} {rule}")
         assert_columns_close(np.asarray(total), ours_total, 0, f"z2z fn L_j {baseline}")
-        scores, ig_sum, f = z2u(graphdef, state, z, targets, heads, alphas, weights,
-                                baseline=baseline, chunk=len(alphas))
+        scores, ig_sum, f = evaluate(graphdef, state, z, targets, heads, alphas, weights,
+                                     quantity="z2u", baseline=baseline)
         ours_scores, ours_sum, ours_f = tiny.z2u_raw(layer, baseline, quad)
         assert_columns_close(np.asarray(scores), ours_scores, -1, f"z2u fn {baseline} {rule}")
         assert_columns_close(np.asarray(ig_sum), ours_sum, -1, f"z2u fn IG sum {baseline}")
         assert_columns_close(np.asarray(f), ours_f, -1, f"z2u fn Δf {baseline}")
     for baseline in ("zero", "att_itb_a0"):
         for residual in (True, False):
-            contrib, l2 = u2z(graphdef, state, z, targets, alphas, weights,
-                                 baseline=baseline, residual=residual)
+            contrib, l2 = evaluate(graphdef, state, z, targets, heads, alphas, weights,
+                                   quantity="u2z", baseline=baseline, residual=residual)
             ours_c, ours_l2 = tiny.u2z(layer, baseline, quad, residual)
             assert_columns_close(np.asarray(contrib), ours_c, -1,
                                  f"u2z fn {baseline} residual={residual} {rule}")

@@ -327,19 +327,20 @@ def _protocol_views(block: nnx.Module, z: jax.Array, km: jax.Array | None) -> di
                  mix_probs=a, probs=block.attention_probs(z, km),
                  row=block.postmap(z[2:3], ctx[2:3], residual=False)[0],
                  row_full=block.postmap(z, ctx, residual=False)[2])
-    if block.affine_premap:
+    parts = block.premap_parts()
+    if parts.affine:
         zero = block.premap(jnp.zeros_like(z))
         views["affine"] = [(p - p0, jnp.einsum("sd,dhe->she", z, w,
                                                precision=jax.lax.Precision.HIGHEST))
-                           for p, p0, w in zip(block.premap(z), zero, block.premap_kernels(),
-                                               strict=True)]
+                           for p, p0, w in zip(block.premap(z), zero,
+                                               (parts.wq, parts.wk, parts.wv), strict=True)]
     return views
 
 
 def test_block_protocol_identities(case: Case) -> None:
     """__call__ = postmap(z, context) = mlp_out(att(z), True, z); context = attention_mix of
     the premap; postmap is token-wise; masks/biases/flags; affine premaps match
-    premap_kernels. Run under nnx.jit (so the blocks also trace with static S)."""
+    the premap's kernels. Run under nnx.jit (so the blocks also trace with static S)."""
     mt, lm, _, short, _ = case
     s = short + 3
     z = jnp.asarray(np.random.default_rng(3).normal(size=(s, lm.config.hidden_size)),
@@ -347,7 +348,7 @@ def test_block_protocol_identities(case: Case) -> None:
     key_mask = jnp.arange(s) < short
     for block in lm.model.layers:
         assert block.causal is False and block.z2u_score == "l2"
-        assert block.affine_premap is (mt != "modernbert")
+        assert block.premap_parts().affine is (mt != "modernbert")
         assert block.num_heads == lm.config.num_heads
         d_h = lm.config.hidden_size // lm.config.num_heads
         assert block.attention_scale == pytest.approx(d_h ** -0.5)

@@ -23,8 +23,7 @@ from torch_lig_decoder import TorchDecoderLIG
 
 from lig_jax import explain
 from lig_jax.api import tokenize
-from lig_jax.attribution.z2u import z2u
-from lig_jax.attribution.z2z import z2z
+from lig_jax.attribution.run import evaluate
 from lig_jax.loading import load_model
 from lig_jax.quadrature import make_rule
 
@@ -167,14 +166,16 @@ def test_future_rows_do_not_move_past_targets(folders, family: str) -> None:
     graphdef, state = nnx.split(lm.model.layers[1])
     a, w = (jnp.asarray(v, jnp.float32) for v in make_rule("gauss_legendre", 6).without_zero_node())
     targets, heads = jnp.arange(j0 + 1), jnp.arange(lm.config.num_heads)
+    every = jnp.arange(z.shape[0])
     for baseline in ("zero", "self_input_token"):
-        m, mm = (z2z(graphdef, state, x, a, w, baseline=baseline, chunk=3) for x in (z, z_mod))
-        np.testing.assert_allclose(mm[0][:, : j0 + 1], m[0][:, : j0 + 1], rtol=1e-6, atol=0)
-        u, um = (z2u(graphdef, state, x, targets, heads, a, w, baseline=baseline, chunk=3)
-                 for x in (z, z_mod))
+        m, mm = (evaluate(graphdef, state, x, every, heads, a, w, quantity="z2z",
+                          baseline=baseline, per_step=3)[0] for x in (z, z_mod))  # [T, S]
+        np.testing.assert_allclose(mm[: j0 + 1], m[: j0 + 1], rtol=1e-6, atol=0)
+        u, um = (evaluate(graphdef, state, x, targets, heads, a, w, quantity="z2u",
+                          baseline=baseline, per_step=3) for x in (z, z_mod))
         for got, want in zip(um, u, strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
-        assert not np.allclose(mm[0][:, -1], m[0][:, -1])  # a future target does move
+        assert not np.allclose(mm[-1], m[-1])  # a future target does move
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama", "gemma3"])
@@ -206,3 +207,48 @@ def test_gemma3_json_fields(folders) -> None:
         assert "Gemma3 pre+post-LN block" in explain(
             TEXT, model=str(folders["gemma3"]), num_steps=4, layers=[0],
             granularity="layer")["layers"]["0"]["z2z"]["description"]
+
+
+@pytest.mark.parametrize("baseline", ["zero", "self_input_token"])
+def test_gemma3_reference_quirks_match_a_torch_replay(folders, baseline: str) -> None:
+    """`reference_quirks` on Gemma3 (spec §4, §6, §13-B3): z→u replays blocks 0..l−1 on
+    the embeddings and integrates f = ‖u‖ (no baseline subtraction, so the α = 0 node is
+    not zero by definition and is kept); u→z `att_itb_a0` takes the replayed u′. Against
+    an independent PyTorch replay over HF's layers, ≤ 1e-5 of each column's scale."""
+    folder = folders["gemma3"]
+    lm = load_model(str(folder))
+    ids, _ = tokenize(lm, TEXT)
+    torch_side = TorchDecoderLIG(folder, ids)
+    layer = 1
+    quad = quadrature("captum_trapezoid", STEPS)
+    with jax.default_matmul_precision("float32"):
+        r = explain(TEXT, model=str(folder), num_steps=STEPS, layers=[layer],
+                    granularity=["att", "mlp"], baseline_att=baseline,
+                    baseline_mlp="att_itb_a0", reference_quirks=True)
+    scores, ig_sum, change = torch_side.z2u_replay(layer, baseline, quad)
+    contrib, total = torch_side.u2z(layer, "att_itb_a0", quad, replayed=True)
+    entry = r["layers"][str(layer)]
+    for j, t in entry["targets"].items():
+        j = int(j)
+        ours = np.array([t["z2u"]["heads"][str(h)]["contributions"]
+                         for h in range(torch_side.num_heads)])
+        scale = np.abs(scores[j]).max(1, keepdims=True)
+        err = np.abs(ours - scores[j])
+        assert (err <= 1e-5 * np.maximum(scale, 1e-6)).all(), (baseline, j, err.max())
+        comp = [t["z2u"]["heads"][str(h)]["completeness"] for h in range(torch_side.num_heads)]
+        # Σ_i of signed scores: rounding relative to the summed magnitudes
+        np.testing.assert_allclose([c["ig_sum"] for c in comp], ig_sum[j], rtol=0,
+                                   atol=1e-5 * np.abs(scores[j]).sum(-1).max())
+        np.testing.assert_allclose([c["scalar_change"] for c in comp], change[j], rtol=1e-5,
+                                   atol=1e-7)
+        # u→z against the layer's scale (the causal first token has u = u′: all zero)
+        c = np.array(t["u2z"]["contributions"])
+        assert np.abs(c - contrib[j]).max() <= 1e-5 * np.abs(contrib).max()
+        assert t["u2z"]["l2_total"] == pytest.approx(total[j], rel=1e-5,
+                                                     abs=1e-5 * np.abs(total).max())
+    # The test can tell: under ITB the same replay without the α = 0 node is far outside
+    # the tolerance. (Under the zero baseline u(0) = 0 without biases, so f = ‖u‖ sits at
+    # its kink at α = 0 and that node's term is 0 either way.)
+    if baseline == "self_input_token":
+        dropped = torch_side.z2u_replay(layer, baseline, quad, keep_zero=False)[0]
+        assert np.abs(dropped - scores).max() > 100 * 1e-5 * np.abs(scores).max()

@@ -187,7 +187,7 @@ def test_config_read_as_saved(case: Case) -> None:
     assert cfg.pad_token_id == EOS  # no pad token: falls back to eos
     assert cfg.max_tokens == 32
     block = lm.model.layers[layer_under_test(lm)]
-    assert block.causal and block.z2u_score == "signed" and not block.affine_premap
+    assert block.causal and block.z2u_score == "signed" and not block.premap_parts().affine
     assert block.attention_bias(5) is None
     if model_type == "gpt2":
         assert cfg.num_kv_heads == cfg.num_heads and cfg.head_dim == 12
@@ -216,7 +216,7 @@ def test_rope_matches_hf(case: Case) -> None:
     with torch.no_grad():
         cos_hf, sin_hf = hf.rotary_emb(torch.zeros(1, dtype=torch.float32),
                                        torch.arange(s)[None])
-    cos, sin = lm.model.layers[0].rope(s)
+    cos, sin = lm.model.layers[0].premap_parts().rope(s)
     assert max_abs(cos, cos_hf[0]) <= 1e-7 and max_abs(sin, sin_hf[0]) <= 1e-7
     default = inverse_frequencies(lm.config.head_dim, 10000.0)
     rope_type = (overrides.get("rope_parameters") or {}).get("rope_type", "default")

@@ -234,7 +234,7 @@ def test_block_submodules(text_ckpt: tuple[Path, Any, Any], layer: int) -> None:
     assert max_abs(block.postmap(z, ctx, residual=False), block.mlp_out(u, False, z)) <= 1e-6
     mask = block.attention_mask(S, None)
     assert block.attention_bias(S) is None
-    assert block.causal and block.z2u_score == "signed" and not block.affine_premap
+    assert block.causal and block.z2u_score == "signed" and not block.premap_parts().affine
     a2, ctx2 = attention_mix(*block.premap(z), block.attention_scale, mask, None)
     assert max_abs(ctx2, ctx) <= 1e-6 and max_abs(a2, probs) <= 1e-6
     q, k, v = block.premap(z)

@@ -64,14 +64,16 @@ def integrated_gradients(
     x: torch.Tensor,
     x_base: torch.Tensor,
     quad: Quadrature,
+    keep_zero: bool = False,
 ) -> torch.Tensor:
     """IG of B independent problems at once.
 
     x, x_base: [B, *X] (one input and one baseline per problem); scalars maps the points
     [B, n, *X] to [B, n] (problem b's scalar at node k). Returns [B, *X] =
-    (x − x′) ⊙ Σ_k w_k ∇f_b(x′ + α_k (x − x′)), skipping α = 0 (gradient 0 there).
+    (x − x′) ⊙ Σ_k w_k ∇f_b(x′ + α_k (x − x′)), skipping α = 0 (gradient 0 there) unless
+    `keep_zero` (a scalar that is not zero at the baseline, the reference's Gemma3 ‖u‖).
     """
-    keep = quad.alphas > 0
+    keep = quad.alphas > 0 if not keep_zero else np.ones(quad.alphas.shape, bool)
     alphas = torch.from_numpy(quad.alphas[keep])
     weights = torch.from_numpy(quad.weights[keep])
     delta = x - x_base

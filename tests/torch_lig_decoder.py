@@ -225,11 +225,59 @@ class TorchDecoderLIG:
                     for h in range(heads)] for j in range(t)]
         return np.asarray(fix, np.float64)
 
+    # ------------------------------------------------------- the reference's Gemma3 quirks
+
+    def replayed_context(self, l: int, e: torch.Tensor) -> torch.Tensor:
+        """Blocks 0..l−1 on embeddings e [B, S, d], then layer l's heads [B, S, H, d_h]."""
+        x = e
+        for k in range(l):
+            x = self.block(k, x)
+        return self.context(l, x)
+
+    def z2u_replay(self, l: int, baseline: str, quad: Quadrature, keep_zero: bool = True
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The reference's Gemma3 z→u (spec §4): x = E = hidden_states[0], replayed through
+        blocks 0..l−1, f = ‖u_{j,h}(x)‖ with no baseline subtraction, every TRAP node kept
+        (f is not zero at the baseline). → (signed scores [T, H, S], Σ IG [T, H],
+        f(x) − f(x′) [T, H])."""
+        e = self.hidden[0]
+        s, d = e.shape
+        heads = self.num_heads
+        base_t = self._input_baselines(e, baseline)
+        tj = torch.arange(s)[:, None]
+        th = torch.arange(heads)[None, :]
+        with torch.no_grad():
+            f_base = _safe_l2(self.replayed_context(l, base_t)[tj, tj, th])
+            f = _safe_l2(self.replayed_context(l, e[None])[0][tj, th])
+        x_base = base_t[:, None].expand(s, heads, s, d).reshape(s * heads, s, d)
+        x = e.expand(s * heads, s, d).clone()
+
+        def scalars(points: torch.Tensor) -> torch.Tensor:
+            n = points.shape[1]
+            c = self.replayed_context(l, points.reshape(s * heads * n, s, d))
+            c = c.reshape(s, heads, n, s, heads, -1)
+            return _safe_l2(c[tj, th, :, tj, th]).reshape(s * heads, n)
+
+        ig = integrated_gradients(scalars, x, x_base, quad, keep_zero=keep_zero)
+        ig = ig.reshape(s, heads, s, d).double()
+        return ig.sum(-1).numpy(), ig.sum((-1, -2)).numpy(), (f - f_base).double().numpy()
+
+    def replayed_u_base(self, l: int) -> torch.Tensor:
+        """The reference's Gemma3 `att_itb_a0` u′ [T, H·d_h]: layer l's heads at j after
+        replaying blocks 0..l−1 on rows that all equal E_j."""
+        e = self.hidden[0]
+        s = e.shape[0]
+        tgt = torch.arange(s)
+        with torch.no_grad():
+            ctx = self.replayed_context(l, self._input_baselines(e, "self_input_token"))
+        return ctx[tgt, tgt].reshape(s, -1)
+
     # ------------------------------------------------------------------ u → z
 
-    def u2z(self, l: int, baseline: str, quad: Quadrature, residual: bool = True
-            ) -> tuple[np.ndarray, np.ndarray]:
-        """Spec §5 → (contributions [T, w], true gap ‖h(u) − h(u′)‖ [T])."""
+    def u2z(self, l: int, baseline: str, quad: Quadrature, residual: bool = True,
+            replayed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Spec §5 → (contributions [T, w], true gap ‖h(u) − h(u′)‖ [T]); `replayed`: the
+        reference's Gemma3 `att_itb_a0` u′ (`replayed_u_base`)."""
         z = self.hidden[l]
         s = z.shape[0]
         tgt = torch.arange(s)
@@ -237,6 +285,8 @@ class TorchDecoderLIG:
             u = self.u_mlp(l, z[None])[0]
             if baseline == "zero":
                 u_base = torch.zeros_like(u)
+            elif replayed:
+                u_base = self.replayed_u_base(l)
             else:  # att_itb_a0: u_MLP at j when every input row is z_j
                 u_base = self.u_mlp(l, self._input_baselines(z, "self_input_token"))[tgt, tgt]
             h_base = self.mlp_side(l, u_base, z, residual)

@@ -7,6 +7,8 @@ so its sum (the anchor A = Σ_i c_i) is preserved.
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 EPS = 1e-8
@@ -72,3 +74,9 @@ def z2u_fixed(itb: np.ndarray, targets: np.ndarray, baseline: str,
     if baseline == "itb_map_ratio":
         return map_ratio(scores, alpha, j)
     return scores
+
+
+def self_attention_probs(block, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+    """A^h_{j,j}, the mapRatio fix's α, for every head and token: [H, S]."""
+    probs = block.attention_probs(z, key_mask)  # [H, S, S]
+    return jnp.diagonal(probs, axis1=-2, axis2=-1)

@@ -2,60 +2,76 @@
 
 There x = E, the scaled token embeddings (hidden_states[0]), not z^(l): blocks 0..l−1
 are replayed on x(α), then layer l's attention core gives u_{j,h}, and the scalar is
-f = ‖u_{j,h}(x)‖₂ with no baseline subtraction. Scores are signed sums over hidden
-dimensions. The replay is many blocks, not one, so only the direct (jacrev) path exists.
+f = ‖u_{j,h}(x)‖₂ with no baseline subtraction. So f(x′) ≠ 0 in general and the α = 0
+node is *not* zero by definition: this integrand keeps it. Scores are signed sums over
+hidden dimensions. The replay is many blocks, not one, so only the direct (jacrev)
+integrand exists; the "block" these functions receive is the whole model.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..ig import path_sum, safe_norm
+from ..ig import safe_norm
+from .direct import _bases
+from .integrand import Integrand
 
 
-def _heads_after_replay(model, x, layer: int, key_mask):
+def heads_after_replay(model, x, layer: int, key_mask):
     """Blocks 0..layer−1 on x [S, d], then layer's per-head context [S, H, d_h]."""
     for block in model.layers[:layer]:
         x = block(x, key_mask)
     return model.layers[layer].attention_context(x, key_mask)
 
 
-@partial(jax.jit, static_argnames=("graphdef", "layer", "baseline", "chunk"))
-def z2u_replay(
-    graphdef: nnx.GraphDef,
-    state: nnx.State,
-    e: jax.Array,
-    targets: jax.Array,
-    heads: jax.Array,
-    alphas: jax.Array,
-    weights: jax.Array,
-    *,
-    layer: int,
-    baseline: str,
-    chunk: int,
-    key_mask: jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """e [S, d] → (signed scores [T, Hs, S], Σ IG [T, Hs], f(x) − f(x′) [T, Hs]).
+@dataclass(frozen=True)
+class ReplayZ2u(Integrand):
+    """e [S, d] → (signed scores [T, Hs, S], Σ IG [T, Hs], f(x) − f(x′) [T, Hs])."""
 
-    baseline: "zero" (x′ = 0) or "self_input_token" (every row of x′ = E_j).
-    """
-    model = nnx.merge(graphdef, state)
+    layer: int = 0
+    baseline: str = "zero"
+    quantity = "z2u"
+    keeps_zero_node = True
 
-    def norms(x: jax.Array, rows: jax.Array) -> jax.Array:
-        return safe_norm(_heads_after_replay(model, x, layer, key_mask)[rows][..., heads, :])
+    def prepare(self, model, lay, targets, heads, extra=None) -> dict:
+        e, key_mask = lay["z"], lay["key_mask"]
+        bases = _bases(e, targets, self.baseline)
 
-    def run(x_base: jax.Array, rows: jax.Array):
-        jac = path_sum(jax.jacrev(lambda x: norms(x, rows)), e, x_base, alphas, weights, chunk)
-        ig = jac * (e - x_base)
-        return ig.sum(-1), ig.sum((-1, -2)), norms(e, rows) - norms(x_base, rows)
+        def norms(x, j):
+            return safe_norm(heads_after_replay(model, x, self.layer, key_mask)[j][heads])
 
-    if baseline == "zero":
-        return run(jnp.zeros_like(e), targets)
-    return jax.lax.map(lambda j: run(jnp.broadcast_to(e[j], e.shape), j), targets)
+        def gap(x, j):  # both ends from one batched evaluation (a causal first token:
+            ends = jax.vmap(lambda y: norms(y, j))(jnp.stack([e, x]))  # exactly 0)
+            return ends[0] - ends[1]
+
+        change = jax.vmap(gap)(bases, targets)
+        return {"e": e, "bases": bases, "change": change, "targets": targets,
+                "heads": heads, "key_mask": key_mask}
+
+    def node(self, model, ctx: dict, alpha):
+        e, km, heads = ctx["e"], ctx["key_mask"], ctx["heads"]
+
+        def one(x_base, j):
+            def norms(x):
+                return safe_norm(heads_after_replay(model, x, self.layer, km)[j][heads])
+
+            return jax.jacrev(norms)(x_base + alpha * (e - x_base))  # [Hs, S, d]
+
+        return jax.vmap(one)(ctx["bases"], ctx["targets"])
+
+    def finish(self, model, ctx: dict, acc) -> tuple:
+        ig = acc * (ctx["e"] - ctx["bases"])[:, None]
+        return jnp.sum(ig, -1), jnp.sum(ig, axis=(-1, -2)), ctx["change"]
+
+    def memory(self, dims, targets, heads, nodes) -> int:
+        s, d = dims.seq, dims.hidden
+        per_node = targets * (2 * heads * s * d + 16 * s * (d + dims.ffn) * (self.layer + 1))
+        return dims.itemsize * (2 * targets * s * d + targets * heads * s * d + nodes * per_node)
 
 
 @partial(jax.jit, static_argnames=("graphdef", "layer"))
@@ -67,6 +83,6 @@ def itb_u_base(graphdef: nnx.GraphDef, state: nnx.State, e: jax.Array, targets: 
 
     def one(j: jax.Array) -> jax.Array:
         x = jnp.broadcast_to(e[j], e.shape)
-        return _heads_after_replay(model, x, layer, key_mask)[j].reshape(-1)
+        return heads_after_replay(model, x, layer, key_mask)[j].reshape(-1)
 
     return jax.lax.map(one, targets)

@@ -1,66 +1,83 @@
 """u→z through the MLP sub-block (spec §5), per target token.
 
-Only u_j is interpolated; h(u) = mlp(u) (with or without the residual u +);
-f(u) = ‖h(u) − h(u′)‖₂; contributions c = IG over the d input dims (signed).
+Only u_j is interpolated; h(u) = mlp_out(u) (with or without the residual u +);
+f(u) = ‖h(u) − h(u′)‖₂; contributions c = IG over the w input dims of u (signed).
+Per node one one-token pass (forward + input gradient) of the MLP side per target.
 """
 
 from __future__ import annotations
 
-from functools import partial
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
-from ..ig import path_sum, safe_norm
+from ..ig import safe_norm
+from . import itb
+from .integrand import Integrand
+
+BASELINES = ("zero", "att_itb_a0")
 
 
-@partial(jax.jit, static_argnames=("graphdef", "baseline", "residual"))
-def u2z(
-    graphdef: nnx.GraphDef,
-    state: nnx.State,
-    z: jax.Array,
-    targets: jax.Array,
-    alphas: jax.Array,
-    weights: jax.Array,
-    *,
-    baseline: str,
-    residual: bool,
-    key_mask: jax.Array | None = None,
-    u_base: jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array]:
-    """z [S, d], targets [T] → (contributions [T, w], l2_total [T]); w = width of u_MLP.
+def _mlp_row(block, residual: bool):
+    """h(u_j [w], z_j [d]) → [d] (Gemma3's MLP side also reads the block input row z_j)."""
+    def h(u: jax.Array, x: jax.Array) -> jax.Array:
+        return block.mlp_out(u[None], residual, x[None])[0]
 
-    baseline: "zero" (u′ = 0) or "att_itb_a0" (u′ = the ATT output at j when every row
-    of the input is z_j, the α = 0 end of the ATT ITB path). u_base [T, w], if given,
-    replaces the baseline (the reference's Gemma3 replayed u′, `reference_quirks`).
+    return h
+
+
+@dataclass(frozen=True)
+class U2z(Integrand):
+    """u→z for a chunk of targets.
+
+    baseline "zero": u′ = 0; "att_itb_a0": u′ = the ATT output at j when every input row
+    is z_j (the α = 0 end of the ATT ITB path), with u from the same batched evaluation
+    (so a causal first token, whose u and u′ agree in exact arithmetic, gets exactly 0).
+    `given_base`: u′ comes as `extra` [T, w] (the reference's replayed Gemma3 u′).
     """
-    block = nnx.merge(graphdef, state)
-    u_all = block.att(z, key_mask)
 
-    def one(j: jax.Array, given_base: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-        def h(u: jax.Array) -> jax.Array:  # token j's MLP side (Gemma3 also reads z_j)
-            return block.mlp_out(u[None], residual, z[j][None])[0]
+    baseline: str = "zero"
+    residual: bool = True
+    given_base: bool = False
+    quantity = "u2z"
 
-        u = u_all[j]
-        if given_base is not None:
-            base = given_base
-        elif baseline == "zero":
-            base = jnp.zeros_like(u)
+    def layer_context(self, block, z, heads, key_mask) -> dict:
+        if self.baseline == "att_itb_a0" and not self.given_base:
+            return itb.layer_context(block, z, heads, key_mask)
+        return {"z": z, "key_mask": key_mask, "u": block.att(z, key_mask)}
+
+    def prepare(self, block, lay, targets, heads, extra=None) -> dict:
+        zt = lay["z"][targets]
+        if self.baseline == "att_itb_a0" and not self.given_base:
+            path = itb._context(block, lay, targets, jnp.arange(block.num_heads))
+            u_base, u = (block.att_from(zt, c) for c in path["ends"])
         else:
-            # u and u′ from one batched evaluation: where they agree in exact arithmetic
-            # (a causal first token) they agree in floating point, and the IG is exactly 0.
-            ends = jax.vmap(lambda x: block.att(x, key_mask)[j])(
-                jnp.stack([z, jnp.broadcast_to(z[j], z.shape)]))
-            u, base = ends[0], ends[1]
-        h_base = h(base)
+            u = lay["u"][targets]
+            u_base = extra if self.given_base else jnp.zeros_like(u)
+        h = jax.vmap(_mlp_row(block, self.residual))
+        h_base = h(u_base, zt)
+        return {"u": u, "u_base": u_base, "zt": zt, "h_base": h_base,
+                "total": safe_norm(h(u, zt) - h_base)}
 
-        def scalar(v: jax.Array) -> jax.Array:
-            return safe_norm(h(v) - h_base)
+    def node(self, block, ctx: dict, alpha):
+        h = _mlp_row(block, self.residual)
 
-        grad = path_sum(jax.grad(scalar), u, base, alphas, weights, alphas.shape[0])
-        return grad * (u - base), scalar(u)
+        def scalar(u, x, hb):
+            return safe_norm(h(u, x) - hb)
 
-    if u_base is None:
-        return jax.vmap(lambda j: one(j, None))(targets)
-    return jax.vmap(one)(targets, u_base)
+        x = ctx["u_base"] + alpha * (ctx["u"] - ctx["u_base"])
+        return jax.vmap(jax.grad(scalar))(x, ctx["zt"], ctx["h_base"])  # [T, w]
+
+    def finish(self, block, ctx: dict, acc) -> tuple:
+        return acc * (ctx["u"] - ctx["u_base"]), ctx["total"]
+
+    def preferred_targets(self, dims, nodes: int) -> int:
+        return max(1, 4096 // nodes)  # one-token MLP passes: batched rows, near peak matmuls
+
+    def memory(self, dims, targets, heads, nodes) -> int:
+        per_node = targets * (12 * dims.ffn + 12 * dims.hidden + 4 * dims.width)
+        fixed = 8 * targets * dims.width + 4 * dims.seq * dims.hidden
+        if self.baseline == "att_itb_a0":
+            fixed += itb.itb_bytes(dims, targets, dims.heads, 1) // dims.itemsize
+        return dims.itemsize * (fixed + nodes * per_node)

@@ -24,11 +24,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ..attribution import compose, ratio
-from ..attribution.u2z import u2z
-from ..attribution.z2u import chunk_for as z2u_chunk
-from ..attribution.z2u import self_attention_probs, z2u
-from ..attribution.z2z import chunk_for as z2z_chunk
-from ..attribution.z2z import z2z
+from ..attribution.integrand import integrate_targets
+from ..attribution.run import Dims, integrand_for, make_plan
 from ..errors import LIGError
 from ..loading import LoadedModel
 from ..quadrature import make_rule, resolve_rule
@@ -96,29 +93,39 @@ class BatchComputer:
         return self._programs[length]
 
     def _build(self, sb: int) -> Any:
-        d, h = self.lm.config.hidden_size, self.num_heads
+        h = self.num_heads
         budget = self.settings.chunk_mb * 2**20
-        (az, wz), (au, wu), (am, wm) = (self.nodes[p] for p in ("z2z", "z2u", "u2z"))
-        cz = z2z_chunk("fast", sb, d, h, len(az), budget)
-        cu = z2u_chunk("fast", sb, d, sb, h, len(au), budget)
+        cfg = self.lm.config
+        ffn = getattr(cfg, "intermediate_size", 4 * cfg.hidden_size)
+        dims = Dims.of(self.lm.model.layers[0], ffn, sb, 4)
         targets, heads = jnp.arange(sb), jnp.arange(h)
         block_def, graphdef = self.block_def, self.graphdef
+        jobs = []  # (record key stem, integrand, nodes, plan)
+        for name, base in (("zero", "zero"), ("itb", "self_input_token")):
+            for quantity, path in (("z2z", "z2z"), ("z2u", "z2u")):
+                jobs.append((f"{quantity}_{name}", integrand_for(quantity, base), path))
+        for name in U2Z:
+            jobs.append((f"u2z_{name}", integrand_for("u2z", name, residual=True), "u2z"))
+        plans = {key: make_plan(integ, dims, sb, h, self.nodes[path][0].shape[0], budget)
+                 for key, integ, path in jobs}
 
         def layer(st: nnx.State, z: jax.Array, km: jax.Array) -> dict[str, jax.Array]:
+            block = nnx.merge(block_def, st)
             out = {}
-            for name, base in (("zero", "zero"), ("itb", "self_input_token")):
-                m, total = z2z(block_def, st, z, az, wz, baseline=base, chunk=cz,
-                               method="fast", key_mask=km)
-                out[f"z2z_{name}"], out[f"z2z_total_{name}"] = m, total
-                scores, signed, f = z2u(block_def, st, z, targets, heads, au, wu, baseline=base,
-                                        chunk=cu, method="fast", key_mask=km)
-                out[f"z2u_{name}"] = scores
-                out[f"z2u_sum_{name}"], out[f"z2u_total_{name}"] = signed, f
-            out["self_probs"] = self_attention_probs(block_def, st, z, km)
-            for name in U2Z:
-                c, total = u2z(block_def, st, z, targets, am, wm, baseline=name, residual=True,
-                               key_mask=km)
-                out[f"u2z_{name}"], out[f"u2z_total_{name}"] = c, total
+            for key, integ, path in jobs:
+                a, w = self.nodes[path]
+                p = plans[key]
+                res = integrate_targets(integ, block, z, targets, heads, a, w,
+                                        p.nodes_per_step, p.targets_per_chunk, km)
+                quantity, name = key.split("_", 1)
+                if quantity == "z2z":
+                    out[f"z2z_{name}"], out[f"z2z_total_{name}"] = res[0].T, res[1]
+                elif quantity == "z2u":
+                    out[f"z2u_{name}"] = res[0]
+                    out[f"z2u_sum_{name}"], out[f"z2u_total_{name}"] = res[1], res[2]
+                else:
+                    out[f"u2z_{name}"], out[f"u2z_total_{name}"] = res
+            out["self_probs"] = ratio.self_attention_probs(block, z, km)
             return out
 
         def sentence(state: nnx.State, blocks: nnx.State, ids: jax.Array, km: jax.Array

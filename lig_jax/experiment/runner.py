@@ -23,8 +23,8 @@ import jax
 from converters.common import file_sha256
 
 from .. import __version__
-from ..api import bucket_length
 from ..data import Sentence, read_corpus
+from ..engine import bucket_length
 from ..errors import LIGError
 from ..loading import LoadedModel, load_model
 from .compute import BatchComputer, Settings, derive, local_mesh

@@ -6,6 +6,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from ..errors import LIGError
@@ -76,13 +77,23 @@ def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> j
     return centred / jnp.sqrt(var + eps) * scale + bias
 
 
-
 def check_activation(act: object, field: str, model_type: str) -> str:
     """The config's activation name, or a one-line `LIGError` listing the supported ones."""
     if not isinstance(act, str) or act not in ACTIVATIONS:
         raise LIGError(f"{field} {act!r} of {model_type} is not supported. "
                        f"Allowed: {', '.join(sorted(ACTIVATIONS))}")
     return act
+
+
+def pad_token_id(hf: object) -> int:
+    """A HF config's pad_token_id, else eos_token_id (the first of a list), else 0."""
+    for name in ("pad_token_id", "eos_token_id"):
+        value = getattr(hf, name, None)
+        if isinstance(value, list | tuple):
+            value = value[0] if value else None
+        if value is not None:
+            return int(value)
+    return 0
 
 
 def check_heads(width: int, heads: int, width_name: str, heads_name: str) -> None:
@@ -103,6 +114,25 @@ class Dense(nnx.Module):
         return y if self.bias is None else y + self.bias[...]
 
 
+class RMSNorm(nnx.Module):
+    """RMSNorm over the last axis: x · (1/√(mean x² + eps)) · (offset + scale).
+
+    Llama family: offset 0, scale initialised to 1. Gemma: offset 1 (HF stores the raw
+    `w`, 0 = identity) and the norm runs in at least float32 (`upcast`, as HF does).
+    """
+
+    def __init__(self, dim: int, eps: float, offset: float = 0.0, upcast: bool = False):
+        self.scale = nnx.Param(jnp.full((dim,), 1.0 - offset))
+        self.eps = eps
+        self.offset = offset
+        self.upcast = upcast
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dtype = jnp.promote_types(x.dtype, jnp.float32) if self.upcast else x.dtype
+        y = rms_norm(x.astype(dtype), self.scale[...].astype(dtype), self.eps, self.offset)
+        return y.astype(x.dtype)
+
+
 class LayerNorm(nnx.Module):
     """LayerNorm over the last axis: scale [dim] and, if `use_bias`, bias [dim]."""
 
@@ -114,3 +144,48 @@ class LayerNorm(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         bias = 0.0 if self.bias is None else self.bias[...]
         return layer_norm(x, self.scale[...], bias, self.eps)
+
+
+# ---------------------------------------------------------------------------- masks
+
+
+def key_rows(key_mask: jax.Array | None) -> jax.Array | None:
+    """Bidirectional attention: only padded keys are hidden → bool [1, S_k] or None."""
+    return None if key_mask is None else jnp.asarray(key_mask, bool)[None, :]
+
+
+def causal_mask(s: int, window: int | None = None, key_mask: jax.Array | None = None
+                ) -> jax.Array:
+    """bool [S_q, S_k]: key k visible from query q iff k ≤ q (and q − k < window) and
+    key_mask[k]. HF's sliding window keeps kv_idx > q_idx − window, i.e. q − k < window."""
+    q = np.arange(s)[:, None]
+    k = np.arange(s)[None, :]
+    allowed = k <= q
+    if window is not None:
+        allowed &= (q - k) < window
+    mask = jnp.asarray(allowed)
+    if key_mask is not None:
+        mask = mask & jnp.asarray(key_mask, bool)[None, :]
+    return mask
+
+
+def window_mask(s: int, half_window: int, key_mask: jax.Array | None = None) -> jax.Array:
+    """bool [S_q, S_k]: bidirectional sliding window |q − k| ≤ half_window, AND key_mask."""
+    pos = np.arange(s)
+    mask = jnp.asarray(np.abs(pos[:, None] - pos[None, :]) <= half_window)
+    if key_mask is not None:
+        mask = mask & jnp.asarray(key_mask, bool)[None, :]
+    return mask
+
+
+# ----------------------------------------------------------------- the hidden states
+
+
+def run_layers(z: jax.Array, layers, key_mask: jax.Array | None = None) -> jax.Array:
+    """z^(0) [S, d] through every block → [L+1, S, d]: z^(0) … z^(L) (HF `hidden_states`,
+    before any final norm)."""
+    states = [z]
+    for block in layers:
+        z = block(z, key_mask)
+        states.append(z)
+    return jnp.stack(states)

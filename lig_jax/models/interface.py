@@ -27,7 +27,8 @@ from typing import Protocol
 
 import jax
 
-from .common import attention_mix
+from .common import attention_mix, causal_mask, run_layers
+from .premap import Premap
 
 
 class Block(Protocol):
@@ -35,7 +36,10 @@ class Block(Protocol):
     attention_scale: float  # τ in scores = τ⟨q, k⟩
     causal: bool  # True for decoders (source i > target j gets exactly 0)
     z2u_score: str  # "l2" (encoders: ‖IG_i,:‖₂ per source) or "signed" (decoders)
-    affine_premap: bool  # premap = x @ W + b per head (post-LN encoders): premap_kernels()
+
+    def premap_parts(self) -> Premap:
+        """The token-wise pre-attention map as data (norm, projections, q/k norms, RoPE)."""
+        ...
 
     def premap(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]: ...
 
@@ -57,6 +61,10 @@ class Block(Protocol):
 
     def att(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array: ...
 
+    def att_from(self, x: jax.Array, ctx: jax.Array) -> jax.Array:
+        """Token-wise u_MLP [S, w] from block input rows x [S, d] and contexts [S, H, d_h]."""
+        ...
+
     def mlp_out(self, u: jax.Array, residual: bool = True, z: jax.Array | None = None
                 ) -> jax.Array: ...
 
@@ -67,17 +75,22 @@ class Model(Protocol):
     config: object  # has num_layers, num_heads, hidden_size, max_tokens, pad_token_id
     layers: list  # nnx.List of blocks
 
-    def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None
-                      ) -> jax.Array:
-        """[S] → [L+1, S, d]: z^(0) … z^(L] (HF `hidden_states`, before any final norm)."""
+    def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None,
+                      upto: int | None = None) -> jax.Array:
+        """[S] → [n+1, S, d]: z^(0) … z^(n), n = upto or L (HF `hidden_states`, before any
+        final norm). `LayerStackModel` implements it."""
         ...
 
 
 class FactoredBlock:
     """The boundary methods a block derives from its factors, the same way in every family
-    (mix in before `nnx.Module`). The block supplies `premap`, `attention_scale`,
+    (mix in before `nnx.Module`). The block supplies `premap_parts`, `attention_scale`,
     `attention_mask`, `attention_bias`, `project(x, ctx)` → u_MLP and `mlp_out`; a block
-    whose u_MLP is not `project(z, ctx)` (Gemma3) overrides `att` and `postmap`."""
+    whose u_MLP is not `project(z, ctx)` (Gemma3) overrides `att_from`."""
+
+    def premap(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Token-wise [S, d] → (q, k, v), each [S, H, d_h] (kv repeated to query heads)."""
+        return self.premap_parts()(x)
 
     def mix(self, z: jax.Array, key_mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
         """[S, d] → (probabilities [H, S_q, S_k], context [S, H, d_h])."""
@@ -93,10 +106,79 @@ class FactoredBlock:
         """[S, d] → [H, S_q, S_k] attention probabilities."""
         return self.mix(z, key_mask)[0]
 
+    def att_from(self, x: jax.Array, ctx: jax.Array) -> jax.Array:
+        """Token-wise (x [S, d], ctx [S, H, d_h]) → u_MLP [S, w]."""
+        return self.project(x, ctx)
+
     def att(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
         """[S, d] → u_MLP [S, w]: the ATT sub-block output."""
-        return self.project(z, self.attention_context(z, key_mask))
+        return self.att_from(z, self.attention_context(z, key_mask))
 
     def postmap(self, x: jax.Array, ctx: jax.Array, residual: bool = True) -> jax.Array:
         """Token-wise (x [S, d], ctx [S, H, d_h]) → z^(l+1) [S, d]."""
-        return self.mlp_out(self.project(x, ctx), residual)
+        return self.mlp_out(self.att_from(x, ctx), residual, x)
+
+
+class PreLNDecoderBlock(FactoredBlock):
+    """The block protocol for pre-LN decoders (GPT-2, the Llama family), in terms of the
+    hooks a subclass provides: `premap_parts`, `out_proj(ctx_flat)`, `norm_2(u)`,
+    `ffn(h)` and the attributes `num_heads`, `attention_scale`, `window` (None = plain
+    causal). Mix in before `nnx.Module`.
+
+        u  = att(z) = z + W_O·ctx + b_O          [S, d]  (u_MLP)
+        z' = mlp_out(u) = u + MLP(LN2(u))        [S, d]
+    """
+
+    causal = True
+    z2u_score = "signed"
+    num_heads: int
+    attention_scale: float
+    window: int | None = None
+
+    def out_proj(self, ctx_flat: jax.Array) -> jax.Array:
+        """[S, H·d_h] → [S, d]: W_O·ctx + b_O."""
+        raise NotImplementedError
+
+    def norm_2(self, u: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def ffn(self, h: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def attention_mask(self, s: int, key_mask: jax.Array | None) -> jax.Array:
+        """bool [S, S]: causal (and sliding window) AND key_mask[None, :]."""
+        return causal_mask(s, self.window, key_mask)
+
+    def attention_bias(self, s: int) -> None:
+        return None
+
+    def project(self, x: jax.Array, ctx: jax.Array) -> jax.Array:
+        """u = x + W_O·ctx + b_O from x [S, d] and ctx [S, H, d_h]; token-wise."""
+        return x + self.out_proj(ctx.reshape(ctx.shape[0], -1))
+
+    def mlp_out(self, u: jax.Array, residual: bool = True, z: jax.Array | None = None
+                ) -> jax.Array:
+        """[S, d] → z^(l+1) [S, d]: u + MLP(LN2(u)) (residual=False: MLP(LN2(u))). Token-wise;
+        `z` is not read by pre-LN decoders."""
+        h = self.ffn(self.norm_2(u))
+        return u + h if residual else h
+
+    def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        return self.mlp_out(self.att(z, key_mask))
+
+
+class LayerStackModel:
+    """The hidden-states loop every model shares (mix in before `nnx.Module`): the model
+    supplies `embed(input_ids)` → z^(0) [S, d] and its blocks `layers`."""
+
+    layers: list
+
+    def embed(self, input_ids: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None,
+                      upto: int | None = None) -> jax.Array:
+        """[S] → [n+1, S, d]: z^(0) … z^(n), n = `upto` (default all L blocks); z^(L) is the
+        last block's output, before any final norm (HF `hidden_states`)."""
+        blocks = list(self.layers) if upto is None else list(self.layers)[:upto]
+        return run_layers(self.embed(input_ids), blocks, key_mask)

@@ -6,31 +6,21 @@ missing and what is there. Orientation: `matrix[i][j]` = source token i → targ
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import LIGError
+from ..results import load
 
 ROUTES = ("direct", "composed")
 
 
 def load_result(source: str | Path | dict[str, Any]) -> dict[str, Any]:
-    """A result dict from a JSON file (or a dict), checked to be a lig result."""
-    name = "the result"
-    if isinstance(source, dict):
-        obj = source
-    else:
-        name = str(source)
-        try:
-            obj = json.loads(Path(source).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise LIGError(f"result file not found: {source}") from None
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise LIGError(f"{source} is not a JSON file ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0]})") from None
+    """A result dict from a JSON or .npz file (or a dict), checked to be a lig result."""
+    name = "the result" if isinstance(source, dict) else str(source)
+    obj = load(source, lists=True)
     if not isinstance(obj, dict) or not isinstance(obj.get("layers"), dict) \
             or not isinstance(obj.get("tokens"), list):
         raise LIGError(f"{name} is not a lig result (expected an object with 'tokens' and "

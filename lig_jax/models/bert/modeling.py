@@ -17,7 +17,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, LayerNorm, attention_mix
+from ..common import ACTIVATIONS, Dense, LayerNorm, attention_mix, key_rows
+from ..interface import LayerStackModel
+from ..premap import Premap, dense_heads
 
 
 @dataclass(frozen=True)
@@ -74,16 +76,11 @@ class SelfAttention(nnx.Module):
 
     def probs(self, x: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
         """Attention probabilities A[h, query, key], [H, S, S]."""
-        return attention_mix(*self.qkv(x), self.scale, _key_rows(key_mask))[0]
+        return attention_mix(*self.qkv(x), self.scale, key_rows(key_mask))[0]
 
     def __call__(self, x: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
         """Per-head context before the output projection, [S, H, d_h]."""
-        return attention_mix(*self.qkv(x), self.scale, _key_rows(key_mask))[1]
-
-
-def _key_rows(key_mask: jax.Array | None) -> jax.Array | None:
-    """[S] key mask → [1, S] (the same keys for every query), or None."""
-    return None if key_mask is None else key_mask[None, :]
+        return attention_mix(*self.qkv(x), self.scale, key_rows(key_mask))[1]
 
 
 class Attention(nnx.Module):
@@ -121,7 +118,6 @@ class PostLNBlock(nnx.Module):
 
     causal = False
     z2u_score = "l2"  # per-source ‖IG_i,:‖₂, the encoder convention (spec §4)
-    affine_premap = True
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
         self.attention = Attention(cfg, rngs=rngs)
@@ -160,25 +156,29 @@ class PostLNBlock(nnx.Module):
 
     def attention_mask(self, s: int, key_mask: jax.Array | None) -> jax.Array | None:
         """Bidirectional: only padded keys are hidden, [1, S] or None."""
-        return _key_rows(key_mask)
+        return key_rows(key_mask)
 
     def attention_bias(self, s: int) -> None:
         return None
 
     def premap(self, z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Token-wise [S, d] → (q, k, v) [S, H, d_h]; affine for post-LN encoders."""
-        return self.attention.self_attn.qkv(z)
+        return self.premap_parts()(z)
 
     def postmap(self, z: jax.Array, ctx: jax.Array, residual: bool = True) -> jax.Array:
         """Token-wise (z [S, d], ctx [S, H, d_h]) → z^(l+1) [S, d]."""
         return self.mlp(self.attention.project(z, ctx), residual)
 
-    def premap_kernels(self) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """W_Q, W_K, W_V as [d, H, d_h] (premap = x @ W + b per head)."""
+    def att_from(self, x: jax.Array, ctx: jax.Array) -> jax.Array:
+        """Token-wise u [S, d] = LN_att(x + W_O·ctx + b_O) from rows x and contexts ctx."""
+        return self.attention.project(x, ctx)
+
+    def premap_parts(self) -> Premap:
+        """Affine: x W + b per head for q, k and v (post-LN: no norm before them)."""
         sa = self.attention.self_attn
-        d = sa.query.kernel.shape[0]
-        shape = (d, sa.num_heads, sa.head_dim)
-        return tuple(m.kernel[...].reshape(shape) for m in (sa.query, sa.key, sa.value))
+        (wq, bq), (wk, bk), (wv, bv) = (dense_heads(m, sa.num_heads)
+                                        for m in (sa.query, sa.key, sa.value))
+        return Premap(None, wq, wk, wv, bq, bk, bv)
 
 
 class Embeddings(nnx.Module):
@@ -215,7 +215,7 @@ class Embeddings(nnx.Module):
         return self.project(x) if self.project is not None else x
 
 
-class EncoderModel(nnx.Module):
+class EncoderModel(LayerStackModel, nnx.Module):
     """Embeddings and a stack of `PostLNBlock`s."""
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
@@ -223,11 +223,6 @@ class EncoderModel(nnx.Module):
         self.embeddings = Embeddings(cfg, rngs=rngs)
         self.layers = nnx.List([PostLNBlock(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
 
-    def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        """[S] → [L+1, S, d]: z^(0) … z^(L) from one forward (HF `hidden_states`)."""
-        z = self.embeddings(input_ids)
-        states = [z]
-        for block in self.layers:
-            z = block(z, key_mask)
-            states.append(z)
-        return jnp.stack(states)
+    def embed(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → z^(0) [S, d]."""
+        return self.embeddings(input_ids)

@@ -29,11 +29,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, LayerNorm
-from ..interface import FactoredBlock
+from ..common import ACTIVATIONS, Dense, LayerNorm, key_rows
+from ..interface import FactoredBlock, LayerStackModel
+from ..premap import Premap, dense_heads
 
 LAYER_NORM_EPS = 1e-12  # hard-coded in HF DistilBERT (embeddings and both block norms)
 
@@ -64,11 +64,6 @@ class DistilBertConfig:
         return self.max_position_embeddings
 
 
-def key_rows(key_mask: jax.Array | None) -> jax.Array | None:
-    """Bidirectional attention: only padded keys are hidden → bool [1, S_k] or None."""
-    return None if key_mask is None else key_mask[None, :]
-
-
 class PostLNBlock(FactoredBlock, nnx.Module):
     """One post-LN encoder layer with its ATT and MLP halves exposed.
 
@@ -78,7 +73,6 @@ class PostLNBlock(FactoredBlock, nnx.Module):
 
     causal = False
     z2u_score = "l2"  # encoder convention: per-source ‖IG_i,:‖₂ (spec §4)
-    affine_premap = True
 
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int,
                  hidden_act: str, layer_norm_eps: float, *, rngs: nnx.Rngs):
@@ -98,18 +92,11 @@ class PostLNBlock(FactoredBlock, nnx.Module):
 
     # ---- the token-wise maps and the mixing inputs (FAST_PATH decomposition)
 
-    def _heads(self, t: jax.Array) -> jax.Array:
-        return t.reshape(t.shape[0], self.num_heads, self.head_dim)
-
-    def premap(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Token-wise [S, d] → (q, k, v), each [S, H, d_h] (affine: x W + b)."""
-        return self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
-
-    def premap_kernels(self) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """W_Q, W_K, W_V as [d, H, d_h] (premap = x @ W + b per head)."""
-        d = self.query.kernel.shape[0]
-        shape = (d, self.num_heads, self.head_dim)
-        return tuple(m.kernel[...].reshape(shape) for m in (self.query, self.key, self.value))
+    def premap_parts(self) -> Premap:
+        """Affine: x W + b per head for q, k and v (no norm before the projections)."""
+        (wq, bq), (wk, bk), (wv, bv) = (dense_heads(m, self.num_heads)
+                                        for m in (self.query, self.key, self.value))
+        return Premap(None, wq, wk, wv, bq, bk, bv)
 
     def attention_mask(self, s: int, key_mask: jax.Array | None) -> jax.Array | None:
         """Bidirectional: bool [1, S] hiding padded keys, or None (no padding)."""
@@ -153,7 +140,7 @@ class Embeddings(nnx.Module):
         return self.norm(self.word[...][input_ids] + self.position[...][:s])
 
 
-class DistilBertModel(nnx.Module):
+class DistilBertModel(LayerStackModel, nnx.Module):
     """Embeddings and a stack of `PostLNBlock`s (HF `DistilBertModel`)."""
 
     def __init__(self, cfg: DistilBertConfig, *, rngs: nnx.Rngs):
@@ -164,12 +151,6 @@ class DistilBertModel(nnx.Module):
                         cfg.layer_norm_eps, rngs=rngs)
             for _ in range(cfg.num_layers)])
 
-    def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None
-                      ) -> jax.Array:
-        """[S] → [L+1, S, d]: z^(0) … z^(L) (HF `hidden_states`)."""
-        z = self.embeddings(input_ids)
-        states = [z]
-        for block in self.layers:
-            z = block(z, key_mask)
-            states.append(z)
-        return jnp.stack(states)
+    def embed(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → z^(0) [S, d]."""
+        return self.embeddings(input_ids)

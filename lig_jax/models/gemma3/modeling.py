@@ -26,9 +26,11 @@ import numpy as np
 from flax import nnx
 
 from ...errors import LIGError
-from ..common import ACTIVATIONS, Dense, rms_norm
-from ..interface import FactoredBlock
-from ..rope import apply_rope, cos_sin, default_inv_freq
+from ..common import ACTIVATIONS, Dense, causal_mask
+from ..common import RMSNorm as _RMSNorm
+from ..interface import FactoredBlock, LayerStackModel
+from ..premap import Premap, dense_heads, norm_of
+from ..rope import default_inv_freq
 
 SLIDING, FULL = "sliding_attention", "full_attention"
 
@@ -68,21 +70,12 @@ class Gemma3Config:
         return float(self.query_pre_attn_scalar) ** -0.5
 
 
-class RMSNorm(nnx.Module):
+class RMSNorm(_RMSNorm):
     """Gemma RMSNorm over the last axis: x·(1/√(mean x² + ε))·(1 + scale), in at least
-    float32 (bfloat16 inputs are upcast as HF does; float64 stays float64).
-
-    `scale` holds HF's raw `weight` (0 = identity scaling).
-    """
+    float32 (bfloat16 inputs are upcast as HF does). `scale` holds HF's raw `weight`."""
 
     def __init__(self, dim: int, eps: float):
-        self.scale = nnx.Param(jnp.zeros((dim,)))
-        self.eps = eps
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        dtype = jnp.promote_types(x.dtype, jnp.float32)
-        y = rms_norm(x.astype(dtype), self.scale[...].astype(dtype), self.eps, offset=1.0)
-        return y.astype(x.dtype)
+        super().__init__(dim, eps, offset=1.0, upcast=True)
 
 
 class Attention(nnx.Module):
@@ -107,29 +100,18 @@ class Attention(nnx.Module):
         self.inv_freq = tuple(float(x) for x in inv.astype(np.float32))
         self.scale = cfg.attention_scale
 
-    def qkv(self, h: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Normed rows h [S, d] → q, k, v [S, H, d_h] (kv groups repeated to query heads)."""
-        s = h.shape[0]
-        q = self.q_norm(self.q_proj(h).reshape(s, self.num_heads, self.head_dim))
-        k = self.k_norm(self.k_proj(h).reshape(s, self.num_kv_heads, self.head_dim))
-        v = self.v_proj(h).reshape(s, self.num_kv_heads, self.head_dim)
-        cos, sin = cos_sin(np.asarray(self.inv_freq, np.float32), s)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        rep = self.num_heads // self.num_kv_heads
-        if rep > 1:
-            k, v = jnp.repeat(k, rep, axis=1), jnp.repeat(v, rep, axis=1)
-        return q, k, v
+    def premap_parts(self, norm: _RMSNorm) -> Premap:
+        """Input norm `norm`, projections, q/k norms over d_h, RoPE, GQA."""
+        (wq, bq), (wk, bk), (wv, bv) = (dense_heads(m, n) for m, n in (
+            (self.q_proj, self.num_heads), (self.k_proj, self.num_kv_heads),
+            (self.v_proj, self.num_kv_heads)))
+        return Premap(norm_of(norm, "rms"), wq, wk, wv, bq, bk, bv,
+                      q_norm=norm_of(self.q_norm, "rms"), k_norm=norm_of(self.k_norm, "rms"),
+                      inv_freq=self.inv_freq)
 
     def mask(self, s: int, key_mask: jax.Array | None = None) -> jax.Array:
         """bool [S_q, S_k]: causal (full) or 0 ≤ i − k < window (sliding), AND key_mask."""
-        i = jnp.arange(s)[:, None]
-        k = jnp.arange(s)[None, :]
-        allowed = k <= i
-        if self.sliding_window is not None:
-            allowed = allowed & (i - k < self.sliding_window)
-        if key_mask is not None:
-            allowed = allowed & jnp.asarray(key_mask, dtype=bool)[None, :]
-        return allowed
+        return causal_mask(s, self.sliding_window, key_mask)
 
 
 class MLP(nnx.Module):
@@ -151,7 +133,6 @@ class PrePostLNBlock(FactoredBlock, nnx.Module):
 
     causal = True
     z2u_score = "signed"
-    affine_premap = False
 
     def __init__(self, cfg: Gemma3Config, layer: int, *, rngs: nnx.Rngs):
         d, eps = cfg.hidden_size, cfg.rms_norm_eps
@@ -174,9 +155,9 @@ class PrePostLNBlock(FactoredBlock, nnx.Module):
     def is_sliding(self) -> bool:
         return self.self_attn.is_sliding
 
-    def premap(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """[S, d] → (q, k, v), each [S, H, d_h]: input norm, projections, q/k norms, RoPE, GQA."""
-        return self.self_attn.qkv(self.input_layernorm(x))
+    def premap_parts(self) -> Premap:
+        """Input norm, projections, q/k norms, RoPE, GQA (`Attention.premap_parts`)."""
+        return self.self_attn.premap_parts(self.input_layernorm)
 
     def attention_mask(self, s: int, key_mask: jax.Array | None = None) -> jax.Array:
         """bool [S, S] (query, key): causal or sliding-window causal, AND key_mask[None, :]."""
@@ -185,9 +166,8 @@ class PrePostLNBlock(FactoredBlock, nnx.Module):
     def attention_bias(self, s: int) -> None:
         return None
 
-    def att(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        """[S, d] → u_MLP [S, H·d_h]: all heads concatenated before o_proj."""
-        ctx = self.attention_context(z, key_mask)
+    def att_from(self, x: jax.Array, ctx: jax.Array) -> jax.Array:
+        """u_MLP [S, H·d_h]: all heads concatenated before o_proj (x is not read)."""
         return ctx.reshape(ctx.shape[0], -1)
 
     def mlp_out(self, u: jax.Array, residual: bool = True, z: jax.Array | None = None
@@ -203,15 +183,11 @@ class PrePostLNBlock(FactoredBlock, nnx.Module):
         m = self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(p)))
         return p + m if residual else m
 
-    def postmap(self, x: jax.Array, ctx: jax.Array, residual: bool = True) -> jax.Array:
-        """Token-wise (x [S, d], ctx [S, H, d_h]) → z^(l+1) [S, d]."""
-        return self.mlp_out(ctx.reshape(ctx.shape[0], -1), residual, x)
-
     def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
         return self.postmap(z, self.attention_context(z, key_mask))
 
 
-class Gemma3Model(nnx.Module):
+class Gemma3Model(LayerStackModel, nnx.Module):
     """Scaled token embeddings and a stack of `PrePostLNBlock`s (+ the unused final norm)."""
 
     def __init__(self, cfg: Gemma3Config, *, rngs: nnx.Rngs):
@@ -237,12 +213,3 @@ class Gemma3Model(nnx.Module):
     def final_norm(self, z: jax.Array) -> jax.Array:
         """The stack's final RMSNorm (HF `norm`), [S, d] → [S, d]; not part of any z^(l)."""
         return self.norm(z)
-
-    def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        """[S] → [L+1, S, d]: z^(0) (scaled embeddings) … z^(L) (last block, before `norm`)."""
-        z = self.embed(input_ids)
-        states = [z]
-        for block in self.layers:
-            z = block(z, key_mask)
-            states.append(z)
-        return jnp.stack(states)

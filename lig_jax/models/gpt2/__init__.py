@@ -7,19 +7,8 @@ from typing import Any
 from flax import nnx
 
 from ...errors import LIGError
-from ..common import check_activation, check_heads
-from .modeling import GPT2Block, GPT2Config, GPT2Model, PreLNDecoderBlock
-
-
-def pad_token_id(hf: Any) -> int:
-    """pad_token_id, else eos_token_id (the first of a list), else 0."""
-    for name in ("pad_token_id", "eos_token_id"):
-        value = getattr(hf, name, None)
-        if isinstance(value, list | tuple):
-            value = value[0] if value else None
-        if value is not None:
-            return int(value)
-    return 0
+from ..common import check_activation, check_heads, pad_token_id
+from .modeling import GPT2Block, GPT2Config, GPT2Model
 
 
 def read_config(hf: Any) -> GPT2Config:
@@ -50,5 +39,4 @@ def build(cfg: GPT2Config, rngs: nnx.Rngs) -> GPT2Model:
     return GPT2Model(cfg, rngs=rngs)
 
 
-__all__ = ["GPT2Block", "GPT2Config", "GPT2Model", "PreLNDecoderBlock", "build",
-           "pad_token_id", "read_config"]
+__all__ = ["GPT2Block", "GPT2Config", "GPT2Model", "build", "read_config"]

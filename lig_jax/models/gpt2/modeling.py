@@ -1,4 +1,4 @@
-"""Flax NNX modules for GPT-2, and the pre-LN decoder block shared with the Llama family.
+"""Flax NNX modules for GPT-2 (a pre-LN decoder, `interface.PreLNDecoderBlock`).
 
 A pre-LN decoder block maps z^(l) [S, d] → z^(l+1) [S, d] (spec §1):
 
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from ..common import ACTIVATIONS, Dense, LayerNorm
-from ..interface import FactoredBlock
+from ..interface import LayerStackModel, PreLNDecoderBlock
+from ..premap import Premap, fused_heads, norm_of
 
 
 @dataclass(frozen=True)
@@ -58,68 +58,6 @@ class GPT2Config:
         return self.max_position_embeddings
 
 
-def decoder_mask(s: int, window: int | None, key_mask: jax.Array | None) -> jax.Array:
-    """bool [S_q, S_k]: key k visible from query q iff k ≤ q (and q − k < window) and
-    key_mask[k]. HF's sliding window keeps kv_idx > q_idx − window, i.e. q − k < window."""
-    q = np.arange(s)[:, None]
-    k = np.arange(s)[None, :]
-    allowed = k <= q
-    if window is not None:
-        allowed &= (q - k) < window
-    mask = jnp.asarray(allowed)
-    if key_mask is not None:
-        mask = mask & jnp.asarray(key_mask, bool)[None, :]
-    return mask
-
-
-class PreLNDecoderBlock(FactoredBlock, nnx.Module):
-    """The block protocol (`interface.Block`) for pre-LN decoders, in terms of five hooks a
-    subclass provides: `premap`, `out_proj(ctx_flat)`, `norm_2(u)`, `ffn(h)` and the
-    attributes `num_heads`, `attention_scale`, `window` (None = plain causal)."""
-
-    causal = True
-    z2u_score = "signed"
-    affine_premap = False
-    num_heads: int
-    attention_scale: float
-    window: int | None = None
-
-    def premap(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Token-wise [S, d] → (q, k, v), each [S, H, d_h] (one slot per query head)."""
-        raise NotImplementedError
-
-    def out_proj(self, ctx_flat: jax.Array) -> jax.Array:
-        """[S, H·d_h] → [S, d]: W_O·ctx + b_O."""
-        raise NotImplementedError
-
-    def norm_2(self, u: jax.Array) -> jax.Array:
-        raise NotImplementedError
-
-    def ffn(self, h: jax.Array) -> jax.Array:
-        raise NotImplementedError
-
-    def attention_mask(self, s: int, key_mask: jax.Array | None) -> jax.Array:
-        """bool [S, S]: causal (and sliding window) AND key_mask[None, :]."""
-        return decoder_mask(s, self.window, key_mask)
-
-    def attention_bias(self, s: int) -> None:
-        return None
-
-    def project(self, x: jax.Array, ctx: jax.Array) -> jax.Array:
-        """u = x + W_O·ctx + b_O from x [S, d] and ctx [S, H, d_h]; token-wise."""
-        return x + self.out_proj(ctx.reshape(ctx.shape[0], -1))
-
-    def mlp_out(self, u: jax.Array, residual: bool = True, z: jax.Array | None = None
-                ) -> jax.Array:
-        """[S, d] → z^(l+1) [S, d]: u + MLP(LN2(u)) (residual=False: MLP(LN2(u))). Token-wise;
-        `z` is not read by pre-LN decoders."""
-        h = self.ffn(self.norm_2(u))
-        return u + h if residual else h
-
-    def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        return self.mlp_out(self.att(z, key_mask))
-
-
 class GPT2Attention(nnx.Module):
     """HF `attn`: fused q|k|v projection `c_attn` and output projection `c_proj`."""
 
@@ -141,7 +79,7 @@ class GPT2MLP(nnx.Module):
         return self.c_proj(ACTIVATIONS[self.activation](self.c_fc(x)))
 
 
-class GPT2Block(PreLNDecoderBlock):
+class GPT2Block(PreLNDecoderBlock, nnx.Module):
     """One GPT-2 layer (HF `h.{l}`) with its ATT and MLP halves exposed."""
 
     def __init__(self, cfg: GPT2Config, layer_idx: int, *, rngs: nnx.Rngs):
@@ -157,12 +95,10 @@ class GPT2Block(PreLNDecoderBlock):
         self.attention_scale = scale
         self.window = None
 
-    def premap(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Token-wise [S, d] → (q, k, v) [S, H, d_h]: ln_1, then c_attn split q | k | v."""
-        qkv = self.attn.c_attn(self.ln_1(x))
-        shape = (x.shape[0], self.num_heads, self.head_dim)
-        q, k, v = jnp.split(qkv, 3, axis=-1)
-        return q.reshape(shape), k.reshape(shape), v.reshape(shape)
+    def premap_parts(self) -> Premap:
+        """ln_1, then c_attn split q | k | v (heads contiguous inside each third)."""
+        (wq, bq), (wk, bk), (wv, bv) = fused_heads(self.attn.c_attn, 3, self.num_heads)
+        return Premap(norm_of(self.ln_1, "layer"), wq, wk, wv, bq, bk, bv)
 
     def out_proj(self, ctx_flat: jax.Array) -> jax.Array:
         return self.attn.c_proj(ctx_flat)
@@ -174,7 +110,7 @@ class GPT2Block(PreLNDecoderBlock):
         return self.mlp(h)
 
 
-class GPT2Model(nnx.Module):
+class GPT2Model(LayerStackModel, nnx.Module):
     """Token + position embeddings and a stack of `GPT2Block`s (no final ln_f)."""
 
     def __init__(self, cfg: GPT2Config, *, rngs: nnx.Rngs):
@@ -188,12 +124,3 @@ class GPT2Model(nnx.Module):
     def embed(self, input_ids: jax.Array) -> jax.Array:
         """[S] int → z^(0) [S, d] = wte[ids] + wpe[0 … S−1]."""
         return self.wte[...][input_ids] + self.wpe[...][jnp.arange(input_ids.shape[0])]
-
-    def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        """[S] → [L+1, S, d]: z^(0) … z^(L), z^(L) = the last block's output (before ln_f)."""
-        z = self.embed(input_ids)
-        states = [z]
-        for block in self.layers:
-            z = block(z, key_mask)
-            states.append(z)
-        return jnp.stack(states)

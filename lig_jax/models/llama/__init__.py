@@ -7,8 +7,7 @@ from typing import Any
 from flax import nnx
 
 from ...errors import LIGError
-from ..common import check_activation
-from ..gpt2 import pad_token_id
+from ..common import check_activation, pad_token_id
 from ..rope import ROPE_TYPES, inverse_frequencies, rope_parameters
 from .modeling import LlamaBlock, LlamaConfig, LlamaModel
 

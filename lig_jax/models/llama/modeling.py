@@ -24,13 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, rms_norm
-from ..gpt2.modeling import PreLNDecoderBlock
-from ..rope import apply_rope, cos_sin
+from ..common import ACTIVATIONS, Dense, RMSNorm
+from ..interface import LayerStackModel, PreLNDecoderBlock
+from ..premap import Premap, dense_heads, norm_of
 
 
 @dataclass(frozen=True)
@@ -63,17 +61,6 @@ class LlamaConfig:
         return self.max_position_embeddings
 
 
-class RMSNorm(nnx.Module):
-    """x / sqrt(mean x² + eps) · scale over the last axis (HF LlamaRMSNorm)."""
-
-    def __init__(self, dim: int, eps: float):
-        self.scale = nnx.Param(jnp.ones((dim,)))
-        self.eps = eps
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return rms_norm(x, self.scale[...], self.eps)
-
-
 class LlamaAttention(nnx.Module):
     """HF `self_attn`: q/k/v/o projections (the RoPE and mixing live in the block)."""
 
@@ -99,7 +86,7 @@ class LlamaMLP(nnx.Module):
         return self.down_proj(ACTIVATIONS[self.activation](self.gate_proj(x)) * self.up_proj(x))
 
 
-class LlamaBlock(PreLNDecoderBlock):
+class LlamaBlock(PreLNDecoderBlock, nnx.Module):
     """One Llama/Mistral/Qwen2 decoder layer with its ATT and MLP halves exposed."""
 
     def __init__(self, cfg: LlamaConfig, layer_idx: int, *, rngs: nnx.Rngs):
@@ -114,25 +101,14 @@ class LlamaBlock(PreLNDecoderBlock):
         self.inv_freq = cfg.inv_freq
         self.window = cfg.sliding_windows[layer_idx]
 
-    def rope(self, s: int) -> tuple[np.ndarray, np.ndarray]:
-        """(cos, sin) float32 [S, d_h] at positions 0 … S−1."""
-        return cos_sin(np.asarray(self.inv_freq, np.float32), s)
-
-    def premap(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Token-wise [S, d] → (q, k, v) [S, H, d_h]: RMSNorm, projections, RoPE on q and k,
-        kv groups repeated to their query heads (head h reads group h // (H/G))."""
-        s = x.shape[0]
-        h = self.input_layernorm(x)
+    def premap_parts(self) -> Premap:
+        """RMSNorm, q/k/v projections (H query heads, G kv groups), RoPE on q and k."""
         attn = self.self_attn
-        q = attn.q_proj(h).reshape(s, self.num_heads, self.head_dim)
-        k = attn.k_proj(h).reshape(s, self.num_kv_heads, self.head_dim)
-        v = attn.v_proj(h).reshape(s, self.num_kv_heads, self.head_dim)
-        cos, sin = self.rope(s)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        rep = self.num_heads // self.num_kv_heads
-        if rep > 1:
-            k, v = jnp.repeat(k, rep, axis=1), jnp.repeat(v, rep, axis=1)
-        return q, k, v
+        (wq, bq), (wk, bk), (wv, bv) = (dense_heads(m, n) for m, n in (
+            (attn.q_proj, self.num_heads), (attn.k_proj, self.num_kv_heads),
+            (attn.v_proj, self.num_kv_heads)))
+        return Premap(norm_of(self.input_layernorm, "rms"), wq, wk, wv, bq, bk, bv,
+                      inv_freq=self.inv_freq)
 
     def out_proj(self, ctx_flat: jax.Array) -> jax.Array:
         return self.self_attn.o_proj(ctx_flat)
@@ -144,7 +120,7 @@ class LlamaBlock(PreLNDecoderBlock):
         return self.mlp(h)
 
 
-class LlamaModel(nnx.Module):
+class LlamaModel(LayerStackModel, nnx.Module):
     """Token embeddings (unscaled) and a stack of `LlamaBlock`s (no final norm)."""
 
     def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
@@ -156,12 +132,3 @@ class LlamaModel(nnx.Module):
     def embed(self, input_ids: jax.Array) -> jax.Array:
         """[S] int → z^(0) [S, d] = embed_tokens[ids]."""
         return self.embed_tokens[...][input_ids]
-
-    def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-        """[S] → [L+1, S, d]: z^(0) … z^(L), z^(L) = the last block's output (before norm)."""
-        z = self.embed(input_ids)
-        states = [z]
-        for block in self.layers:
-            z = block(z, key_mask)
-            states.append(z)
-        return jnp.stack(states)

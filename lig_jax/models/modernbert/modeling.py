@@ -25,8 +25,8 @@ LIG boundaries:
   residual (width d; "per head" = contiguous d_h slices); mlp_out(u, residual) =
   u + mlp(mlp_norm(u)), without `u +` when residual=False.
 
-The premap (norm, projection, RoPE) is not an affine map with one kernel for all tokens,
-so `affine_premap` is False. z^(L) is the last block's output; HF's last `hidden_states`
+The premap (norm, projection, RoPE) is not affine (except in layer 0, which has no
+attn_norm, but still rotates). z^(L) is the last block's output; HF's last `hidden_states`
 entry has `final_norm` applied on top, which we do not model.
 """
 
@@ -36,12 +36,12 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, LayerNorm
-from ..interface import FactoredBlock
-from ..rope import apply_rope, cos_sin, default_inv_freq
+from ..common import ACTIVATIONS, Dense, LayerNorm, key_rows, window_mask
+from ..interface import FactoredBlock, LayerStackModel
+from ..premap import Premap, fused_heads, norm_of
+from ..rope import default_inv_freq
 
 GLOBAL, LOCAL = "full_attention", "sliding_attention"
 
@@ -77,18 +77,11 @@ class ModernBertConfig:
         return self.max_position_embeddings
 
 
-def window_mask(s: int, half_window: int) -> np.ndarray:
-    """bool [S_q, S_k]: True where |query − key| ≤ half_window."""
-    pos = np.arange(s)
-    return np.abs(pos[:, None] - pos[None, :]) <= half_window
-
-
 class ModernBertBlock(FactoredBlock, nnx.Module):
     """One pre-LN ModernBERT layer with its ATT and MLP halves exposed."""
 
     causal = False
     z2u_score = "l2"  # encoder convention: per-source ‖IG_i,:‖₂ (spec §4)
-    affine_premap = False  # LayerNorm and RoPE sit inside the premap
 
     def __init__(self, cfg: ModernBertConfig, layer: int, *, rngs: nnx.Rngs):
         d, w = cfg.hidden_size, cfg.intermediate_size
@@ -105,28 +98,24 @@ class ModernBertBlock(FactoredBlock, nnx.Module):
         self.attention_scale = float(self.head_dim) ** -0.5
         self.layer_type = cfg.layer_types[layer]
         self.sliding = self.layer_type == LOCAL
-        self.rope_theta = cfg.local_rope_theta if self.sliding else cfg.global_rope_theta
+        theta = cfg.local_rope_theta if self.sliding else cfg.global_rope_theta
+        self.inv_freq = tuple(float(x) for x in default_inv_freq(self.head_dim, theta))
         self.half_window = cfg.local_attention // 2
 
     # ---- the token-wise maps and the mixing inputs (FAST_PATH decomposition)
 
-    def premap(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Token-wise [S, d] → (q, k, v) [S, H, d_h]: attn_norm, Wqkv, RoPE on q and k."""
-        s = x.shape[0]
-        h = x if self.attn_norm is None else self.attn_norm(x)
-        qkv = self.wqkv(h).reshape(s, 3, self.num_heads, self.head_dim)
-        cos, sin = cos_sin(default_inv_freq(self.head_dim, self.rope_theta), s)
-        q = apply_rope(qkv[:, 0], cos, sin)
-        k = apply_rope(qkv[:, 1], cos, sin)
-        return q, k, qkv[:, 2]
+    def premap_parts(self) -> Premap:
+        """attn_norm (none in layer 0), Wqkv split [q heads | k heads | v heads], RoPE."""
+        (wq, bq), (wk, bk), (wv, bv) = fused_heads(self.wqkv, 3, self.num_heads)
+        norm = None if self.attn_norm is None else norm_of(self.attn_norm, "layer")
+        return Premap(norm, wq, wk, wv, bq, bk, bv, inv_freq=self.inv_freq)
 
     def attention_mask(self, s: int, key_mask: jax.Array | None) -> jax.Array | None:
         """Global layers: bool [1, S] hiding padded keys, or None; local layers: the
         sliding window [S, S] (and the padded keys)."""
         if not self.sliding:
-            return None if key_mask is None else key_mask[None, :]
-        mask = jnp.asarray(window_mask(s, self.half_window))
-        return mask if key_mask is None else mask & key_mask[None, :]
+            return key_rows(key_mask)
+        return window_mask(s, self.half_window, key_mask)
 
     def attention_bias(self, s: int) -> None:
         """No additive score bias (positions enter through RoPE)."""
@@ -168,7 +157,7 @@ class Embeddings(nnx.Module):
         return self.norm(self.tok[...][input_ids])
 
 
-class ModernBertModel(nnx.Module):
+class ModernBertModel(LayerStackModel, nnx.Module):
     """Embeddings and a stack of `ModernBertBlock`s (HF `ModernBertModel` without
     `final_norm`)."""
 
@@ -178,12 +167,6 @@ class ModernBertModel(nnx.Module):
         self.layers = nnx.List([ModernBertBlock(cfg, l, rngs=rngs)
                                 for l in range(cfg.num_layers)])
 
-    def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None
-                      ) -> jax.Array:
-        """[S] → [L+1, S, d]: z^(0) … z^(L), z^(L) before `final_norm`."""
-        z = self.embeddings(input_ids)
-        states = [z]
-        for block in self.layers:
-            z = block(z, key_mask)
-            states.append(z)
-        return jnp.stack(states)
+    def embed(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → z^(0) [S, d]."""
+        return self.embeddings(input_ids)

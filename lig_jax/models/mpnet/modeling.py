@@ -41,6 +41,7 @@ from flax import nnx
 
 from ..common import LayerNorm
 from ..distilbert.modeling import PostLNBlock
+from ..interface import LayerStackModel
 
 NUM_BUCKETS = 32  # what HF's compute_position_bias always passes
 MAX_DISTANCE = 128
@@ -131,7 +132,7 @@ class Embeddings(nnx.Module):
         return self.norm(x)
 
 
-class MPNetModel(nnx.Module):
+class MPNetModel(LayerStackModel, nnx.Module):
     """Embeddings and a stack of `MPNetBlock`s (HF `MPNetModel` without the pooler)."""
 
     def __init__(self, cfg: MPNetConfig, *, rngs: nnx.Rngs):
@@ -139,12 +140,6 @@ class MPNetModel(nnx.Module):
         self.embeddings = Embeddings(cfg, rngs=rngs)
         self.layers = nnx.List([MPNetBlock(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
 
-    def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None
-                      ) -> jax.Array:
-        """[S] → [L+1, S, d]: z^(0) … z^(L) (HF `hidden_states`)."""
-        z = self.embeddings(input_ids)
-        states = [z]
-        for block in self.layers:
-            z = block(z, key_mask)
-            states.append(z)
-        return jnp.stack(states)
+    def embed(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → z^(0) [S, d]."""
+        return self.embeddings(input_ids)

@@ -1,0 +1,646 @@
+"""ITB integrands for every premap (affine, LayerNorm/RMSNorm first, q/k norms, RoPE, GQA).
+
+Under the ITB baseline target j's path is x_i(α) = z_j + α D_ij, D_ij = z_i − z_j, for
+every row i: nothing is shared between targets, and a generic implementation projects
+all S rows per (target, node). Here the premap is decomposed once per sentence
+(docs/method.md, "ITB for norm-first blocks"):
+
+    input norm     h_i(α) = a_ji(α) n_j + b_ji(α) (n_i − n_j) + β
+                   n = γ ⊙ centred z (LayerNorm) | γ ⊙ z (RMSNorm) | z (none, a = 1, b = α);
+                   a = 1/σ_ji(α), b = α/σ_ji(α), σ² = the norm's variance of z_j + α D_ij,
+                   read from the Gram matrix of the (centred) rows
+    projections    k̃_i = a N_j + b (N_i − N_j) + c_K,  N = n W_K,  c_K = β W_K + b_K  (v alike)
+    k norm         k̂_i = k̃_i / ρ_ji(α), ρ² from the Gram of N per kv group (Gemma3)
+    RoPE           k_i = R_i k̂_i; q_j is fixed along j's own path (row j does not move)
+
+so every score is s^h_ji(α) = τ(κ_a Q^j + κ_b (Q^i − Q^j) + κ_c Q^c) with three α-free
+arrays Q^j = ⟨q_j, R_i N_j⟩, Q^i = ⟨q_j, R_i N_i⟩, Q^c = ⟨q_j, R_i c_K⟩ per (head, j, i),
+made once per target chunk, and scalar coefficients κ(α) per (j, i). A node then costs
+O(H·T·S·d_h) (the context and one cotangent contraction) plus one one-token pass of the
+post-attention map per target, whatever the length. The terms are FAST_PATH §2(c):
+G_ij = Σ_h A^h_ji V̇^h_ji + β^h_ji K̇^h_ji, with the α-derivatives of the coefficients
+from one forward-mode pass of a scalar function of α; G_jj = 0 exactly (Δ_j = 0).
+
+Shapes: targets T (one chunk), sources S, selected heads Hs, head width e.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from ..ig import safe_norm
+from ..models.common import PRECISION
+from ..models.premap import Premap
+from ..models.rope import rotate_half
+from . import l2
+from .integrand import Integrand
+
+
+def _es(spec: str, *xs: jax.Array) -> jax.Array:
+    return jnp.einsum(spec, *xs, precision=PRECISION)
+
+
+def layer_pieces(pm: Premap, z: jax.Array) -> dict[str, jax.Array]:
+    """What every target of one sentence shares: the (centred) rows, their squared norms,
+    n W_K and n W_V per kv group, the projected norm bias c_K, c_V and the queries of z."""
+    zc = z
+    if pm.norm is not None and pm.norm.kind == "layer":
+        zc = z - jnp.mean(z, axis=-1, keepdims=True)
+    n = zc if pm.norm is None else zc * pm.norm.gamma
+    g, e = pm.wk.shape[1:]
+    out = {"zc": zc, "sq": jnp.sum(zc * zc, axis=-1),
+           "nk": _es("sd,dge->sge", n, pm.wk), "nv": _es("sd,dge->sge", n, pm.wv),
+           "q": pm(z)[0]}
+    for name, w, b in (("ck", pm.wk, pm.bk), ("cv", pm.wv, pm.bv)):
+        c = jnp.zeros((g, e), z.dtype)
+        if pm.norm is not None and pm.norm.bias is not None:
+            c = c + _es("d,dge->ge", pm.norm.bias.astype(z.dtype), w)
+        out[name] = c if b is None else c + b
+    return out
+
+
+def _rope_dot(u: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """⟨q_t, R_i k_t⟩ for all i, given u = (q ⊙ k, q ⊙ rotate_half(k)) stacked on axis 0:
+    [2, T, Hs, e] × cos, sin [S, e] → [Hs, T, S]."""
+    return _es("the,ie->hti", u[0], cos) + _es("the,ie->hti", u[1], sin)
+
+
+BLOCK = 128  # sources per block of the two-pass (online-softmax) evaluation
+
+
+def chunk_pieces(pm: Premap, shared: dict, targets: jax.Array, heads: jax.Array,
+                 s: int, tau: float) -> dict[str, jax.Array]:
+    """The α-free arrays of one target chunk: τQ^j, τ(Q^i − Q^j), τQ^c [Hs, T, S] (see the
+    module doc; [Hs, T, 1] where they do not depend on i, without RoPE), the values in
+    head-major layout, the Gram rows of the targets [T, S] and, with a k norm, of N."""
+    grp = heads // pm.repeat  # kv group of each selected head
+    q = shared["q"][targets][:, heads]  # [T, Hs, e]
+    nk, ck = shared["nk"][:, grp], shared["ck"][grp]  # [S, Hs, e], [Hs, e]
+    k1 = nk if pm.k_norm is None else nk * pm.k_norm.gamma
+    c1 = ck if pm.k_norm is None else ck * pm.k_norm.gamma
+    k1_t = k1[targets]
+    rope = pm.rope(s)
+    if rope is None:
+        qj = _es("the,the->ht", q, k1_t)[..., None]
+        qc = _es("the,he->ht", q, c1)[..., None]
+        qi = _es("the,ihe->hti", q, k1)
+    else:
+        cos, sin = (jnp.asarray(a, z_dtype(shared)) for a in rope)
+        qj = _rope_dot(jnp.stack([q * k1_t, q * rotate_half(k1_t)]), cos, sin)
+        c1b = jnp.broadcast_to(c1, q.shape)
+        qc = _rope_dot(jnp.stack([q * c1b, q * rotate_half(c1b)]), cos, sin)
+        qi = _es("the,ihe->hti", q, k1 * cos[:, None] + rotate_half(k1) * sin[:, None])
+    zc, sq = shared["zc"], shared["sq"]
+    nv = shared["nv"][:, grp]  # [S, Hs, e]
+    out = {"targets": targets, "heads": heads, "q": q, "qj": tau * qj, "qd": tau * (qi - qj),
+           "qc": tau * qc, "gram": _es("td,sd->ts", zc[targets], zc), "sq_t": sq[targets],
+           "sq_i": sq, "nv": jnp.transpose(nv, (1, 0, 2)),
+           "nv_t": jnp.transpose(nv[targets], (1, 0, 2)), "cv": shared["cv"][grp]}
+    if pm.k_norm is not None:
+        ksq, kc = _es("she,she->hs", nk, nk), _es("she,he->hs", nk, ck)  # ⟨N_i, N_i⟩, ⟨N_i, c_K⟩
+        out.update(kgram=_es("the,she->hts", nk[targets], nk), ksq_i=ksq, ksq_t=ksq[:, targets],
+                   kc_i=kc, kc_t=kc[:, targets], cc=_es("he,he->h", ck, ck))
+    return out
+
+
+# The arrays of a chunk that run along the sources (axis, and whether it may be 1 wide).
+SOURCE_AXES = {"qj": 2, "qd": 2, "qc": 2, "gram": 1, "sq_i": 0, "nv": 1, "kgram": 2,
+               "ksq_i": 1, "kc_i": 1, "mask": 2, "bias": 2, "kq": 2,
+               # a step's node coefficients (`with_coefficients`): [k, T, S] / [Hs, k, T, S]
+               "a": 2, "b": 2, "da": 2, "db": 2, "ka": 3, "kb": 3, "kc": 3, "dka": 3,
+               "dkb": 3, "dkc": 3}
+COEFFICIENTS = ("a", "b", "ka", "kb", "kc")
+
+
+def source_view(chunk: dict, start, size: int) -> dict:
+    """The chunk restricted to sources [start, start + size): every source-axis array
+    sliced (a 1-wide axis — Q^j, Q^c without RoPE — stays as it is); `src` their indices."""
+    out = {}
+    for k, v in chunk.items():
+        axis = SOURCE_AXES.get(k)
+        if v is None or axis is None or v.shape[axis] == 1:
+            out[k] = v
+        else:
+            out[k] = jax.lax.dynamic_slice_in_dim(v, start, size, axis)
+    out["src"] = start + jnp.arange(size)
+    return out
+
+
+def pad_sources(chunk: dict, size: int) -> dict:
+    """Pad every source-axis array to `size` sources (hidden: mask False, Gram 0)."""
+    out = dict(chunk)
+    for k, axis in SOURCE_AXES.items():
+        v = chunk.get(k)
+        if v is None or v.shape[axis] == 1 or v.shape[axis] == size:
+            continue
+        pad = [(0, 0)] * v.ndim
+        pad[axis] = (0, size - v.shape[axis])
+        out[k] = jnp.pad(v, pad, constant_values=False if k == "mask" else 0)
+    return out
+
+
+def z_dtype(shared: dict) -> jnp.dtype:
+    return shared["zc"].dtype
+
+
+def coefficients(pm: Premap, v: dict, alpha: jax.Array, d: int) -> dict:
+    """a, b [T, B] of the input norm at node α for the view's sources and, with a k norm,
+    κ_a, κ_b, κ_c [Hs, T, B] of the keys (without one the keys' coefficients are a, b, 1)."""
+    gji = v["gram"]
+    if pm.norm is None:
+        a = jnp.ones(gji.shape, gji.dtype)
+        b = jnp.full(gji.shape, alpha, gji.dtype)
+    else:
+        gjj, gii = v["sq_t"][:, None], v["sq_i"][None, :]
+        ms = (gjj + 2 * alpha * (gji - gjj) + alpha * alpha * (gii - 2 * gji + gjj)) / d
+        a = 1.0 / jnp.sqrt(ms + pm.norm.eps)
+        b = alpha * a
+    if pm.k_norm is None:
+        return {"a": a, "b": b}
+    kjj, kji, kii = v["ksq_t"][..., None], v["kgram"], v["ksq_i"][:, None, :]
+    cj, ci = v["kc_t"][..., None], v["kc_i"][:, None, :]
+    e = pm.wk.shape[-1]
+    a_, b_ = a[None], b[None]
+    norm2 = (a_ * a_ * kjj + 2 * a_ * b_ * (kji - kjj) + b_ * b_ * (kii - 2 * kji + kjj)
+             + 2 * a_ * cj + 2 * b_ * (ci - cj) + v["cc"][:, None, None])
+    inv = 1.0 / jnp.sqrt(norm2 / e + pm.k_norm.eps)
+    return {"a": a, "b": b, "ka": a_ * inv, "kb": b_ * inv, "kc": inv}
+
+
+def node_coefficients(pm: Premap, v: dict, alphas: jax.Array, d: int,
+                      tangents: bool = True) -> tuple[dict, dict | None]:
+    """The coefficients at k nodes and their α-derivatives (one forward-mode pass):
+    a, b [k, T, B]; κ [Hs, k, T, B] (head-major, like every per-head array here)."""
+    def one(alpha):
+        if not tangents:
+            return coefficients(pm, v, alpha, d), None
+        return jax.jvp(lambda al: coefficients(pm, v, al, d), (alpha,),
+                       (jnp.ones_like(alpha),))
+
+    co, dco = jax.vmap(one)(alphas)
+
+    def heads_first(c: dict | None) -> dict | None:
+        if c is None:
+            return None
+        return {k: (jnp.swapaxes(x, 0, 1) if k in ("ka", "kb", "kc") else x)
+                for k, x in c.items()}
+
+    return heads_first(co), heads_first(dco)
+
+
+def with_coefficients(pm: Premap, chunk: dict, alphas: jax.Array, d: int,
+                      tangents: bool = True) -> dict:
+    """The chunk plus one step's coefficients (and α-derivatives, "d…") along all its
+    sources, computed once per step: block loops then only slice them (computed inside
+    the loops' fused kernels, they would be re-evaluated for every head)."""
+    co, dco = node_coefficients(pm, chunk, alphas, d, tangents)
+    out = {**chunk, **co}
+    if dco is not None:
+        out.update({f"d{k}": v for k, v in dco.items()})
+    return out
+
+
+def _co(v: dict, prefix: str = "") -> dict:
+    """The coefficients (prefix "") or their tangents ("d") of a view."""
+    return {k: v[prefix + k] for k in COEFFICIENTS if prefix + k in v}
+
+
+def _scores(v: dict, co: dict) -> jax.Array:
+    """τ s^h_ji at k nodes (or its α-derivative, given the tangents) [Hs, k, T, B], with
+    the score bias and the mask (hidden keys: the most negative float)."""
+    qj, qd, qc = v["qj"][:, None], v["qd"][:, None], v["qc"][:, None]
+    if "ka" in co:
+        s = co["ka"] * qj + co["kb"] * qd + co["kc"] * qc
+    else:
+        s = co["a"][None] * qj + co["b"][None] * qd + qc
+    if v.get("bias") is not None:
+        s = s + v["bias"][:, None]
+    if v.get("mask") is not None:
+        s = jnp.where(v["mask"][:, None], s, jnp.finfo(s.dtype).min)
+    return s
+
+
+def _dscores(v: dict, dco: dict) -> jax.Array:
+    """∂(τ s)/∂α [Hs, k, T, B]."""
+    qj, qd = v["qj"][:, None], v["qd"][:, None]
+    if "ka" in dco:
+        return dco["ka"] * qj + dco["kb"] * qd + dco["kc"] * v["qc"][:, None]
+    return dco["a"][None] * qj + dco["b"][None] * qd
+
+
+def _rows(x: jax.Array) -> jax.Array:
+    """[Hs, k, T, …] → [Hs, k·T, …] (free: contiguous), for head-batched matmuls."""
+    return x.reshape(x.shape[0], x.shape[1] * x.shape[2], *x.shape[3:])
+
+
+def _blocks(chunk: dict) -> tuple[int, int, int]:
+    """(block size, number of blocks, padded length) for the chunk's sources."""
+    s = chunk["gram"].shape[-1]
+    if s <= BLOCK:
+        return s, 1, s
+    nb = -(-s // BLOCK)
+    return BLOCK, nb, nb * BLOCK
+
+
+def visible_blocks(chunk: dict, size: int, nb: int) -> tuple[jax.Array, jax.Array]:
+    """[lo, hi): the blocks holding a key any target of the chunk sees (causal, window and
+    padding masks let a chunk skip the rest: their probabilities are exactly 0)."""
+    mask = chunk.get("mask")
+    if mask is None or nb == 1:
+        return jnp.asarray(0), jnp.asarray(nb)
+    seen = jnp.any(mask.reshape(-1, nb, size), axis=(0, 2))  # [nb]
+    lo = jnp.argmax(seen)
+    hi = nb - jnp.argmax(seen[::-1])
+    return lo, hi
+
+
+def _over_blocks(chunk: dict, body, carry):
+    """carry = body(view, carry) for every visible block of the chunk's sources."""
+    size, nb, _ = _blocks(chunk)
+    if nb == 1:
+        return body(source_view(chunk, 0, size), carry)
+    lo, hi = visible_blocks(chunk, size, nb)
+    return jax.lax.fori_loop(lo, hi, lambda b, c: body(source_view(chunk, b * size, size), c),
+                             carry)
+
+
+def _plain_scores(v: dict, co: dict, alphas: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(r, τ s): without a k norm the score is s = a (Q^j + α (Q^i − Q^j)) + Q^c (b = α a),
+    r = Q^j + α (Q^i − Q^j) [Hs, k, T, B]; with one, r = None and s from the κ's."""
+    if "ka" in co:
+        return None, _scores(v, co)
+    r = v["qj"][:, None] + alphas[None, :, None, None] * v["qd"][:, None]
+    s = co["a"][None] * r + v["qc"][:, None]
+    if v.get("bias") is not None:
+        s = s + v["bias"][:, None]
+    if v.get("mask") is not None:
+        s = jnp.where(v["mask"][:, None], s, jnp.finfo(s.dtype).min)
+    return r, s
+
+
+def _fenced(pred: jax.Array, fn, *args):
+    """fn(*args) behind a `lax.cond` (`pred` is always true where this is used, but not
+    known to the compiler): a conditional is a fusion boundary, so the block's work is not
+    fused into the dynamic-update-slice that stores it — XLA:CPU runs such fusions on one
+    thread (measured 2× slower here)."""
+    shapes = jax.eval_shape(fn, *args)
+    return jax.lax.cond(pred, fn, lambda *_: jax.tree.map(
+        lambda o: jnp.zeros(o.shape, o.dtype), shapes), *args)
+
+
+def contexts(pm: Premap, chunk: dict, alphas: jax.Array, d: int, keep: bool = False) -> dict:
+    """Pass 1: each target's context at k nodes, [Hs, k, T, e], by an online softmax over
+    the visible source blocks; the softmax's final max m and 1/sum [Hs, k, T]; with
+    `keep`, also every block's exponentials `w` [Hs, k, T, S] and the running max they
+    were taken against, `mb` [blocks, Hs, k, T] (so pass 2 need not recompute them).
+
+    With b = α a, the context is Σ_i A_ji (a_ji (N_j + α (N_i − N_j))) + c_V: one head-
+    batched matmul of (w ⊙ a) with N^V per block."""
+    hs, t, e = chunk["nv_t"].shape
+    k = alphas.shape[0]
+    dtype = chunk["nv_t"].dtype
+    size, nb, padded = _blocks(chunk)
+    al = alphas[None, :, None]
+
+    def block(v, m, l, num, num_a):
+        co = _co(v)
+        _, s = _plain_scores(v, co, alphas)
+        m_new = jnp.maximum(m, jnp.max(s, -1))
+        scale = jnp.exp(m - m_new)
+        w = jnp.exp(s - m_new[..., None])
+        wa = w * co["a"][None]
+        num = num * scale[..., None] + _es("hri,hie->hre", _rows(wa), v["nv"]).reshape(hs, k, t, e)
+        return m_new, l * scale + jnp.sum(w, -1), num, num_a * scale + jnp.sum(wa, -1), w
+
+    def body(v, c):
+        m, l, num, num_a, w_all, mb, b = c
+        m, l, num, num_a, w = _fenced(b < nb, block, v, m, l, num, num_a)
+        if keep:
+            w_all = put_block(w_all, v, w)
+            mb = mb.at[b].set(m)
+        return m, l, num, num_a, w_all, mb, b + 1
+
+    zeros = jnp.zeros((hs, k, t), dtype)
+    m0 = jnp.full((hs, k, t), -jnp.inf, dtype)
+    w0 = jnp.zeros((hs, k, t, padded) if keep else (0,), dtype)
+    mb0 = jnp.full((nb, hs, k, t) if keep else (0,), -jnp.inf, dtype)
+    lo = visible_blocks(chunk, size, nb)[0] if nb > 1 else 0
+    if "a" not in chunk:
+        chunk = with_coefficients(pm, chunk, alphas, d, tangents=False)
+    m, l, num, num_a, w_all, mb, _ = _over_blocks(
+        chunk, body, (m0, zeros, jnp.zeros((hs, k, t, e), dtype), zeros, w0, mb0,
+                      jnp.asarray(lo)))
+    inv = 1.0 / l
+    # Σ_i A a (N_j + α(N_i − N_j)) = (1 − α) Σ A a · N_j + α Σ A a N_i
+    ctx = (al[..., None] * num * inv[..., None]
+           + ((1.0 - al) * num_a * inv)[..., None] * chunk["nv_t"][:, None]
+           + chunk["cv"][:, None, None])
+    return {"ctx": ctx, "m": m, "inv_l": inv, "w": w_all, "mb": mb}
+
+
+def step_blocks(pm: Premap, chunk: dict, alphas: jax.Array, d: int, cotangent, emit,
+                out: dict, axes: dict) -> dict:
+    """Pass 2: the per-head source terms of every target at k nodes, block by block.
+
+    cotangent(ctx [Hs, k, T, e]) → p of the same shape (the gradient of each target's
+    scalar(s) w.r.t. its own context). emit(view, terms [Hs, k, T, B], parts) → a dict of
+    the block's values, added into the accumulators `out` along the source axis
+    `axes[name]` (None: added whole). The target's own source is not zeroed here
+    (Δ_j = 0 makes its term 0: callers set it); parts: probs A, β, p, ⟨p, N^V⟩ (pvi,
+    pvj), coefficients a — what the L2 scores need.
+
+    With b = α a, g = ⟨p, N^V_j⟩ + α ⟨p, N^V_i − N^V_j⟩ and r as in `_plain_scores`:
+    β = A (a g + ⟨p, c_V − c_j⟩), V̇ = ȧ g + a ⟨p, N^V_i − N^V_j⟩, K̇ = ȧ r + a τ(Q^i − Q^j).
+    """
+    hs, t, e = chunk["nv_t"].shape
+    k = alphas.shape[0]
+    chunk = with_coefficients(pm, chunk, alphas, d)
+    pass1 = contexts(pm, chunk, alphas, d, keep=True)
+    ctx = pass1["ctx"]
+    p = cotangent(ctx)
+    pvj = jnp.sum(p * chunk["nv_t"][:, None], -1)[..., None]  # ⟨p_jh, N^V_j⟩ [Hs, k, T, 1]
+    c0 = jnp.sum(p * (chunk["cv"][:, None, None] - ctx), -1)[..., None]  # ⟨p, c_V − c_j⟩
+    size, nb, _ = _blocks(chunk)
+    al = alphas[None, :, None, None]
+
+    def block(v, b):
+        co, dco = _co(v), _co(v, "d")
+        w = jax.lax.dynamic_slice_in_dim(pass1["w"], v["src"][0], size, 3)
+        a = w * (jnp.exp(pass1["mb"][b] - pass1["m"]) * pass1["inv_l"])[..., None]
+        pvi = _es("hre,hie->hri", _rows(p), v["nv"]).reshape(hs, k, t, -1)  # ⟨p_jh, N^V_i⟩
+        u = pvi - pvj  # ⟨p_jh, N^V_i − N^V_j⟩
+        ca, da = co["a"][None], dco["a"][None]
+        if "ka" in co:  # a k norm: the κ's carry the key side
+            beta = a * (ca * pvj + co["b"][None] * u + c0)
+            terms = a * (da * pvj + dco["b"][None] * u) + beta * _dscores(v, dco)
+        else:
+            g = pvj + al * u
+            r = v["qj"][:, None] + al * v["qd"][:, None]
+            beta = a * (ca * g + c0)
+            terms = a * (da * g + ca * u) + beta * (da * r + ca * v["qd"][:, None])
+        parts = {"probs": a, "beta": beta, "p": p, "pvi": pvi, "pvj": pvj, "ca": co["a"]}
+        return emit(v, terms, parts)
+
+    def body(v, c):
+        acc, b = c
+        vals = _fenced(b < nb, block, v, b)
+        acc = {name: (acc[name] + val if axes[name] is None
+                      else add_block(acc[name], v, val, axes[name]))
+               for name, val in vals.items()}
+        return acc, b + 1
+
+    lo = visible_blocks(chunk, size, nb)[0] if nb > 1 else 0
+    return _over_blocks(chunk, body, (out, jnp.asarray(lo)))[0]
+
+
+def node_sum(x: jax.Array, weights: jax.Array) -> jax.Array:
+    """Σ_k w_k x[:, k] for x [Hs, k, …]: unrolled over the (few) nodes of a step, because a
+    reduction over a middle axis compiles to a slow loop on XLA:CPU (10× here)."""
+    return sum(x[:, i] * weights[i] for i in range(x.shape[1]))
+
+
+def add_block(acc: jax.Array, v: dict, block: jax.Array, axis: int = -1) -> jax.Array:
+    """acc with `block` added at the view's sources along `axis` (the block comes out of a
+    `_fenced` computation, so only the addition fuses into the update)."""
+    axis = axis % acc.ndim
+    start = v["src"][0]
+    cur = jax.lax.dynamic_slice_in_dim(acc, start, block.shape[axis], axis)
+    return jax.lax.dynamic_update_slice_in_dim(acc, cur + block, start, axis)
+
+
+def put_block(out: jax.Array, v: dict, block: jax.Array, axis: int = -1) -> jax.Array:
+    """out with `block` written at the view's sources along `axis`. Each block of a step is
+    written once into a fresh buffer, so this is a plain dynamic-update-slice: reading
+    `out` there as well (+=) would fuse the block's whole computation into the update,
+    which XLA:CPU runs on one thread."""
+    return jax.lax.dynamic_update_slice_in_dim(out, block, v["src"][0], axis % out.ndim)
+
+
+def endpoints(pm: Premap, chunk: dict, d: int) -> jax.Array:
+    """The targets' contexts at α = 0 (the baseline) and α = 1 (z), [2, T, Hs, e], from one
+    batched evaluation (so that where they agree in exact arithmetic, e.g. a causal first
+    token that sees only itself, they agree in floating point)."""
+    ctx = contexts(pm, chunk, jnp.asarray([0.0, 1.0], chunk["nv_t"].dtype), d)["ctx"]
+    return jnp.transpose(ctx, (1, 2, 0, 3))
+
+
+def chunk_masks(block, s: int, key_mask, targets: jax.Array, heads: jax.Array):
+    """The targets' mask rows [1, T, S] (or None) and score-bias rows [Hs, T, S] (or None)."""
+    mask = block.attention_mask(s, key_mask)
+    if mask is not None:
+        mask = jnp.broadcast_to(mask, (s, s))[targets][None]
+    bias = block.attention_bias(s)
+    if bias is not None:
+        bias = bias[heads][:, targets]
+    return mask, bias
+
+
+def safe_cotangent(base: jax.Array):
+    """p = ∇_c ‖c − c′‖ per (target, head) at k nodes: (c − c′)/‖c − c′‖, 0 where they are
+    equal. base: c′ [T, Hs, e]; c: [Hs, k, T, e]."""
+    ref = jnp.transpose(base, (1, 0, 2))[:, None]
+
+    def cot(c: jax.Array) -> jax.Array:
+        return jax.grad(lambda cc: jnp.sum(safe_norm(cc - ref)))(c)
+
+    return cot
+
+
+
+
+# ------------------------------------------------------------------ the integrands
+
+
+def layer_context(block, z, heads, key_mask) -> dict:
+    """The layer's shared part of every ITB chunk: z, the key mask, `layer_pieces`."""
+    return {"z": z, "key_mask": key_mask, "shared": layer_pieces(block.premap_parts(), z)}
+
+
+def _context(block, lay: dict, targets, heads) -> dict:
+    """Everything the nodes of one chunk of targets share (a pytree of arrays)."""
+    pm = block.premap_parts()
+    z, key_mask, shared = lay["z"], lay["key_mask"], lay["shared"]
+    s, d = z.shape
+    chunk = chunk_pieces(pm, shared, targets, heads, s, block.attention_scale)
+    chunk["mask"], chunk["bias"] = chunk_masks(block, s, key_mask, targets, heads)
+    padded = _blocks(chunk)[2]
+    if padded != s and chunk["mask"] is None:  # padded sources must be hidden
+        chunk["mask"] = jnp.ones((1, targets.shape[0], s), bool)
+    chunk = pad_sources(chunk, padded)
+    return {"z": z, "shared": shared, "chunk": chunk, "ends": endpoints(pm, chunk, d)}
+
+
+def _own(v: dict) -> jax.Array:
+    """[T, B]: True where the view's source is the target itself (its term is exactly 0)."""
+    return v["src"][None, :] == v["targets"][:, None]
+
+
+def _zero_own(acc: jax.Array, chunk: dict) -> jax.Array:
+    """acc [..., T, S] with each target's own source set to 0: Δ_j = 0 on j's ITB path, so
+    that term is 0 by definition (the node sums only held rounding there)."""
+    t = chunk["targets"]
+    return acc.at[..., jnp.arange(t.shape[0]), t].set(0.0)
+
+
+def postmap_row(block):
+    """Φ(x_j [d], c_j [H, e]) → [d]: the block's token-wise post-attention map, one row."""
+    def phi(x: jax.Array, c: jax.Array) -> jax.Array:
+        return block.postmap(x[None], c[None])[0]
+
+    return phi
+
+
+ROWS = 256  # (node, target) rows per step: head-batched matmuls of this height stay fast
+
+
+def itb_bytes(dims, targets: int, heads: int, nodes: int, per_row: int = 0) -> int:
+    """Working set of an ITB chunk: the shared rows; the chunk's α-free arrays along all
+    sources (Q's, Gram rows, mask, accumulator: about eight [Hs, T, S]); per step about
+    twenty [Hs, k, T, B] block temporaries and `per_row` elements per (node, target)."""
+    s, e = dims.seq, dims.head_dim
+    blk = min(s, BLOCK)
+    fixed = 4 * s * (dims.hidden + 2 * dims.kv_heads * e + dims.heads * e) + 8 * heads * targets * s
+    per_node = 20 * heads * targets * blk + 10 * targets * blk + targets * (per_row + 8 * heads * e)
+    return dims.itemsize * (fixed + nodes * per_node)
+
+
+@dataclass(frozen=True)
+class Z2zItb(Integrand):
+    """Layer-direct z→z under ITB (x′ = z_j in every row, per target), any premap."""
+
+    quantity = "z2z"
+    nodes_per_step = 4
+
+    def layer_context(self, block, z, heads, key_mask) -> dict:
+        return layer_context(block, z, heads, key_mask)
+
+    def prepare(self, block, lay, targets, heads, extra=None) -> dict:
+        ctx = _context(block, lay, targets, jnp.arange(block.num_heads))
+        z = lay["z"]
+        phi = jax.vmap(postmap_row(block))
+        y = jax.vmap(lambda c: phi(z[targets], c))(ctx["ends"])  # [2, T, d]
+        ctx["y_base"], ctx["total"] = y[0], safe_norm(y[1] - y[0])
+        return ctx
+
+    def update(self, block, ctx: dict, acc, alphas, weights):
+        phi = postmap_row(block)
+        zt = ctx["z"][ctx["chunk"]["targets"]]
+        grad = jax.vmap(jax.vmap(jax.grad(lambda c, x, yb: safe_norm(phi(x, c) - yb))),
+                        (0, None, None))
+
+        def cot(c):  # [Hs, k, T, e]: ∂L_j/∂c_j, one one-token pass per target and node
+            p = grad(jnp.transpose(c, (1, 2, 0, 3)), zt, ctx["y_base"])  # [k, T, H, e]
+            return jnp.transpose(p, (2, 0, 1, 3))
+
+        def emit(v, terms, parts):  # Σ_h Σ_k w_k terms (a fused reduction, not a dot)
+            return {"cols": jnp.sum(terms * weights[None, :, None, None], (0, 1))}
+
+        return step_blocks(block.premap_parts(), ctx["chunk"], alphas, zt.shape[-1], cot,
+                           emit, {"cols": acc}, {"cols": 1})["cols"]
+
+    def step(self, block, ctx: dict, alphas, weights):
+        zero = jnp.zeros(ctx["chunk"]["gram"].shape, ctx["z"].dtype)
+        return self.update(block, ctx, zero, alphas, weights)
+
+    def finish(self, block, ctx: dict, acc) -> tuple:
+        return _zero_own(acc, ctx["chunk"])[:, :ctx["z"].shape[0]], ctx["total"]
+
+    def memory(self, dims, targets, heads, nodes) -> int:
+        return itb_bytes(dims, targets, dims.heads, nodes, 10 * (dims.ffn + dims.hidden))
+
+    def preferred_targets(self, dims, nodes: int) -> int:
+        return max(1, ROWS // nodes)
+
+
+@dataclass(frozen=True)
+class Z2uItb(Integrand):
+    """z→u under ITB per (target, head): signed per-source sums (decoders) or per-source
+    L2 norms of the IG vector (encoders, `block.z2u_score == "l2"`, see `l2.py`)."""
+
+    quantity = "z2u"
+    nodes_per_step = 4
+
+    def layer_context(self, block, z, heads, key_mask) -> dict:
+        return layer_context(block, z, heads, key_mask)
+
+    def prepare(self, block, lay, targets, heads, extra=None) -> dict:
+        ctx = _context(block, lay, targets, heads)
+        z = lay["z"]
+        if block.z2u_score == "l2":
+            ctx["l2"], kq = l2.itb_pieces(block.premap_parts(), ctx["shared"], ctx["chunk"],
+                                          heads, z.shape[0])
+            if kq is not None:
+                ctx["chunk"] = pad_sources({**ctx["chunk"], "kq": kq},
+                                           ctx["chunk"]["gram"].shape[-1])
+        return ctx
+
+    def step(self, block, ctx: dict, alphas, weights):
+        zero = jax.tree.map(lambda o: jnp.zeros(o.shape, o.dtype),
+                            jax.eval_shape(self._shapes, block, ctx, alphas))
+        return self.update(block, ctx, zero, alphas, weights)
+
+    def _shapes(self, block, ctx, alphas):
+        chunk = ctx["chunk"]
+        hs, t, s = len(chunk["heads"]), chunk["targets"].shape[0], chunk["gram"].shape[-1]
+        dtype = ctx["z"].dtype
+        if block.z2u_score != "l2":
+            return jnp.zeros((hs, t, s), dtype)
+        return l2.itb_reduce(block.premap_parts(), ctx["l2"], chunk, block.attention_scale,
+                             ctx["z"].shape[-1], alphas, _l2_shapes(
+                                 hs, alphas.shape[0], t, s, chunk["nv"].shape[-1], dtype,
+                                 alphas))
+
+    def update(self, block, ctx: dict, acc, alphas, weights):
+        pm, chunk, d = block.premap_parts(), ctx["chunk"], ctx["z"].shape[-1]
+        cot = safe_cotangent(ctx["ends"][0])
+        if block.z2u_score != "l2":
+            def emit(v, terms, parts):
+                return {"scores": node_sum(terms, weights)}
+
+            return step_blocks(pm, chunk, alphas, d, cot, emit, {"scores": acc},
+                               {"scores": 2})["scores"]
+
+        def emit_l2(v, terms, parts):
+            terms = jnp.where(_own(v)[None, None], 0.0, terms)
+            return l2.itb_reduce(pm, ctx["l2"], v, block.attention_scale, d, weights,
+                                 {**parts, "signed": jnp.sum(terms, -1), "alpha": alphas})
+
+        axes = {name: (None if name == "signed" else 1 if name == "v" else 2) for name in acc}
+        return step_blocks(pm, chunk, alphas, d, cot, emit_l2, acc, axes)
+
+    def finish(self, block, ctx: dict, acc) -> tuple:
+        f = safe_norm(ctx["ends"][1] - ctx["ends"][0])  # [T, Hs]
+        s = ctx["z"].shape[0]
+        if block.z2u_score != "l2":
+            scores = jnp.transpose(_zero_own(acc, ctx["chunk"])[..., :s], (1, 0, 2))
+            return scores, jnp.sum(scores, -1), f
+        acc = {k: (v if k == "signed" else (v[:, :s] if k == "v" else v[..., :s]))
+               for k, v in acc.items()}
+        scores = l2.itb_scores(block.premap_parts(), ctx["l2"], ctx["chunk"], ctx["z"],
+                               ctx["shared"]["zc"], acc)
+        return scores, acc["signed"].T, f
+
+    def memory(self, dims, targets, heads, nodes) -> int:
+        base = itb_bytes(dims, targets, heads, nodes)
+        if not dims.l2:
+            return base
+        tshe = targets * dims.seq * heads * dims.head_dim
+        blk = min(dims.seq, BLOCK)
+        return base + dims.itemsize * (2 * tshe + 6 * heads * targets * dims.seq
+                                       + nodes * targets * blk * heads * (dims.head_dim + 8))
+
+    def preferred_targets(self, dims, nodes: int) -> int:
+        return max(1, ROWS // nodes)
+
+
+def _l2_shapes(hs, k, t, s, e, dtype, alphas) -> dict:
+    """Placeholder node values with the shapes `l2.itb_reduce` reads (for its output
+    shapes only)."""
+    z4 = jnp.zeros((hs, k, t, s), dtype)
+    return {"signed": jnp.zeros((hs, k, t), dtype), "probs": z4, "beta": z4,
+            "p": jnp.zeros((hs, k, t, e), dtype), "pvi": z4,
+            "pvj": jnp.zeros((hs, k, t, 1), dtype), "ca": jnp.zeros((k, t, s), dtype),
+            "alpha": alphas}

@@ -1,0 +1,109 @@
+"""Binary results (.npz), the memory budget and its one-line refusals."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lig_jax import LIGError, explain
+from lig_jax.api import explain_arrays
+from lig_jax.cli import app
+from lig_jax.report import explanation
+from lig_jax.results import load, load_npz, save_npz
+
+TEXT = "The cat sat on the mat."
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tiny_llama):
+    return explain_arrays(TEXT, model=str(tiny_llama), num_steps=4,
+                          baseline_att="itb_zero_ratio", baseline_mlp="att_itb_a0")
+
+
+def test_npz_holds_the_json_content(tiny_result, tiny_llama, tmp_path) -> None:
+    path = tmp_path / "r.npz"
+    save_npz(tiny_result, path)
+    with np.load(path) as data:
+        keys = set(data.files)
+        meta = json.loads(str(data["meta"]))
+        s = len(meta["tokens"])
+        assert data["layers/1/z2z"].shape == (s, s)
+        assert data["layers/1/z2u"].shape == (s, 4, s)  # [T, H, S_src]
+        assert data["layers/1/u2z"].shape == (s, 48)  # [T, w]
+        assert data["layers/1/z2z_composed"].shape == (s, s)
+    for q in ("z2z", "z2u", "u2z"):
+        assert f"layers/0/{q}_completeness/ig_sum" in keys
+    assert meta["model"] == str(tiny_llama) and meta["config"]["baseline_att"] == "itb_zero_ratio"
+    # the dict made from the file is the dict `explain` returns for the same run
+    direct = explanation(tiny_result)
+    from_file = load(path, lists=True)
+    assert json.dumps(from_file, sort_keys=True) == json.dumps(direct, sort_keys=True)
+    # and a fresh explain gives the same numbers
+    again = explain(TEXT, model=str(tiny_llama), num_steps=4, baseline_att="itb_zero_ratio",
+                    baseline_mlp="att_itb_a0")
+    np.testing.assert_allclose(np.asarray(again["layers"]["1"]["z2z"]["matrix"]),
+                               load_npz(path).layers[1]["z2z"], rtol=1e-6, atol=1e-7)
+
+
+def test_cli_writes_npz_and_reads_it_back(tiny_llama, tmp_path) -> None:
+    runner = CliRunner()
+    npz, js = tmp_path / "r.npz", tmp_path / "r.json"
+    common = ["--model", str(tiny_llama), "--steps", "4", "--layers", "0", "-q"]
+    assert runner.invoke(app, ["explain", TEXT, *common, "-o", str(npz)]).exit_code == 0
+    assert runner.invoke(app, ["explain", TEXT, *common, "-o", str(js)]).exit_code == 0
+    assert zipfile.is_zipfile(npz) and npz.stat().st_size < js.stat().st_size
+    res = runner.invoke(app, ["compare", str(npz), str(js), "--tol", "1e-6"])
+    assert res.exit_code == 0, res.output
+    for cmd, out in (("view", tmp_path / "r.html"), ("plot", tmp_path / "r.png")):
+        res = runner.invoke(app, [cmd, str(npz), "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        assert out.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("content", [b"not a zip", b""])
+def test_a_bad_npz_is_one_line(tmp_path, content) -> None:
+    path = tmp_path / "bad.npz"
+    path.write_bytes(content)
+    with pytest.raises(LIGError, match="not a readable .npz result"):
+        load_npz(path)
+    res = CliRunner().invoke(app, ["view", str(path), "-o", str(tmp_path / "x.html")])
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "error:" in res.output
+
+
+def test_an_npz_of_something_else_is_refused(tmp_path) -> None:
+    path = tmp_path / "other.npz"
+    np.savez(path, x=np.zeros(3))
+    with pytest.raises(LIGError, match="not a lig-jax result"):
+        load_npz(path)
+
+
+def test_a_chunk_that_cannot_fit_is_refused_in_one_line() -> None:
+    """The planner refuses when one target and one node exceed the budget."""
+    from lig_jax.attribution.run import Dims, integrand_for, make_plan
+
+    dims = Dims(seq=32768, hidden=2048, heads=16, kv_heads=4, head_dim=128, ffn=8192,
+                width=2048, l2=False)
+    with pytest.raises(LIGError, match=r"needs about .* more than the memory budget of 64 MB"):
+        make_plan(integrand_for("z2u", "self_input_token"), dims, 32768, 16, 31, 64 * 2**20)
+    plan = make_plan(integrand_for("z2u", "self_input_token"), dims, 32768, 16, 31, 2**34)
+    assert plan.bytes <= 2**34 and plan.targets_per_chunk >= 1
+
+
+@pytest.mark.parametrize("value", ["lots", "12", "-5GB", "0.01MB"])
+def test_a_bad_memory_budget_is_one_line(tiny_llama, value) -> None:
+    res = CliRunner().invoke(app, ["explain", TEXT, "--model", str(tiny_llama),
+                                   "--memory-budget", value, "-q"])
+    assert res.exit_code == 2 and res.output.count("\n") == 1
+    assert "memory budget must be" in res.output
+
+
+def test_a_result_too_big_for_the_machine_is_refused(tiny_llama, monkeypatch) -> None:
+    import lig_jax.api
+
+    monkeypatch.setattr(lig_jax.api, "free_host_memory", lambda: 1000)
+    with pytest.raises(LIGError, match="choose fewer --layers, --target-tokens"):
+        explain(TEXT, model=str(tiny_llama), num_steps=4)

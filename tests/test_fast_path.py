@@ -40,8 +40,8 @@ def _term_scale(block, z, targets, heads, a, w) -> float:
     """max over (target, head, source) of Σ_c |IG_{i,c}| for zero-baseline z→u.
 
     Behind a pre-norm (decoders, ModernBERT) u(αz) ≈ u(z) except near α = 0, so the signed
-    per-source sums Σ_c IG_{i,c} cancel to remainders far below their terms (FAST_PATH.md
-    pitfall 3, docs/method.md): rounding of either implementation is relative to the
+    per-source sums Σ_c IG_{i,c} cancel to remainders far below their terms (docs/method.md,
+    pitfall 3): rounding of either implementation is relative to the
     terms, not the sums.
     """
     zeros = jnp.zeros_like(z)

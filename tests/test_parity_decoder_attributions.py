@@ -122,7 +122,7 @@ def test_decoder_attributions_match_torch(folders, family: str, which_rule: str)
                              for h in range(torch_side.num_heads)])
             # Scale: the summed terms Σ_c |IG_{i,c}|. Under the zero baseline behind a
             # pre-norm, u(αz) ≈ u(z) except near α = 0, so the per-source sums cancel to a
-            # remainder far below their terms (FAST_PATH.md pitfall 3) and float32 rounding
+            # remainder far below their terms (docs/method.md, pitfall 3) and float32 rounding
             # of either side is relative to the terms.
             extra = 0.0
             if b_att == "itb_zero_ratio":

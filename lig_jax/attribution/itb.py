@@ -3,7 +3,7 @@
 Under the ITB baseline target j's path is x_i(α) = z_j + α D_ij, D_ij = z_i − z_j, for
 every row i: nothing is shared between targets, and a generic implementation projects
 all S rows per (target, node). Here the premap is decomposed once per sentence
-(docs/method.md, "ITB for norm-first blocks"):
+(docs/method.md, "ITB for any premap"):
 
     input norm     h_i(α) = a_ji(α) n_j + b_ji(α) (n_i − n_j) + β
                    n = γ ⊙ centred z (LayerNorm) | γ ⊙ z (RMSNorm) | z (none, a = 1, b = α);
@@ -17,15 +17,19 @@ so every score is s^h_ji(α) = τ(κ_a Q^j + κ_b (Q^i − Q^j) + κ_c Q^c) with
 arrays Q^j = ⟨q_j, R_i N_j⟩, Q^i = ⟨q_j, R_i N_i⟩, Q^c = ⟨q_j, R_i c_K⟩ per (head, j, i),
 made once per target chunk, and scalar coefficients κ(α) per (j, i). A node then costs
 O(H·T·S·d_h) (the context and one cotangent contraction) plus one one-token pass of the
-post-attention map per target, whatever the length. The terms are FAST_PATH §2(c):
-G_ij = Σ_h A^h_ji V̇^h_ji + β^h_ji K̇^h_ji, with the α-derivatives of the coefficients
-from one forward-mode pass of a scalar function of α; G_jj = 0 exactly (Δ_j = 0).
+post-attention map per target, whatever the length. The terms are the zero baseline's,
+G_ij = Σ_h A^h_ji V̇^h_ji + β^h_ji K̇^h_ji, with the α-derivatives of the coefficients from
+one forward-mode pass of a scalar function of α; G_jj = 0 exactly (Δ_j = 0). Sources run
+in blocks (two passes, online softmax), and blocks no target of a chunk sees are skipped.
 
-Shapes: targets T (one chunk), sources S, selected heads Hs, head width e.
+Shapes: targets T (one chunk), sources S, selected heads Hs, head width e, k nodes of a
+step; per-head arrays are head-major ([Hs, k, T, S]) for head-batched matmuls.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
 
 import jax
@@ -62,20 +66,22 @@ def layer_pieces(pm: Premap, z: jax.Array) -> dict[str, jax.Array]:
     return out
 
 
-def _rope_dot(u: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-    """⟨q_t, R_i k_t⟩ for all i, given u = (q ⊙ k, q ⊙ rotate_half(k)) stacked on axis 0:
-    [2, T, Hs, e] × cos, sin [S, e] → [Hs, T, S]."""
-    return _es("the,ie->hti", u[0], cos) + _es("the,ie->hti", u[1], sin)
-
-
 BLOCK = 128  # sources per block of the two-pass (online-softmax) evaluation
 
 
+def _fold(x: jax.Array) -> jax.Array:
+    """[..., e] → [..., e/2]: the two halves summed. RoPE's cos/sin tables repeat their
+    e/2 frequencies in both halves, so Σ_e x_e cos_ie = Σ_f fold(x)_f cos_if."""
+    half = x.shape[-1] // 2
+    return x[..., :half] + x[..., half:]
+
+
 def chunk_pieces(pm: Premap, shared: dict, targets: jax.Array, heads: jax.Array,
-                 s: int, tau: float) -> dict[str, jax.Array]:
-    """The α-free arrays of one target chunk: τQ^j, τ(Q^i − Q^j), τQ^c [Hs, T, S] (see the
-    module doc; [Hs, T, 1] where they do not depend on i, without RoPE), the values in
-    head-major layout, the Gram rows of the targets [T, S] and, with a k norm, of N."""
+                 s: int, tau: float, mask, bias) -> dict[str, jax.Array]:
+    """One target chunk's arrays: target-side pieces, the source-side rows it reads, and
+    the α-free τQ^j, τ(Q^i − Q^j), τQ^c [Hs, T, S] and Gram rows [T, S] (see the module doc;
+    Q^j, Q^c are [Hs, T, 1] without RoPE), filled only for the source blocks the chunk's
+    targets see. Source arrays are padded to whole blocks (padded sources hidden)."""
     grp = heads // pm.repeat  # kv group of each selected head
     q = shared["q"][targets][:, heads]  # [T, Hs, e]
     nk, ck = shared["nk"][:, grp], shared["ck"][grp]  # [S, Hs, e], [Hs, e]
@@ -83,32 +89,76 @@ def chunk_pieces(pm: Premap, shared: dict, targets: jax.Array, heads: jax.Array,
     c1 = ck if pm.k_norm is None else ck * pm.k_norm.gamma
     k1_t = k1[targets]
     rope = pm.rope(s)
-    if rope is None:
-        qj = _es("the,the->ht", q, k1_t)[..., None]
-        qc = _es("the,he->ht", q, c1)[..., None]
-        qi = _es("the,ihe->hti", q, k1)
-    else:
-        cos, sin = (jnp.asarray(a, z_dtype(shared)) for a in rope)
-        qj = _rope_dot(jnp.stack([q * k1_t, q * rotate_half(k1_t)]), cos, sin)
-        c1b = jnp.broadcast_to(c1, q.shape)
-        qc = _rope_dot(jnp.stack([q * c1b, q * rotate_half(c1b)]), cos, sin)
-        qi = _es("the,ihe->hti", q, k1 * cos[:, None] + rotate_half(k1) * sin[:, None])
     zc, sq = shared["zc"], shared["sq"]
     nv = shared["nv"][:, grp]  # [S, Hs, e]
-    out = {"targets": targets, "heads": heads, "q": q, "qj": tau * qj, "qd": tau * (qi - qj),
-           "qc": tau * qc, "gram": _es("td,sd->ts", zc[targets], zc), "sq_t": sq[targets],
-           "sq_i": sq, "nv": jnp.transpose(nv, (1, 0, 2)),
-           "nv_t": jnp.transpose(nv[targets], (1, 0, 2)), "cv": shared["cv"][grp]}
+    t = targets.shape[0]
+    if mask is None and -(-s // BLOCK) * BLOCK != s and s > BLOCK:
+        mask = jnp.ones((1, t, s), bool)  # padded sources must be hidden
+    out = {"targets": targets, "heads": heads, "q": q, "sq_t": sq[targets], "sq_i": sq,
+           "nv": jnp.transpose(nv, (1, 0, 2)), "nv_t": jnp.transpose(nv[targets], (1, 0, 2)),
+           "cv": shared["cv"][grp], "mask": mask, "bias": bias, "zc_t": zc[targets],
+           "zc": zc}
+    if rope is None:
+        out["qj"] = tau * _es("the,the->ht", q, k1_t)[..., None]
+        out["qc"] = tau * _es("the,he->ht", q, c1)[..., None]
+        out["kr"] = k1
+    else:
+        cos, sin = (jnp.asarray(a, z_dtype(shared)) for a in rope)
+        half = cos.shape[-1] // 2
+        c1b = jnp.broadcast_to(c1, q.shape)
+        out["uj"] = tau * jnp.stack([_fold(q * k1_t), _fold(q * rotate_half(k1_t))])
+        out["uc"] = tau * jnp.stack([_fold(q * c1b), _fold(q * rotate_half(c1b))])
+        out["cosf"], out["sinf"] = cos[:, :half], sin[:, :half]
+        out["kr"] = k1 * cos[:, None] + rotate_half(k1) * sin[:, None]  # R_i N_i
     if pm.k_norm is not None:
         ksq, kc = _es("she,she->hs", nk, nk), _es("she,he->hs", nk, ck)  # ⟨N_i, N_i⟩, ⟨N_i, c_K⟩
-        out.update(kgram=_es("the,she->hts", nk[targets], nk), ksq_i=ksq, ksq_t=ksq[:, targets],
-                   kc_i=kc, kc_t=kc[:, targets], cc=_es("he,he->h", ck, ck))
-    return out
+        out.update(nk_t=nk[targets], nk=nk, ksq_i=ksq, ksq_t=ksq[:, targets], kc_i=kc,
+                   kc_t=kc[:, targets], cc=_es("he,he->h", ck, ck))
+    out = pad_sources(out, _blocks_of(s)[2])
+    return _fill_sources(out, tau)
+
+
+def _fill_sources(chunk: dict, tau: float) -> dict:
+    """τQ^j (with RoPE), τ(Q^i − Q^j), τQ^c (with RoPE), the Gram rows and (k norm) the Gram
+    of N, block by block over the visible source blocks (the rest stays 0, never read)."""
+    hs, t, _ = chunk["nv_t"].shape
+    padded = chunk["sq_i"].shape[0]
+    dtype = chunk["nv_t"].dtype
+    rope = "uj" in chunk
+    names = ["qd", "gram"] + (["qj", "qc"] if rope else []) + (["kgram"] if "nk" in chunk
+                                                                else [])
+    shapes = {n: (t, padded) if n == "gram" else (hs, t, padded) for n in names}
+    bufs = {n: jnp.zeros(sh, dtype) for n, sh in shapes.items()}
+    chunk = {**chunk, "gram": bufs["gram"]}  # a placeholder with the source axis (blocks)
+
+    def block(v):
+        qi = tau * _es("the,ihe->hti", chunk["q"], v["kr"])
+        vals = {"gram": _es("td,sd->ts", chunk["zc_t"], v["zc"])}
+        if rope:
+            def rdot(u):
+                return _es("thf,if->hti", u[0], v["cosf"]) + _es("thf,if->hti", u[1], v["sinf"])
+
+            vals["qj"], vals["qc"] = rdot(chunk["uj"]), rdot(chunk["uc"])
+            vals["qd"] = qi - vals["qj"]
+        else:
+            vals["qd"] = qi - chunk["qj"]
+        if "nk" in chunk:
+            vals["kgram"] = _es("the,ihe->hti", chunk["nk_t"], v["nk"])
+        return vals
+
+    def body(v, c):
+        bufs, b = c
+        vals = _fenced(b >= 0, block, v)
+        return {n: put_block(bufs[n], v, vals[n]) for n in bufs}, b + 1
+
+    bufs, _ = _over_blocks(chunk, body, (bufs, jnp.asarray(_first_block(chunk))))
+    return {**chunk, **bufs}
 
 
 # The arrays of a chunk that run along the sources (axis, and whether it may be 1 wide).
 SOURCE_AXES = {"qj": 2, "qd": 2, "qc": 2, "gram": 1, "sq_i": 0, "nv": 1, "kgram": 2,
-               "ksq_i": 1, "kc_i": 1, "mask": 2, "bias": 2, "kq": 2,
+               "ksq_i": 1, "kc_i": 1, "mask": 2, "bias": 2, "kq": 2, "kr": 0, "zc": 0,
+               "cosf": 0, "sinf": 0, "nk": 0,
                # a step's node coefficients (`with_coefficients`): [k, T, S] / [Hs, k, T, S]
                "a": 2, "b": 2, "da": 2, "db": 2, "ka": 3, "kb": 3, "kc": 3, "dka": 3,
                "dkb": 3, "dkc": 3}
@@ -236,13 +286,17 @@ def _rows(x: jax.Array) -> jax.Array:
     return x.reshape(x.shape[0], x.shape[1] * x.shape[2], *x.shape[3:])
 
 
-def _blocks(chunk: dict) -> tuple[int, int, int]:
-    """(block size, number of blocks, padded length) for the chunk's sources."""
-    s = chunk["gram"].shape[-1]
+def _blocks_of(s: int) -> tuple[int, int, int]:
+    """(block size, number of blocks, padded length) for S sources."""
     if s <= BLOCK:
         return s, 1, s
     nb = -(-s // BLOCK)
     return BLOCK, nb, nb * BLOCK
+
+
+def _blocks(chunk: dict) -> tuple[int, int, int]:
+    """(block size, number of blocks, padded length) for the chunk's (padded) sources."""
+    return _blocks_of(chunk["sq_i"].shape[0])
 
 
 def visible_blocks(chunk: dict, size: int, nb: int) -> tuple[jax.Array, jax.Array]:
@@ -257,14 +311,45 @@ def visible_blocks(chunk: dict, size: int, nb: int) -> tuple[jax.Array, jax.Arra
     return lo, hi
 
 
+# (lo, hi) while lowering a program for XLA's cost analysis (which counts a loop body
+# once): the block loops are then unrolled over that static range (`unrolled_blocks`).
+_UNROLL: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "unroll", default=None)
+
+
+@contextlib.contextmanager
+def unrolled_blocks(lo: int, hi: int):
+    """Trace the block loops as a Python loop over blocks [lo, hi) (for FLOP counting:
+    `scripts/bench.py` lowers a chunk this way with the blocks its targets see)."""
+    token = _UNROLL.set((lo, hi))
+    try:
+        yield
+    finally:
+        _UNROLL.reset(token)
+
+
 def _over_blocks(chunk: dict, body, carry):
     """carry = body(view, carry) for every visible block of the chunk's sources."""
     size, nb, _ = _blocks(chunk)
     if nb == 1:
         return body(source_view(chunk, 0, size), carry)
+    static = _UNROLL.get()
+    if static is not None:
+        for b in range(*static):
+            carry = body(source_view(chunk, b * size, size), carry)
+        return carry
     lo, hi = visible_blocks(chunk, size, nb)
     return jax.lax.fori_loop(lo, hi, lambda b, c: body(source_view(chunk, b * size, size), c),
                              carry)
+
+
+def _first_block(chunk: dict):
+    """The index of the first block `_over_blocks` visits."""
+    size, nb, _ = _blocks(chunk)
+    if nb == 1:
+        return 0
+    static = _UNROLL.get()
+    return static[0] if static is not None else visible_blocks(chunk, size, nb)[0]
 
 
 def _plain_scores(v: dict, co: dict, alphas: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -327,7 +412,7 @@ def contexts(pm: Premap, chunk: dict, alphas: jax.Array, d: int, keep: bool = Fa
     m0 = jnp.full((hs, k, t), -jnp.inf, dtype)
     w0 = jnp.zeros((hs, k, t, padded) if keep else (0,), dtype)
     mb0 = jnp.full((nb, hs, k, t) if keep else (0,), -jnp.inf, dtype)
-    lo = visible_blocks(chunk, size, nb)[0] if nb > 1 else 0
+    lo = _first_block(chunk)
     if "a" not in chunk:
         chunk = with_coefficients(pm, chunk, alphas, d, tangents=False)
     m, l, num, num_a, w_all, mb, _ = _over_blocks(
@@ -392,8 +477,7 @@ def step_blocks(pm: Premap, chunk: dict, alphas: jax.Array, d: int, cotangent, e
                for name, val in vals.items()}
         return acc, b + 1
 
-    lo = visible_blocks(chunk, size, nb)[0] if nb > 1 else 0
-    return _over_blocks(chunk, body, (out, jnp.asarray(lo)))[0]
+    return _over_blocks(chunk, body, (out, jnp.asarray(_first_block(chunk))))[0]
 
 
 def node_sum(x: jax.Array, weights: jax.Array) -> jax.Array:
@@ -464,12 +548,8 @@ def _context(block, lay: dict, targets, heads) -> dict:
     pm = block.premap_parts()
     z, key_mask, shared = lay["z"], lay["key_mask"], lay["shared"]
     s, d = z.shape
-    chunk = chunk_pieces(pm, shared, targets, heads, s, block.attention_scale)
-    chunk["mask"], chunk["bias"] = chunk_masks(block, s, key_mask, targets, heads)
-    padded = _blocks(chunk)[2]
-    if padded != s and chunk["mask"] is None:  # padded sources must be hidden
-        chunk["mask"] = jnp.ones((1, targets.shape[0], s), bool)
-    chunk = pad_sources(chunk, padded)
+    mask, bias = chunk_masks(block, s, key_mask, targets, heads)
+    chunk = chunk_pieces(pm, shared, targets, heads, s, block.attention_scale, mask, bias)
     return {"z": z, "shared": shared, "chunk": chunk, "ends": endpoints(pm, chunk, d)}
 
 

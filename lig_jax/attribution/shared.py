@@ -1,4 +1,4 @@
-"""Zero-baseline integrands: one path x(α) = α z shared by every target (FAST_PATH §2–3).
+"""Zero-baseline integrands: one path x(α) = α z shared by every target (docs/method.md).
 
 Per node: one forward-mode pass of the premap along Δ = z gives every token's q, k, v and
 their tangents; the targets' attention rows, one reverse pass of the token-wise map after

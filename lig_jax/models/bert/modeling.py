@@ -143,7 +143,7 @@ class PostLNBlock(nnx.Module):
     def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
         return self.mlp(self.attention(z, key_mask))
 
-    # The decomposition the structured (fast) IG path uses (FAST_PATH.md §1):
+    # The decomposition the structured (fast) IG path uses (docs/method.md):
     # B(x)_j = postmap(x_j, ctx_j), ctx = mix(premap(x)); premap and postmap are token-wise.
 
     @property

@@ -90,7 +90,7 @@ class PostLNBlock(FactoredBlock, nnx.Module):
         self.head_dim = d // num_heads
         self.attention_scale = 1.0 / float(self.head_dim) ** 0.5
 
-    # ---- the token-wise maps and the mixing inputs (FAST_PATH decomposition)
+    # ---- the token-wise maps and the mixing inputs (docs/method.md, "The block as data")
 
     def premap_parts(self) -> Premap:
         """Affine: x W + b per head for q, k and v (no norm before the projections)."""

@@ -102,7 +102,7 @@ class ModernBertBlock(FactoredBlock, nnx.Module):
         self.inv_freq = tuple(float(x) for x in default_inv_freq(self.head_dim, theta))
         self.half_window = cfg.local_attention // 2
 
-    # ---- the token-wise maps and the mixing inputs (FAST_PATH decomposition)
+    # ---- the token-wise maps and the mixing inputs (docs/method.md, "The block as data")
 
     def premap_parts(self) -> Premap:
         """attn_norm (none in layer 0), Wqkv split [q heads | k heads | v heads], RoPE."""

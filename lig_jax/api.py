@@ -267,7 +267,7 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
         if att is not None and mlp is not None and len(heads) == n_heads:
             arrays["z2z_composed"] = compose.compose(
                 np.transpose(att[0][pos], (1, 2, 0)),
-                compose.head_slices(mlp.arrays[0][pos], n_heads)).astype(np.float64)
+                compose.head_slices(mlp.arrays[0][pos], n_heads))
         result.layers[l] = arrays
     timings["total_s"] = time.perf_counter() - t0
     return result

@@ -48,9 +48,6 @@ class Result:
     def tokens(self) -> list[str]:
         return self.meta["tokens"]
 
-    def nbytes(self) -> int:
-        return sum(a.nbytes for arrays in self.layers.values() for a in arrays.values())
-
 
 def completeness(prefix: str, sums: np.ndarray, change: np.ndarray, weight_sum: np.ndarray,
                  steps: np.ndarray | None = None, converged: np.ndarray | None = None

@@ -39,6 +39,7 @@ LLAMA_SHAPED = dict(hidden_size=1024, num_hidden_layers=2, num_attention_heads=1
 # (quantity, baseline) rows of the FLOP table: the defaults of explain, then the zero ones.
 QUANTITIES = (("z2z", "self_input_token"), ("z2u", "self_input_token"), ("u2z", "zero"),
               ("z2z", "zero"), ("z2u", "zero"))
+DEFAULTS = ("z2z_itb", "z2u_itb", "u2z_zero")  # what granularity "all" computes
 
 
 def log(msg: str) -> None:
@@ -377,6 +378,13 @@ def markdown(res: dict[str, Any]) -> str:
             lines.append(f"| {row['seq_len']} | " + " | ".join(
                 f"{row[k]['per_node_target_mflop']:.2f} / {row[k]['floor_mflop']:.2f} "
                 f"({row[k]['over_floor']:.2f})" for k in keys) + " |")
+        totals = {length: sum(row[k]["flops"] for k in DEFAULTS) for length, row in rows.items()}
+        first = next(iter(totals.values()))
+        lines += ["", f"Whole layer, {name}, the defaults of explain ("
+                  + " + ".join(k.replace("_", " ") for k in DEFAULTS) + "): "
+                  + ", ".join(f"{row['seq_len']} tokens {totals[length] / 1e9:.0f} GFLOP "
+                              f"({totals[length] / first:.1f}×)"
+                              for length, row in rows.items())]
     lines += ["", "Peak RSS of a 9-token explain (all layers, all granularities):", "",
               "| model | " + " | ".join(f"{n} steps" for n in next(iter(res['memory'].values())))
               + " |", "|---|" + "---:|" * len(next(iter(res["memory"].values())))]

@@ -1,18 +1,14 @@
 #!/usr/bin/env bash
-# Install lig-jax with its test extras and run the lint and the whole test suite.
-# Each test file runs in its own Python process: XLA once crashed compiling inside one
-# long-lived process that had run the whole suite, never in a fresh one.
+# Install lig-jax with its test extras, run the lint, then the test suite as one pytest
+# invocation spread over the cores (pytest-xdist, `--dist loadfile`: each file stays on
+# one worker, so its module fixtures and conversions are built once).
+#   bash scripts/test.sh                      the default suite (slow cases left out)
+#   bash scripts/test.sh -m slow              the slow parity cases
+#   bash scripts/test.sh tests/test_api.py    one file (any pytest arguments pass through)
+# LIG_TEST_WORKERS sets the number of workers (default: one per core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh test
 venv="${LIG_VENV:-.venv}"
 "$venv/bin/ruff" check .
-if [ "$#" -gt 0 ] && [ "${1#-}" = "$1" ]; then  # explicit test paths: one process
-    exec "$venv/bin/python" -m pytest "$@"
-fi
-status=0
-for f in tests/test_*.py; do
-    echo "== $f"
-    "$venv/bin/python" -m pytest "$@" "$f" || status=$?
-done
-exit "$status"
+exec "$venv/bin/python" -m pytest -n "${LIG_TEST_WORKERS:-auto}" --dist loadfile "$@"

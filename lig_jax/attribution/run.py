@@ -82,6 +82,11 @@ def make_plan(integrand: Integrand, dims: Dims, num_targets: int, num_heads: int
     per_step = max(1, min(integrand.nodes_per_step, num_nodes))
     preferred = integrand.preferred_targets(dims, per_step)
     tc = num_targets if preferred is None else max(1, min(num_targets, preferred))
+    if preferred is None:
+        # Targets share each node's work (one forward per chunk and node): fewer nodes per
+        # step cost nothing extra, more chunks repeat that work, so shrink the step first.
+        while per_step > 1 and mem(dims, tc, num_heads, per_step) > budget:
+            per_step //= 2
     while tc > 1 and mem(dims, tc, num_heads, per_step) > budget:
         tc = max(1, tc * 3 // 4)
     while per_step > 1 and mem(dims, tc, num_heads, per_step) > budget:

@@ -1,0 +1,126 @@
+"""Shared by the fast-path tests: compare the structured (fast) integrands with the
+straightforward jacrev/grad ones (`method="direct"`) on one layer of a saved model."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+import lig_jax.attribution.itb as itb
+from lig_jax.attribution.integrand import integrate
+from lig_jax.attribution.run import integrand_for
+from lig_jax.ig import safe_norm
+from lig_jax.loading import load_model
+from lig_jax.quadrature import make_rule
+
+TEXT = "The quick brown fox jumps over the lazy dog."
+
+
+def _rel(a, b, scale: float | None = None) -> float:
+    """max |a − b| relative to max |b| (or to `scale`, when that is larger)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), scale or 0.0))
+
+
+def _setup(folder, layer: int, dtype):
+    lm = load_model(str(folder))
+    ids = jnp.asarray(lm.tokenizer(TEXT)["input_ids"])
+    z = lm.model.hidden_states(ids)[layer]
+    graphdef, state = nnx.split(lm.model.layers[layer])
+    state = jax.tree.map(lambda a: a.astype(dtype), state)
+    return graphdef, state, z.astype(dtype), lm.config.num_heads
+
+
+def _term_scale(block, z, targets, heads, a, w) -> float:
+    """max over (target, head, source) of Σ_c |IG_{i,c}| for zero-baseline z→u.
+
+    Behind a pre-norm (decoders, ModernBERT) u(αz) ≈ u(z) except near α = 0, so the signed
+    per-source sums Σ_c IG_{i,c} cancel to remainders far below their terms (docs/method.md,
+    pitfall 3): rounding of either implementation is relative to the
+    terms, not the sums.
+    """
+    zeros = jnp.zeros_like(z)
+    u0 = block.attention_context(zeros)[targets][:, heads]
+
+    def scalars(x):
+        return safe_norm(block.attention_context(x)[targets][:, heads] - u0)
+
+    jac = sum(wk * jax.jacrev(scalars)(ak * z) for ak, wk in zip(a, w, strict=True))
+    return float(jnp.abs(jac * z).sum(-1).max())
+
+
+@partial(jax.jit, static_argnames=("graphdef", "quantity", "baseline", "method", "block_size"))
+def _integrate(graphdef, state, z, targets, heads, a, w, *, quantity, baseline, method,
+               block_size):
+    """One integrand on one block, compiled once per (block structure, shapes, dtype):
+    layers of the same structure share the program. `block_size` (itb.BLOCK, read while
+    tracing) is part of the cache key, so a test that changes it gets its own program."""
+    del block_size
+    return integrate(integrand_for(quantity, baseline, method), nnx.merge(graphdef, state),
+                     z, targets, heads, a, w, 3)
+
+
+def compare(folder, layer, dtype, rule, steps, tol):
+    """fast = direct on `layer` of the saved model in `folder`, both baselines, z→z and z→u,
+    to `tol` relative to each output's largest magnitude (zero-baseline z→u behind a pre-norm:
+    to the terms' scale, see `_term_scale`)."""
+    graphdef, state, z, n_heads = _setup(folder, layer, dtype)
+    block = nnx.merge(graphdef, state)
+    a, w = make_rule(rule, steps).without_zero_node()
+    a, w = jnp.asarray(a, dtype), jnp.asarray(w, dtype)
+    targets = jnp.asarray([0, 3, z.shape[0] - 1])
+    heads = jnp.asarray(sorted({0, n_heads // 2, n_heads - 1}))
+    norm_first = block.premap_parts().norm is not None
+
+    def run(quantity: str, baseline: str, method: str) -> tuple:
+        return _integrate(graphdef, state, z, targets, heads, a, w, quantity=quantity,
+                          baseline=baseline, method=method, block_size=itb.BLOCK)
+
+    for baseline in ("zero", "self_input_token"):
+        fast, direct = (run("z2z", baseline, m) for m in ("fast", "direct"))
+        for f, d in zip(fast, direct, strict=True):
+            assert _rel(f, d) <= tol, ("z2z", baseline)
+        fast, direct = (run("z2u", baseline, m) for m in ("fast", "direct"))
+        scale = None
+        if baseline == "zero" and norm_first:
+            scale = _term_scale(block, z, targets, heads, a, w)
+        for name, f, d in zip(("scores", "signed", "f"), fast, direct, strict=True):
+            sc = None if name == "f" or (name == "scores" and block.z2u_score == "l2") else scale
+            assert _rel(f, d, sc) <= tol, ("z2u", baseline, name)
+
+
+def save_family(name: str, folder):
+    """A tiny random checkpoint of each family the fast path serves besides BERT."""
+    import transformers
+    from decoder_fixtures import save_tiny_decoder
+    from gemma3_fixtures import save_tiny_gemma3
+    from test_parity_block_only import DISTIL, MODERN, MPNET, hf_config, randomise, save_model
+
+    decoders = {"gpt2": ("gpt2", {}), "llama-gqa": ("llama", {"num_key_value_heads": 2}),
+                "mistral-sliding": ("mistral", {"num_key_value_heads": 2, "sliding_window": 3}),
+                "qwen2": ("qwen2", {"num_key_value_heads": 1})}
+    if name in decoders:
+        model_type, overrides = decoders[name]
+        return save_tiny_decoder(folder, model_type, seed=5, **overrides)
+    if name == "gemma3":
+        return save_tiny_gemma3(folder, seed=5)
+    model_type, kwargs = {"distilbert": ("distilbert", DISTIL), "mpnet": ("mpnet", MPNET),
+                          "modernbert": ("modernbert", MODERN)}[name]
+    model = transformers.AutoModel.from_config(hf_config(model_type, kwargs)).eval()
+    randomise(model, 5)
+    return save_model(folder, model)
+
+
+DECODER_FAMILIES = ["gpt2", "llama-gqa", "mistral-sliding", "qwen2", "gemma3"]
+ENCODER_FAMILIES = ["distilbert", "mpnet", "modernbert"]
+
+
+def family_folder(cache: dict, tmp_path_factory, name: str):
+    """The tiny checkpoint of family `name`, saved once per module (`cache`)."""
+    if name not in cache:
+        cache[name] = save_family(name, tmp_path_factory.mktemp(name))
+    return cache[name]

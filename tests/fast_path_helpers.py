@@ -124,3 +124,26 @@ def family_folder(cache: dict, tmp_path_factory, name: str):
     if name not in cache:
         cache[name] = save_family(name, tmp_path_factory.mktemp(name))
     return cache[name]
+
+
+def check_family(cache: dict, tmp_path_factory, name: str) -> None:
+    """Both shared and per-target baselines, z→z and z→u, two layers in float32 (the same
+    node count, so layers of one structure share their compiled programs)."""
+    folder = family_folder(cache, tmp_path_factory, name)
+    for layer, rule, steps in [(0, "captum_trapezoid", 8), (1, "gauss_legendre", 7)]:
+        compare(folder, layer, jnp.float32, rule, steps, 1e-5)
+
+
+def check_family_float64(cache: dict, tmp_path_factory, name: str) -> None:
+    folder = family_folder(cache, tmp_path_factory, name)
+    with jax.enable_x64(True):
+        compare(folder, 1, jnp.float64, "captum_trapezoid", 8, 1e-12)
+
+
+def check_family_blocked(cache: dict, tmp_path_factory, monkeypatch, name: str) -> None:
+    """Sources in blocks of 4 (the two-pass online softmax, causal and window masks
+    skipping blocks, a padded last block) give the direct numbers too."""
+    monkeypatch.setattr(itb, "BLOCK", 4)
+    folder = family_folder(cache, tmp_path_factory, name)
+    with jax.enable_x64(True):
+        compare(folder, 1, jnp.float64, "gauss_legendre", 6, 1e-12)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import cache_dir
+
 CACHE_FORMAT_VERSION = "1"
 
 
@@ -56,21 +58,6 @@ def norm_specs(hf: str, ours: str, bias: bool = True, *, legacy_names: bool = Fa
         specs.append(KeySpec((f"{hf}.bias", f"{hf}.beta") if legacy_names else (f"{hf}.bias",),
                              f"{ours}.bias"))
     return specs
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes (read in 4 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-def cache_dir() -> Path:
-    root = os.environ.get("LIG_JAX_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "lig_jax"
-    )
-    return Path(root)
 
 
 def checkpoint_files(folder: Path) -> list[Path]:

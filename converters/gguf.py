@@ -37,7 +37,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .common import ConversionError, file_sha256
+from ..files import file_sha256
+from .common import ConversionError
 
 # general.architecture values we read (llama.cpp's names).
 SUPPORTED_ARCHITECTURES = ("gemma3", "gpt2", "llama", "qwen2")

@@ -1,9 +1,10 @@
 """`explain()`: text → tokens → hidden states → per-layer attributions → JSON dict.
 
-The output keeps the reference's schema (spec §9): every reference key with the same
+The output keeps the reference's schema (docs/spec.md §9): every reference key with the same
 meaning and orientation (`matrix[i][j]` = source i → target j). Extra keys:
-`quadrature`, `completeness` blocks, `z2z_composed`, `timings`, `versions`. It is a dict
-(an `Explanation`, a dict subclass that shows itself as the flow viewer in Jupyter).
+`quadrature`, `completeness` blocks, `z2z_composed`, `timings`, `versions`. It is a plain
+dict here; `lig_jax.explain` wraps it as an `Explanation` (view/notebook.py), which shows
+itself as the flow viewer in Jupyter.
 """
 
 from __future__ import annotations
@@ -19,20 +20,20 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from . import __version__, engine, report, results
+from . import engine, report, results
 from .attribution import compose
 from .boundaries import boundaries_from_config
 from .config import LIGConfig, check_indices, granularity_list, validate
 from .engine import bucket_length
-from .errors import LIGError
+from .errors import BadText, LIGError
 from .ig import free_host_memory, memory_budget
 from .loading import LoadedModel, load_model
 from .quadrature import resolve_rule
 from .steps import StepResult, make_plan
-from .view.notebook import Explanation
+from .version import __version__
 
 # Families whose reference u→z ignores include_residual_connection and reports the IG sum
-# as l2_total (spec §5, §13-B3); reproduced only under `reference_quirks`.
+# as l2_total (docs/spec.md §5, §13-B3); reproduced only under `reference_quirks`.
 QUIRKY_U2Z_TYPES = ("gpt2", "llama", "mistral", "qwen2")
 GEMMA3_TYPES = ("gemma3", "gemma3_text")
 
@@ -111,7 +112,7 @@ def explain(
     column (from 16 up to `max_steps`) until its completeness error is below `auto_tol`.
     `dtype="bfloat16"` runs the attributions in bfloat16 (completeness shows the cost).
     `bucket`: pad to a length bucket (masked) so new lengths reuse compiled programs.
-    `reference_quirks`: the reference's decoder inconsistencies (spec §13-B3) instead of
+    `reference_quirks`: the reference's decoder inconsistencies (docs/spec.md §13-B3) instead of
     the consistent definitions (see `LIGConfig`).
     `memory_budget`: bytes (or "4GB") one chunk of the computation may use; default a
     share of the free memory. A job that cannot fit even one chunk is refused.
@@ -125,7 +126,7 @@ def explain(
         dtype=dtype, auto_tol=auto_tol, max_steps=max_steps, bucket=bucket,
         reference_quirks=reference_quirks, memory_budget=memory_budget,
     )
-    return Explanation(report.explanation(_explain(text, cfg, progress, as_lists=True)))
+    return report.explanation(_explain(text, cfg, progress, as_lists=True))
 
 
 # A float in a Python list costs ~32 bytes (the float object and its pointer), 4× numpy's.
@@ -237,7 +238,7 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
             "method": cfg.method, "dtype": cfg.dtype,
             "reference_quirks": cfg.reference_quirks,
         },
-        "boundaries": {**info["nodes"], **info},  # spec §9: z, u, z_next, then the keys
+        "boundaries": {**info["nodes"], **info},  # docs/spec.md §9: z, u, z_next, then the keys
         "quadrature": {p: plan.describe() for p, plan in plans.items()},
         "timings": timings,
         "versions": _versions(lm),
@@ -299,32 +300,49 @@ def explain_batch(
     config: LIGConfig | None = None,
     progress: Progress | None = None,
     on_result: Callable[[int, dict[str, Any]], None] | None = None,
+    skip_bad: bool = False,
+    on_bad: Callable[[int, str], None] | None = None,
     **kwargs: Any,
-) -> list[dict[str, Any]]:
+) -> list[dict[str, Any] | None]:
     """`explain` for many sentences with one model load and shared compiled programs.
 
-    Sentences are padded to length buckets, so each bucket compiles once; they are run
-    shortest bucket first and returned in input order. `on_result(i, result)` is called as
-    soon as sentence i is done (to write it out before the next one starts). Options as
-    for `explain` (keywords, or `config`).
+    Every text is tokenised before any is computed: one that cannot be explained (empty,
+    longer than the model allows) raises `BadText` ("text K: …", K its 0-based position)
+    unless `skip_bad`; then `on_bad(K, message)` is called and its slot of the returned
+    list is None. Sentences are padded to length buckets, so each bucket compiles once (the
+    programs stay cached, whatever the order); they run and are returned in input order.
+    `on_result(i, result)` is called as soon as sentence i is done (to write it out before
+    the next one starts). Options as for `explain` (keywords, or `config`).
     """
     cfg = config or LIGConfig(**kwargs)
     validate(cfg)
     say = progress or (lambda _msg: None)
     with _device_context(cfg.device):
         lm = load_model(cfg.model)
-        lengths = [len(tokenize(lm, t)[0]) for t in texts]
-        order = sorted(range(len(texts)),
-                       key=lambda i: (bucket_length(lengths[i], lm.config.max_tokens), i))
+        lengths: list[int | None] = []
+        for i, text in enumerate(texts):
+            try:
+                lengths.append(len(tokenize(lm, text)[0]))
+            except LIGError as e:
+                if not skip_bad:
+                    raise BadText(i, str(e)) from None
+                lengths.append(None)
+                if on_bad is not None:
+                    on_bad(i, str(e))
+        good = sum(n is not None for n in lengths)
         out: list[dict[str, Any] | None] = [None] * len(texts)
-        for done, i in enumerate(order):
-            say(f"sentence {done + 1}/{len(texts)} ({lengths[i]} tokens)")
+        done = 0
+        for i, (text, n) in enumerate(zip(texts, lengths, strict=True)):
+            if n is None:
+                continue
+            done += 1
+            say(f"sentence {done}/{good} ({n} tokens)")
             t0 = time.perf_counter()
-            out[i] = Explanation(report.explanation(
-                _explain_loaded(lm, texts[i], cfg, lambda _m: None, {}, t0, True)))
+            out[i] = report.explanation(
+                _explain_loaded(lm, text, cfg, lambda _m: None, {}, t0, True))
             if on_result is not None:
                 on_result(i, out[i])
-    return out  # type: ignore[return-value]
+    return out
 
 
 def explain_to_json(text: str, **kwargs: Any) -> str:

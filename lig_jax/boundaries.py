@@ -1,9 +1,9 @@
-"""Which layout a model has and where its LIG boundaries are (spec §8).
+"""Which layout a model has and where its LIG boundaries are (docs/spec.md §8).
 
 Works from the config alone (`describe_boundaries(..., load_weights=False)`), so it
 never needs the weights; with `load_weights=True` it also loads and converts the model
-and says whether lig-jax can run IG on it (`ig_ready`). Every fact comes from the family
-registry (`lig_jax.models`: `FAMILIES`, `LAYOUTS`).
+and reports the converted weights (`weights`: checkpoint digest, parameter count). Every
+fact comes from the family registry (`lig_jax.models`: `FAMILIES`, `LAYOUTS`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .config import DEFAULT_MODEL, GRANULARITIES
 from .errors import LIGError
 from .models import (
     FAMILIES,
@@ -75,7 +76,7 @@ def boundaries_from_config(cfg: dict[str, Any], model: str) -> dict[str, Any]:
         "architecture": layout.architecture if layout_name else "encoder",
         "model_type": model_type,
         "num_layers": num_layers_of(cfg),
-        "supported_granularity": sorted(family.granularities) if family else [],
+        "supported_granularity": sorted(GRANULARITIES) if family else [],
         "reference_granularity": sorted(layout.granularities) if layout_name else [],
         "nodes": dict(zip(("z", "u", "z_next"), nodes, strict=True)),
         "hook_points": dict(zip(HOOK_NAMES, hooks, strict=True)),
@@ -107,19 +108,23 @@ def _config_dict(model: str) -> dict[str, Any]:
     return cfg
 
 
-def describe_boundaries(
-    model: str = "all-MiniLM-L6-v2", *, device: str | None = None, load_weights: bool = False
-) -> dict[str, Any]:
+def describe_boundaries(model: str = DEFAULT_MODEL, *, load_weights: bool = False
+                        ) -> dict[str, Any]:
     """Layout, nodes, hook points and granularities of `model` (folder, hub id, config.json).
 
-    With `load_weights=True` the model is loaded and converted as well and the result
-    gains `ig_ready` (True when lig-jax can run every granularity on it).
+    With `load_weights=True` the model is loaded and converted as well (a checkpoint that
+    cannot be is refused in one line) and the result gains `weights`: the checkpoint's
+    sha256 and the converted parameter count.
     """
     info = boundaries_from_config(_config_dict(model), model)
     if load_weights:
+        import jax
+        from flax import nnx
+
         from .loading import load_model
 
         loaded = load_model(model)
-        info["ig_ready"] = loaded.model is not None
+        info["weights"] = {"checkpoint_sha256": loaded.checkpoint_hash, "parameters": int(
+            sum(x.size for x in jax.tree.leaves(nnx.state(loaded.model, nnx.Param))))}
         info["detection"] = f"model_type ({loaded.model_type})"
     return info

@@ -6,16 +6,25 @@ print one line, `error: …`, and exit with status 2.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .errors import LIGError
+from .cli_common import destination, fail, interrupted, reflow_help
+from .cli_common import progress as progress_printer
+from .config import BASELINES_ATT, BASELINES_LAYER, BASELINES_MLP, DEFAULT_MODEL
+from .errors import BadText, LIGError
+from .files import enable_compilation_cache, write_text
+from .quadrature import RULE_CHOICES
+from .report import BatchWriter, finished_indices
 
 app = typer.Typer(
     add_completion=False,
@@ -25,18 +34,13 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 def _int_list(what: str, value: str | None) -> list[int] | None:
     if value is None or value.strip().lower() in ("", "all"):
         return None
     try:
         return [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
-        _fail(f"--{what} takes comma-separated integers like 0,3,5. Got: {value!r}")
+        fail(f"--{what} takes comma-separated integers like 0,3,5. Got: {value!r}")
         return None
 
 
@@ -46,201 +50,204 @@ def _steps(value: str) -> int | str:
     try:
         return int(value)
     except ValueError:
-        _fail(f"--steps takes an integer or 'auto'. Got: {value!r}")
+        fail(f"--steps takes an integer or 'auto'. Got: {value!r}")
         return 0
 
 
-def _enable_compilation_cache() -> None:
-    """Persist compiled XLA programs so a second CLI run does not compile again."""
-    import jax
-
-    from converters.common import cache_dir
-
-    try:
-        jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "xla"))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    except Exception:  # an older jax without these options: just compile
-        pass
-
-
 def _write_json(obj: object, output: Path | None) -> None:
-    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
     if output is None:
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(text)
     else:
-        output.write_text(text + "\n", encoding="utf-8")
+        write_text(output, text)
+
+
+# The options of `explain`, shared by `explain-batch` (one definition; see `_explain_options`).
+EXPLAIN_OPTIONS = (
+    ("model", str, DEFAULT_MODEL, f"HF folder, hub id, .gguf file, or 'default' "
+     f"({DEFAULT_MODEL}, offline)."),
+    ("steps", str, "32", "Integration steps per IG, or 'auto' (double per column until "
+     "--auto-tol completeness)."),
+    ("granularity", str, "all", "all, or a comma list of att, mlp, layer."),
+    ("baseline_att", str, "self_input_token", " | ".join(BASELINES_ATT)),
+    ("baseline_mlp", str, "zero", " | ".join(BASELINES_MLP)),
+    ("baseline_layer", str, "self_input_token", " | ".join(BASELINES_LAYER)),
+    ("layers", str | None, None, "Comma list, e.g. 0,5 (default all)."),
+    ("target_tokens", str | None, None, "Comma list of token indices (default all)."),
+    ("target_head", int | None, None, "One head (default all)."),
+    ("device", str | None, None, "cpu, gpu, gpu:1, tpu (default: JAX's default device)."),
+    ("no_residual", bool, False, "u→z without the MLP's residual connection."),
+    ("rule", str, "reference", " | ".join(RULE_CHOICES)),
+    ("method", str, "fast", "fast (structured integrands) | direct (one reverse pass per "
+     "target); same numbers."),
+    ("dtype", str, "float32", "float32 | bfloat16 (attribution compute)."),
+    ("auto_tol", float, 0.01, "Completeness tolerance of --steps auto."),
+    ("max_steps", int, 512, "Largest step count --steps auto tries."),
+    ("reference_quirks", bool, False, "Decoders: the reference's inconsistent definitions "
+     "instead of the consistent ones (docs/reference-differences.md)."),
+    ("memory_budget", str | None, None, "Memory one chunk of the computation may use, e.g. "
+     "4GB or 512MB (default: 40% of the free memory)."),
+)
+
+
+def _explain_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give a command every option of EXPLAIN_OPTIONS; it receives them as `options`, a
+    dict of `api.explain` keywords."""
+    params = []
+    for name, kind, default, doc in EXPLAIN_OPTIONS:
+        flag = "--" + name.replace("_", "-")
+        option = typer.Option(flag, help=doc) if kind is bool else typer.Option(help=doc)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                                        default=default, annotation=Annotated[kind, option]))
+    own = [p for p in inspect.signature(fn, eval_str=True).parameters.values()
+           if p.name != "options"]
+
+    @functools.wraps(fn)
+    def command(**kwargs: object) -> None:
+        given = {name: kwargs.pop(name) for name, *_ in EXPLAIN_OPTIONS}
+        fn(**kwargs, options=_api_options(given))
+
+    command.__signature__ = inspect.Signature(own + params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in own + params}
+    return command
+
+
+def _api_options(given: dict) -> dict:
+    """CLI option values → `api.explain` keywords (one-line errors for malformed lists)."""
+    out = dict(given)
+    out["num_steps"] = _steps(out.pop("steps"))
+    out["include_residual_connection"] = not out.pop("no_residual")
+    out["layers"] = _int_list("layers", out["layers"])
+    out["target_tokens"] = _int_list("target-tokens", out["target_tokens"])
+    return out
 
 
 @app.command()
+@_explain_options
 def explain(
     text: Annotated[str, typer.Argument(help="The sentence to explain.")],
-    model: Annotated[str, typer.Option(help="HF folder, hub id, or 'default' "
-                                       "(all-MiniLM-L6-v2, offline).")] = "all-MiniLM-L6-v2",
-    steps: Annotated[str, typer.Option(help="Integration steps per IG, or 'auto' (double "
-                                       "per column until --auto-tol completeness).")] = "32",
-    granularity: Annotated[str, typer.Option(help="all, or a comma list of att, mlp, layer.")
-                           ] = "all",
-    baseline_att: Annotated[str, typer.Option(help="zero | self_input_token | itb_zero_ratio "
-                                              "| itb_map_ratio")] = "self_input_token",
-    baseline_mlp: Annotated[str, typer.Option(help="zero | att_itb_a0")] = "zero",
-    baseline_layer: Annotated[str, typer.Option(help="zero | self_input_token | "
-                                                "itb_zero_ratio")] = "self_input_token",
-    layers: Annotated[str | None, typer.Option(help="Comma list, e.g. 0,5 (default all).")
-                      ] = None,
-    target_tokens: Annotated[str | None, typer.Option(help="Comma list of token indices "
-                                                         "(default all).")] = None,
-    target_head: Annotated[int | None, typer.Option(help="One head (default all).")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, gpu, gpu:1, tpu (default: "
-                                                  "JAX's default device).")] = None,
-    no_residual: Annotated[bool, typer.Option("--no-residual", help="u->z without the MLP's "
-                                              "residual connection.")] = False,
-    rule: Annotated[str, typer.Option(help="reference | captum_trapezoid | trapezoid | "
-                                      "gauss_legendre | midpoint")] = "reference",
-    method: Annotated[str, typer.Option(help="fast (structured integrands) | direct (one "
-                                        "reverse pass per target); same numbers.")] = "fast",
-    dtype: Annotated[str, typer.Option(help="float32 | bfloat16 (attribution compute).")
-                     ] = "float32",
-    auto_tol: Annotated[float, typer.Option(help="Completeness tolerance of --steps auto.")
-                        ] = 0.01,
-    max_steps: Annotated[int, typer.Option(help="Largest step count --steps auto tries.")
-                         ] = 512,
-    reference_quirks: Annotated[bool, typer.Option(
-        "--reference-quirks", help="Decoders: the reference's inconsistent definitions "
-        "(spec 13-B3) instead of the consistent ones.")] = False,
-    memory_budget: Annotated[str | None, typer.Option(
-        help="Device memory one chunk of the computation may use, e.g. 4GB or 512MB "
-        "(default: 40% of the free memory).")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the result "
                                                 "here instead of stdout: .json, or .npz "
                                                 "for arrays (long inputs).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    *,
+    options: dict,
 ) -> None:
     """Compute LIG for TEXT and print the reference's JSON schema (or write it, -o)."""
     from .api import explain as run_explain
     from .api import explain_arrays
     from .results import save_npz
 
-    _enable_compilation_cache()
-    start = time.perf_counter()
-
-    def progress(msg: str) -> None:
-        if not quiet:
-            typer.echo(f"[{time.perf_counter() - start:6.1f}s] {msg}", err=True)
-
-    npz = output is not None and output.suffix.lower() == ".npz"
+    output = destination(output)
+    enable_compilation_cache()
+    progress, start = progress_printer(quiet)
     try:
-        options = dict(
-            model=model, num_steps=_steps(steps), granularity=granularity,
-            baseline_att=baseline_att, baseline_mlp=baseline_mlp,
-            baseline_layer=baseline_layer, layers=_int_list("layers", layers),
-            target_tokens=_int_list("target-tokens", target_tokens), target_head=target_head,
-            device=device, include_residual_connection=not no_residual, rule=rule,
-            method=method, dtype=dtype, auto_tol=auto_tol, max_steps=max_steps,
-            reference_quirks=reference_quirks, memory_budget=memory_budget, progress=progress,
-        )
-        if npz:
-            save_npz(explain_arrays(text, **options), output)
+        if output is not None and output.suffix.lower() == ".npz":
+            save_npz(explain_arrays(text, progress=progress, **options), output)
         else:
-            _write_json(run_explain(text, **options), output)
+            _write_json(run_explain(text, progress=progress, **options), output)
     except LIGError as e:
-        _fail(str(e))
-    except OSError as e:
-        _fail(f"cannot write {output}: {e.strerror}")
+        fail(str(e))
+    except KeyboardInterrupt:
+        interrupted("nothing was written")
     wrote = f", wrote {output}" if output else ""
     progress(f"done in {time.perf_counter() - start:.1f}s{wrote}")
 
 
 @app.command("explain-batch")
+@_explain_options
 def explain_batch_cmd(
     texts: Annotated[Path, typer.Argument(help="Text file, one sentence per line.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="JSON Lines file: one result "
-                                         "per line, {\"index\": i, \"result\": …}.")],
-    model: Annotated[str, typer.Option(help="As for explain.")] = "all-MiniLM-L6-v2",
-    steps: Annotated[str, typer.Option(help="As for explain.")] = "32",
-    granularity: Annotated[str, typer.Option(help="As for explain.")] = "all",
-    layers: Annotated[str | None, typer.Option(help="As for explain.")] = None,
-    rule: Annotated[str, typer.Option(help="As for explain.")] = "reference",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+                                         "per line, {\"index\": i, \"result\": …} (i: the "
+                                         "0-based line), in file order.")],
+    skip_bad_lines: Annotated[bool, typer.Option(
+        "--skip-bad-lines", help="Leave out lines that cannot be explained (empty, too "
+        "long), counted, instead of stopping before any work.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    *,
+    options: dict,
 ) -> None:
-    """Explain every line of a file; finished sentences are on disk before the next starts.
+    """Explain every line of a file (all `explain` options apply); each finished sentence is
+    on disk before the next starts.
 
-    Re-running with the same output file skips the sentences it already holds (a torn last
-    line from a crash is dropped and redone).
+    Every line is checked first: by default a bad line (`line N: …`) stops the run before
+    anything is computed. Re-running with the same output file skips the sentences it
+    already holds (a torn last line from a crash is dropped and redone).
     """
     from .api import explain_batch
 
-    _enable_compilation_cache()
+    output = destination(output)
     try:
-        lines = [ln.strip() for ln in texts.read_text(encoding="utf-8").splitlines()]
+        lines = texts.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        _fail(f"cannot read {texts}: {e}")
-    sentences = [(i, ln) for i, ln in enumerate(lines) if ln]
-    if not sentences:
-        _fail(f"{texts} has no non-empty lines")
-    done = _finished_indices(output)
-    todo = [(i, ln) for i, ln in sentences if i not in done]
-    start = time.perf_counter()
+        fail(f"cannot read {texts}: {getattr(e, 'strerror', None) or e}")
+    if not lines:
+        fail(f"{texts} is empty: give one sentence per line")
+    try:
+        done = finished_indices(output)
+    except LIGError as e:
+        fail(str(e))
+    todo = [i for i in range(len(lines)) if i not in done]
+    enable_compilation_cache()
+    progress, _ = progress_printer(quiet)
+    skipped: list[int] = []
 
-    def progress(msg: str) -> None:
-        if not quiet:
-            typer.echo(f"[{time.perf_counter() - start:6.1f}s] {msg}", err=True)
+    def bad(k: int, message: str) -> None:
+        skipped.append(todo[k] + 1)
+        progress(f"line {todo[k] + 1}: {message} (left out)")
 
     progress(f"{len(done)} already in {output}, {len(todo)} to do")
-    with output.open("a", encoding="utf-8") as fh:
-        def write(k: int, result: dict) -> None:
-            fh.write(json.dumps({"index": todo[k][0], "result": result}, ensure_ascii=False)
-                     + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+    written = [0]
+    try:
+        with BatchWriter(output) as writer:
+            def write(k: int, result: dict) -> None:
+                writer.add(todo[k], result)
+                written[0] += 1
 
-        try:
             if todo:
-                explain_batch([ln for _, ln in todo], model=model, num_steps=_steps(steps),
-                              granularity=granularity, layers=_int_list("layers", layers),
-                              rule=rule, progress=progress, on_result=write)
-        except LIGError as e:
-            _fail(str(e))
-    progress(f"done: {len(sentences)} sentences in {output}")
+                explain_batch([lines[i] for i in todo], progress=progress, on_result=write,
+                              skip_bad=skip_bad_lines, on_bad=bad, **options)
+    except BadText as e:
+        fail(f"line {todo[e.index] + 1}: {e.reason}; nothing was computed")
+    except LIGError as e:
+        fail(str(e) + ("" if written[0] else "; nothing was computed"))
+    except KeyboardInterrupt:
+        interrupted(f"{len(done) + written[0]} of {len(lines)} sentences are in {output}; "
+                     "run the same command again to resume")
+    n = len(skipped)
+    left = f"; left out {n} bad line{'s' * (n != 1)} ({_span(skipped)})" if n else ""
+    progress(f"done: {len(done) + written[0]} of {len(lines)} lines in {output}{left}")
 
 
-def _finished_indices(path: Path) -> set[int]:
-    """Indices already written to a JSON Lines output; a torn last line is cut off."""
-    if not path.exists():
-        return set()
-    data = path.read_bytes()
-    keep = data[: data.rfind(b"\n") + 1]  # everything up to the last complete line
-    if len(keep) != len(data):
-        path.write_bytes(keep)
-    done = set()
-    for n, line in enumerate(keep.decode("utf-8").splitlines(), 1):
-        try:
-            done.add(int(json.loads(line)["index"]))
-        except (ValueError, KeyError, TypeError):
-            _fail(f"{path} line {n} is not a lig-jax batch record; use a new output file")
-    return done
+def _span(lines: list[int], most: int = 10) -> str:
+    shown = ", ".join(str(n) for n in lines[:most])
+    return shown + (f", … {len(lines) - most} more" if len(lines) > most else "")
 
 
 @app.command()
 def describe(
-    model: Annotated[str, typer.Argument(help="HF folder, hub id, config.json, or 'default'.")
-                     ] = "default",
-    load_weights: Annotated[bool, typer.Option(help="Also load and convert the weights.")
-                            ] = False,
-    output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
+    model: Annotated[str, typer.Argument(help="HF folder, hub id, config.json, .gguf file, or "
+                                         f"'default' ({DEFAULT_MODEL}).")] = DEFAULT_MODEL,
+    load_weights: Annotated[bool, typer.Option("--load-weights", help="Also load and "
+                                               "convert the weights.")] = False,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the JSON here "
+                                                "instead of stdout.")] = None,
 ) -> None:
     """Print a model's layout, LIG nodes, hook points and granularities (config only)."""
     from .boundaries import describe_boundaries
 
+    output = destination(output)
     try:
         _write_json(describe_boundaries(model, load_weights=load_weights), output)
     except LIGError as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 @app.command()
 def compare(
-    a: Annotated[Path, typer.Argument(help="First result JSON.")],
-    b: Annotated[Path, typer.Argument(help="Second result JSON.")],
+    a: Annotated[Path, typer.Argument(help="First result (.json or .npz).")],
+    b: Annotated[Path, typer.Argument(help="Second result (.json or .npz).")],
     tol: Annotated[float, typer.Option(help="Fail (exit 1) when a max relative difference "
                                        "exceeds this.")] = 1e-4,
     output: Annotated[Path | None, typer.Option("-o", "--output",
@@ -249,13 +256,14 @@ def compare(
     """Compare two result files of this schema, per layer and quantity."""
     from .compare import compare_files, format_table
 
+    output = destination(output)
     try:
         rows = compare_files(a, b)
+        typer.echo(format_table(rows))
+        if output is not None:
+            _write_json(rows, output)
     except LIGError as e:
-        _fail(str(e))
-    typer.echo(format_table(rows))
-    if output is not None:
-        _write_json(rows, output)
+        fail(str(e))
     worst = max((r["max_rel"] for r in rows), default=0.0)
     if worst > tol:
         typer.echo(f"FAIL: max relative difference {worst:.3g} > tol {tol:g}", err=True)
@@ -263,32 +271,47 @@ def compare(
     typer.echo(f"OK: max relative difference {worst:.3g} <= tol {tol:g}", err=True)
 
 
-def _load_view_source(source: Path, sentence: int | None, layer_baseline: str,
-                      att_baseline: str, mlp_baseline: str) -> dict:
-    """A result JSON, or one sentence of an experiment run folder."""
+def _load_view_source(source: Path, sentence: int | None, index: int | None,
+                      layer_baseline: str, att_baseline: str, mlp_baseline: str) -> dict:
+    """A result file (.json, .npz), one record of an explain-batch .jsonl (`index`), or one
+    sentence of an experiment run folder (`sentence`)."""
+    from .report import load_batch
     from .view.records import record_result
     from .view.result import load_result
 
     if source.is_dir():
         if sentence is None:
-            _fail(f"{source} is an experiment run folder: choose a sentence with --sentence N")
+            fail(f"{source} is an experiment run folder: choose a sentence with --sentence N")
+        if index is not None:
+            fail("--index applies to an explain-batch .jsonl file; a run folder takes "
+                  "--sentence N")
         return load_result(record_result(source, sentence, layer_baseline=layer_baseline,
                                          att_baseline=att_baseline, mlp_baseline=mlp_baseline))
     if sentence is not None:
-        _fail("--sentence applies to an experiment run folder, not to a result file")
+        fail("--sentence applies to an experiment run folder, not to a result file")
+    if source.suffix.lower() == ".jsonl":
+        if index is None:
+            fail(f"{source} is an explain-batch file: choose a record with --index N "
+                  "(its 0-based input line)")
+        return load_result(load_batch(source, index))
+    if index is not None:
+        fail("--index applies to an explain-batch .jsonl file, not to a result file")
     return load_result(source)
 
 
-SourceArg = Annotated[Path, typer.Argument(help="explain result JSON, or an experiment run "
+SourceArg = Annotated[Path, typer.Argument(help="explain result (.json, .npz), explain-batch "
+                                           ".jsonl (with --index), or an experiment run "
                                            "folder (with --sentence).")]
 SentenceOpt = Annotated[int | None, typer.Option(help="Sentence index of a run folder.")]
-
+IndexOpt = Annotated[int | None, typer.Option(help="Record of an explain-batch .jsonl: its "
+                                              "0-based input line.")]
 
 @app.command()
 def view(
     source: SourceArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write.")],
     sentence: SentenceOpt = None,
+    index: IndexOpt = None,
     layer_baseline: Annotated[str, typer.Option(help="Run folders: z→z baseline (zero | itb "
                                                 "| itb_zero_ratio).")] = "itb",
     att_baseline: Annotated[str, typer.Option(help="Run folders: z→u baseline (zero | itb | "
@@ -299,18 +322,20 @@ def view(
     """Write the interactive flow viewer: one self-contained HTML file (no network)."""
     from .view.page import write_page
 
+    output = destination(output)
     try:
-        result = _load_view_source(source, sentence, layer_baseline, att_baseline,
+        result = _load_view_source(source, sentence, index, layer_baseline, att_baseline,
                                    mlp_baseline)
         write_page(result, output)
     except LIGError as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(f"wrote {output}", err=True)
 
 
 @app.command()
 def plot(
-    source: Annotated[Path, typer.Argument(help="explain result JSON, an experiment run folder "
+    source: Annotated[Path, typer.Argument(help="explain result (.json, .npz), explain-batch "
+                                           ".jsonl (with --index), an experiment run folder "
                                            "(with --sentence), or a comparison CSV of "
                                            "`experiment compare`.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Figure: .png, .pdf or .svg.")],
@@ -318,25 +343,30 @@ def plot(
                       ] = None,
     route: Annotated[str, typer.Option(help="direct (z→z) | composed (z→u × u→z).")
                      ] = "direct",
-    absolute: Annotated[bool, typer.Option(help="Plot |values|.")] = False,
+    absolute: Annotated[bool, typer.Option("--absolute", help="Plot |values|.")] = False,
+    scale: Annotated[str, typer.Option(help="shared (one colour scale for every layer) | "
+                                       "layer (each layer its own, so quiet layers show)")
+                     ] = "shared",
     sentence: SentenceOpt = None,
+    index: IndexOpt = None,
 ) -> None:
     """Publication figures: per-layer heatmaps of a result, or the Experiment-A summary."""
     try:
         from .view.plot import plot_flow, plot_layers
     except ImportError as e:
-        _fail(f"plot needs matplotlib ({e}); pip install matplotlib")
+        fail(f"plot needs matplotlib ({e}); pip install matplotlib")
+    output = destination(output)
     try:
         if source.suffix.lower() == ".csv":
             from .experiment.flow import read_rows
 
             plot_flow(read_rows(source), output)
         else:
-            result = _load_view_source(source, sentence, "itb", "itb", "zero")
+            result = _load_view_source(source, sentence, index, "itb", "itb", "zero")
             plot_layers(result, output, layers=_int_list("layers", layers), route=route,
-                        absolute=absolute)
+                        absolute=absolute, scale=scale)
     except LIGError as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(f"wrote {output}", err=True)
 
 
@@ -348,10 +378,12 @@ def bench(ctx: typer.Context) -> None:
     import subprocess
 
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("captum") is None:
-        _fail("bench needs PyTorch and Captum: pip install -e '.[test]'")
+        fail("bench needs PyTorch and Captum: pip install -e '.[test]'")
     script = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
     if not script.is_file():
-        _fail(f"bench needs a source checkout; {script} not found")
+        fail("bench runs scripts/bench.py of a source checkout (this lig-jax is installed "
+              f"without one: {script} not found); clone the repository and "
+              "pip install -e '.[test]' there")
     raise typer.Exit(subprocess.call([sys.executable, str(script), *ctx.args]))
 
 
@@ -362,6 +394,7 @@ def _add_experiment() -> None:
 
 
 _add_experiment()
+reflow_help(app)
 
 
 def main() -> None:

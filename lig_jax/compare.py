@@ -1,4 +1,4 @@
-"""Compare two LIG result files (spec §9 schema), per layer and quantity.
+"""Compare two LIG result files (docs/spec.md §9 schema), per layer and quantity.
 
 Either file may come from this package or from the PyTorch reference; only the
 quantities present in *both* are compared, so our extra keys (`z2z_composed`,
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LIGError
-from .results import load
+from .report import load
 
 QUANTITIES = ("z2z", "z2u", "token_l2_norm", "u2z", "u2z.l2_total", "z2z_composed")
 MISSING_IN_A = "missing_in_a"

@@ -1,4 +1,4 @@
-"""`LIGConfig` and the validation of its fields (spec §8)."""
+"""`LIGConfig` and the validation of its fields (docs/spec.md §8)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class LIGConfig:
     auto_tol: float = 0.01
     max_steps: int = 512
     bucket: bool = True
-    # The reference's decoder inconsistencies (spec §13-B3) instead of the consistent
+    # The reference's decoder inconsistencies (docs/spec.md §13-B3) instead of the consistent
     # definitions: Gemma3 z→u scalar ‖u‖ (no baseline) on the embeddings replayed through
     # blocks 0..l−1, GPT-2/Llama u→z ignoring include_residual_connection and reporting
     # l2_total as the IG sum. Off by default; see docs/reference-differences.md.

@@ -7,7 +7,7 @@ chunks run as compiled programs shared by every layer of one structure and every
 sentence of the bucket, and each layer's results come back to the host before the next
 layer starts. The step plan (fixed or auto) sees every (layer, target[, head]) as a
 column. Everything returned is cut back to the real tokens: numpy arrays in the compute
-dtype, float64 where a ratio fix (done in float64, spec §6) was applied.
+dtype, float64 where a ratio fix (done in float64, docs/spec.md §6) was applied.
 """
 
 from __future__ import annotations

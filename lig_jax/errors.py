@@ -21,3 +21,11 @@ def choice_error(what: str, got: object, allowed: Iterable[object]) -> LIGError:
     """`Unknown <what> 'x'. Allowed: a, b, c. Got: 'x'` — the reference's wording, one line."""
     allowed_sorted = sorted(str(a) for a in allowed)
     return LIGError(f"Unknown {what} {got!r}. Allowed: {', '.join(allowed_sorted)}. Got: {got!r}")
+
+
+class BadText(LIGError):
+    """Text `index` of a batch cannot be explained (`reason`: the one-line LIGError)."""
+
+    def __init__(self, index: int, reason: str):
+        super().__init__(f"text {index}: {reason}")
+        self.index, self.reason = index, reason

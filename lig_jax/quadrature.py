@@ -1,7 +1,7 @@
 """Quadrature rules for the IG path integral, as data.
 
 A rule turns a step count n into nodes α_k ∈ [0, 1] and weights w_k so that
-IG ≈ Δ ⊙ Σ_k w_k ∇f(x′ + α_k Δ). Rules (spec §2):
+IG ≈ Δ ⊙ Σ_k w_k ∇f(x′ + α_k Δ). Rules (docs/spec.md §2):
 
 - ``captum_trapezoid``: Captum's "riemann_trapezoid". α = float32 linspace(0, 1, n);
   w = 1/n, halved at both ends, so Σw = 1 − 1/n (the reference's quirk, replicated).
@@ -48,7 +48,7 @@ class Rule:
         At α = 0 the interpolated input equals the baseline, the L2 scalar sits at its
         kink and its (sub)gradient is 0 by definition, so that node contributes exactly
         nothing. Dropping it keeps rounding noise from a second evaluation of the
-        baseline out of the result (spec §13-B4).
+        baseline out of the result (docs/spec.md §13-B4).
         """
         keep = self.alphas > 0
         return self.alphas[keep], self.weights[keep]

@@ -1,19 +1,25 @@
-"""A `Result` (arrays) → the reference's JSON schema (spec §9), plus our extras.
+"""A `Result` (arrays) → the reference's JSON schema (docs/spec.md §9), plus our extras.
 
 Orientation everywhere: `matrix[i][j]` = source i → target j. Extra keys beyond the
 reference's: `rule`, `completeness` blocks, `z2z_composed`, `quadrature`, `timings`,
 `versions`. With `lists=False` matrices and contribution vectors stay numpy arrays (the
-schema for reading large .npz results without building Python lists).
+schema for reading large .npz results without building Python lists). `load` reads any
+result file (.json, .npz) into the schema; explain-batch's JSON Lines files are written by
+`BatchWriter` and read by `finished_indices` and `load_batch`.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .results import Result
+from .errors import LIGError
+from .results import Result, load_npz
 
 DESC_Z2Z = "Layer-whole IG (z -> z){block}, L2-scalarized"
 DESC_Z2Z_BLOCK = {"pre_ln_decoder": ", decoder block",
@@ -161,3 +167,100 @@ def explanation(result: Result, lists: bool = True) -> dict[str, Any]:
             if k in meta}
     return {**head, **{k: meta[k] for k in META_KEYS}, "layers": out_layers,
             **{k: meta[k] for k in TAIL_KEYS if k in meta}}
+
+
+def load(source: str | Path | dict[str, Any], lists: bool = False) -> dict[str, Any]:
+    """A result in the JSON schema from a .json file, a .npz file or a dict.
+
+    For .npz the matrices stay numpy arrays unless `lists` (cheap for large results)."""
+    if isinstance(source, dict):
+        return source
+    path = Path(source)
+    if path.suffix.lower() == ".npz":
+        return explanation(load_npz(path), lists=lists)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LIGError(f"result file not found: {source}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise LIGError(f"{source} is not a JSON file ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0]})") from None
+
+
+# ----------------------------------------------------------- explain-batch's JSON Lines
+
+def batch_line(index: int, result: dict[str, Any]) -> str:
+    """One record of an explain-batch file: {"index": i (0-based input line), "result"}."""
+    return json.dumps({"index": index, "result": result}, ensure_ascii=False) + "\n"
+
+
+class BatchWriter:
+    """Appends records to an explain-batch file, each flushed to disk before `add`
+    returns; the file is opened at the first record (a run that fails before computing
+    anything leaves no file behind)."""
+
+    def __init__(self, path: Path):
+        self.path, self._fh = path, None
+
+    def add(self, index: int, result: dict[str, Any]) -> None:
+        try:
+            if self._fh is None:
+                self._fh = self.path.open("a", encoding="utf-8")
+            self._fh.write(batch_line(index, result))
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as e:
+            raise LIGError(f"cannot write {self.path}: {e.strerror or e}") from None
+
+    def __enter__(self) -> BatchWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+def _batch_records(path: Path, data: bytes):
+    """(line number, index, record) of every complete line."""
+    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+        try:
+            record = json.loads(line)
+            yield n, int(record["index"]), record
+        except (ValueError, KeyError, TypeError):
+            raise LIGError(f"{path} line {n} is not a lig-jax explain-batch record "
+                           '({"index": i, "result": …})') from None
+
+
+def finished_indices(path: Path) -> set[int]:
+    """Indices already in an explain-batch file; a torn last line (a crash mid-write) is
+    cut off so the rerun appends whole lines."""
+    if not path.exists():
+        return set()
+    try:
+        data = path.read_bytes()
+        keep = data[: data.rfind(b"\n") + 1]  # everything up to the last complete line
+        if len(keep) != len(data):
+            path.write_bytes(keep)
+    except OSError as e:
+        raise LIGError(f"cannot read {path}: {e.strerror or e}") from None
+    return {index for _, index, _ in _batch_records(path, keep)}
+
+
+def load_batch(path: str | Path, index: int) -> dict[str, Any]:
+    """The result of input line `index` (0-based) of an explain-batch file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise LIGError(f"result file not found: {path}") from None
+    except OSError as e:
+        raise LIGError(f"cannot read {path}: {e.strerror or e}") from None
+    have = []
+    for _, i, record in _batch_records(path, data[: data.rfind(b"\n") + 1]):
+        if i == index:
+            if not isinstance(record.get("result"), dict):
+                raise LIGError(f"{path}: the record of index {index} holds no result")
+            return record["result"]
+        have.append(i)
+    span = f"{min(have)}..{max(have)} ({len(have)} records)" if have else "no records"
+    raise LIGError(f"{path} has no result with index {index}; it holds {span}")

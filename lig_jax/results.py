@@ -1,4 +1,4 @@
-"""An explanation as arrays (`Result`), its binary file (.npz) and reading any result file.
+"""An explanation as arrays (`Result`), and its binary file (.npz).
 
 `explain` computes a `Result`: the JSON schema's metadata (`meta`: text, tokens, model,
 config, boundaries, quadrature, timings, versions) and, per layer, numpy arrays
@@ -12,15 +12,13 @@ config, boundaries, quadrature, timings, versions) and, per layer, numpy arrays
 
 `report.explanation` turns it into the reference's JSON dict; `save_npz` writes it as one
 .npz (keys `layers/<l>/<name>` and `meta`, a JSON string), so a 2,048-token result is
-megabytes of arrays instead of a gigabyte of JSON text. `load` reads either file into the
-JSON schema (for view, plot and compare).
+megabytes of arrays instead of a gigabyte of JSON text. `report.load` reads either file
+into the JSON schema (for view, plot and compare).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LIGError
+from .files import write_atomic
 
 FORMAT = "lig-jax result"
 VERSION = 1
@@ -65,25 +64,12 @@ def completeness(prefix: str, sums: np.ndarray, change: np.ndarray, weight_sum: 
     return out
 
 
-def save_npz(result: Result, path: str | Path) -> None:
-    """Write `result` to `path` atomically (a temporary file in the same folder, renamed)."""
-    path = Path(path)
+def save_npz(result: Result, path: str | Path) -> Path:
+    """Write `result` to `path` atomically (`files.write_atomic`); LIGError if it cannot."""
     arrays = {f"layers/{l}/{k}": v for l, entries in result.layers.items()
               for k, v in entries.items()}
     arrays["meta"] = np.asarray(json.dumps(result.meta, ensure_ascii=False))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file (mkstemp makes it 0600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return write_atomic(path, lambda fh: np.savez(fh, **arrays))
 
 
 def load_npz(path: str | Path) -> Result:
@@ -115,23 +101,3 @@ def load_npz(path: str | Path) -> Result:
         raise LIGError(f"{path} is format version {fmt.get('version')}; this lig-jax reads "
                        f"version {VERSION}")
     return Result(meta, dict(sorted(layers.items())))
-
-
-def load(source: str | Path | dict[str, Any], lists: bool = False) -> dict[str, Any]:
-    """A result in the JSON schema from a .json file, a .npz file or a dict.
-
-    For .npz the matrices stay numpy arrays unless `lists` (cheap for large results)."""
-    if isinstance(source, dict):
-        return source
-    path = Path(source)
-    if path.suffix.lower() == ".npz":
-        from .report import explanation
-
-        return explanation(load_npz(path), lists=lists)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LIGError(f"result file not found: {source}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise LIGError(f"{source} is not a JSON file ({type(e).__name__}: "
-                       f"{str(e).splitlines()[0]})") from None

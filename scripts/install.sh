@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 venv="${LIG_VENV:-.venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 py="$venv/bin/python"
+# setuptools' editable install prints an advisory ("be careful with folders in your working
+# directory with the same name as your package") framed like an error; it is a UserWarning.
+export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore::UserWarning}"
 "$py" -m pip install -q -U pip
 if [ "${1:-}" = "test" ]; then
     # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.

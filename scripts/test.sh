@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install lig-jax with its test extras, run the lint, then the test suite as one pytest
-# invocation spread over the cores (pytest-xdist, `--dist loadfile`: each file stays on
-# one worker, so its module fixtures and conversions are built once).
+# invocation spread over the cores (pytest-xdist, `--dist loadfile`: each file stays on one
+# worker, so its module fixtures and conversions are built once).
 #   bash scripts/test.sh                      the default suite (slow cases left out)
 #   bash scripts/test.sh -m slow              the slow parity cases
 #   bash scripts/test.sh tests/test_api.py    one file (any pytest arguments pass through)

@@ -1,12 +1,12 @@
 """LIG computed with PyTorch + Captum the way the reference computes it (for the benchmark).
 
-Cost structure of the reference (spec §12), kept on purpose:
+Cost structure of the reference (docs/spec.md §12), kept on purpose:
 - z→z: per layer, one Captum `IntegratedGradients` call per target j, each a batched
   n-step forward + backward of the whole `BertLayer` (riemann_trapezoid);
 - z→u: one Captum call per (target, head) through layer l's `attention.self` (the
   intended input z^(l); the reference additionally replays blocks 0..l−1 per call, which
   would only make it slower, so this is a lower bound on its cost). `z2u_replay` /
-  `explain(ids, replay=True)` reproduce the reference's real cost structure (spec §12,
+  `explain(ids, replay=True)` reproduce the reference's real cost structure (docs/spec.md §12,
   §13-B1): per (target, head) call one full-model forward, one baseline forward and an
   IG pass through embedding-LN + blocks 0..l−1 + `attention.self` of layer l. That
   computes the reference's B1 quantity, not ours, and is only used for timing;
@@ -115,7 +115,7 @@ class ReferenceStyleLIG:
         return out
 
     def _replay_context(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        """The reference's encoder z→u forward (spec §13-B1): x [b, S, d] → ctx [b, S, H, d_h].
+        """The reference's encoder z→u map (docs/spec.md §13-B1): x [b, S, d] → ctx [b, S, H, d_h].
 
         x is treated as word embeddings: position and token-type embeddings are added, the
         embedding LayerNorm applied, blocks 0..layer−1 replayed, then layer's
@@ -146,7 +146,7 @@ class ReferenceStyleLIG:
         through the replay, and one Captum riemann_trapezoid call whose n points each run
         embedding-LN + blocks 0..layer−1 + attention.self. Scores: ‖IG_{i,:}‖₂ per source.
         The per-point scalar is taken per batch row (the reference's batch-element-0 quirk,
-        §13-B2, is not emulated; it changes the numbers, not the work).
+        docs/spec.md §13-B2, is not emulated; it changes the numbers, not the work).
         """
         heads = self.model.config.num_attention_heads
         s = ids.shape[0]

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import transformers
 
 from lig_jax import LIGConfig, LIGError, describe_boundaries, explain, explain_to_json
 
@@ -189,7 +190,10 @@ def test_describe_boundaries_from_config(tiny_bert, tmp_path) -> None:
         assert d["architecture"] == ("decoder" if "decoder" in layout else "encoder")
         assert (d["nodes"]["u"] is None) == (model_type == "switch_transformers")
     d = describe_boundaries(str(tiny_bert), load_weights=True)
-    assert d["ig_ready"] is True
+    assert len(d["weights"]["checkpoint_sha256"]) == 64
+    hf = transformers.AutoModel.from_pretrained(str(tiny_bert))  # ours has no pooler
+    assert d["weights"]["parameters"] == sum(
+        v.numel() for n, v in hf.named_parameters() if not n.startswith("pooler."))
 
 
 def test_hub_id_resolves_through_the_hf_cache_offline(tiny_bert, tmp_path, monkeypatch) -> None:

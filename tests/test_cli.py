@@ -86,16 +86,16 @@ def test_console_script_help() -> None:
         assert flag in res.stdout
 
 
-def test_explain_batch_writes_and_resumes(tiny_bert, tmp_path) -> None:
+def test_explain_batch_writes_in_file_order_and_resumes(tiny_bert, tmp_path) -> None:
     src = tmp_path / "in.txt"
     src.write_text("The cat sat.\n\nA dog barked loudly.\nHi.\n")
     out = tmp_path / "out.jsonl"
     args = ["explain-batch", str(src), "-o", str(out), "--model", str(tiny_bert), "--steps", "2",
-            "--layers", "0", "-q"]
+            "--layers", "0", "-q", "--skip-bad-lines"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     records = [json.loads(x) for x in out.read_text().splitlines()]
-    assert sorted(r["index"] for r in records) == [0, 2, 3]
+    assert [r["index"] for r in records] == [0, 2, 3]  # file order, the empty line left out
     full = out.read_text()
     # a crash mid-write: drop the last record and leave a torn line behind
     lines = full.splitlines(keepends=True)
@@ -103,8 +103,101 @@ def test_explain_batch_writes_and_resumes(tiny_bert, tmp_path) -> None:
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     again = [json.loads(x) for x in out.read_text().splitlines()]
-    assert sorted(r["index"] for r in again) == [0, 2, 3]
+    assert [r["index"] for r in again] == [0, 2, 3]
     by_index = {r["index"]: r["result"]["layers"] for r in records}
     for r in again:
         assert r["result"]["layers"]["0"]["z2z"]["matrix"] == by_index[r["index"]]["0"]["z2z"][
             "matrix"]
+
+
+def test_explain_batch_names_a_bad_line_before_computing(tiny_bert, tmp_path) -> None:
+    """Empty and over-long lines: `line N: …` and exit 2 before any sentence is computed
+    (no output file); --skip-bad-lines computes the rest and counts what it left out."""
+    src = tmp_path / "in.txt"
+    src.write_text("The cat sat.\n" + "word " * 600 + "\n\nHi.\n")
+    out = tmp_path / "out.jsonl"
+    base = ["explain-batch", str(src), "-o", str(out), "--model", str(tiny_bert), "--steps",
+            "2", "--layers", "0"]
+    res = runner.invoke(app, [*base, "-q"])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()]
+    assert res.stderr.startswith("error: line 2: text is ") and "tokens long" in res.stderr
+    assert "nothing was computed" in res.stderr and not out.exists()
+    res = runner.invoke(app, [*base, "--skip-bad-lines"])
+    assert res.exit_code == 0, res.output
+    assert [json.loads(x)["index"] for x in out.read_text().splitlines()] == [0, 3]
+    assert "left out 2 bad lines (2, 3)" in res.stderr
+
+
+def test_explain_batch_takes_explain_options(tiny_bert, tmp_path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("The cat sat.\n")
+    out = tmp_path / "out.jsonl"
+    res = runner.invoke(app, ["explain-batch", str(src), "-o", str(out), "--model",
+                              str(tiny_bert), "--steps", "2", "--layers", "1", "-q",
+                              "--granularity", "att", "--baseline-att", "zero",
+                              "--target-tokens", "1", "--target-head", "0"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(out.read_text())["result"]
+    assert result["config"]["baseline_att"] == "zero" and result["config"]["layers"] == [1]
+    assert list(result["layers"]["1"]["targets"]) == ["1"]
+    assert list(result["layers"]["1"]["targets"]["1"]["z2u"]["heads"]) == ["0"]
+
+
+def test_view_and_plot_read_an_explain_batch_file(tiny_bert, tmp_path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("The cat sat.\nA dog barked.\n")
+    out = tmp_path / "out.jsonl"
+    res = runner.invoke(app, ["explain-batch", str(src), "-o", str(out), "--model",
+                              str(tiny_bert), "--steps", "2", "--layers", "0", "-q"])
+    assert res.exit_code == 0, res.output
+    page = tmp_path / "v" / "page.html"
+    res = runner.invoke(app, ["view", str(out), "--index", "1", "-o", str(page)])
+    assert res.exit_code == 0, res.output
+    assert "barked" in page.read_text() or "bark" in page.read_text()
+    res = runner.invoke(app, ["plot", str(out), "--index", "0", "-o", str(tmp_path / "p.png"),
+                              "--scale", "layer"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    for args, needle in ((["view", str(out), "--index", "5"], "has no result with index 5"),
+                         (["view", str(out)], "choose a record with --index N"),
+                         (["plot", str(out), "--index", "0", "--scale", "x"],
+                          "unknown colour scale 'x'")):
+        res = runner.invoke(app, [*args, "-o", str(tmp_path / "w.png")])
+        assert res.exit_code == 2 and res.stderr.startswith("error: ") and needle in res.stderr
+
+
+def test_ctrl_c_says_what_is_on_disk_and_the_rerun_resumes(tiny_bert, tmp_path) -> None:
+    import os
+    import signal
+    import time
+
+    src = tmp_path / "in.txt"
+    # each line in a new length bucket: after the first record the run is compiling the
+    # next line's programs for seconds, and is interrupted there
+    n = 4
+    src.write_text("".join("word " * (3 + 8 * i) + "end.\n" for i in range(n)))
+    out = tmp_path / "out.jsonl"
+    args = [sys.executable, "-m", "lig_jax.cli", "explain-batch", str(src), "-o", str(out),
+            "--model", str(tiny_bert), "--steps", "2", "--layers", "0", "--granularity",
+            "layer", "-q"]
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error"}
+    # a pytest-xdist worker ignores SIGINT, and a child inherits that: restore the default
+    # so that the child's Python turns SIGINT into KeyboardInterrupt, as in a terminal
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None and (
+            not out.exists() or not out.read_text().count("\n")):
+        time.sleep(0.2)
+    assert proc.poll() is None, "finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().startswith("interrupted: ") and "run the same command again" in err
+    assert len(err.strip().splitlines()) == 1, err
+    kept = [json.loads(x)["index"] for x in out.read_text().splitlines()]
+    assert 0 < len(kept) < n and kept == list(range(len(kept)))
+    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert [json.loads(x)["index"] for x in out.read_text().splitlines()] == list(range(n))

@@ -45,7 +45,7 @@ def _layer(l: int) -> dict[str, Any]:
 
 
 def make_result() -> dict[str, Any]:
-    """A small synthetic result in the spec §9 schema: 2 layers, 3 tokens."""
+    """A small synthetic result in the docs/spec.md §9 schema: 2 layers, 3 tokens."""
     return {"text": "cat", "tokens": list(TOKENS), "model": "synthetic", "model_type": "bert",
             "layers": {str(l): _layer(l) for l in range(2)}}
 

@@ -19,13 +19,14 @@ import torch
 import transformers
 from conftest import TINY, save_tiny
 from flax import nnx
+from lig_jax.converters import bert as bert_conv
+from lig_jax.converters import common
 from safetensors.numpy import load_file, save_file
 
-from converters import bert as bert_conv
-from converters import common
 from lig_jax.errors import LIGError
 from lig_jax.loading import LoadedModel, load_model
-from lig_jax.models import SUPPORTED_MODEL_TYPES, encoder_config
+from lig_jax.models import SUPPORTED_MODEL_TYPES
+from lig_jax.models.bert import read_config as encoder_config
 
 SUPPORTED = ("bert", "roberta", "electra", "xlm-roberta", "camembert", "gpt2", "llama",
              "mistral", "qwen2", "gemma3_text", "gemma3", "distilbert", "mpnet", "modernbert")

@@ -54,7 +54,7 @@ def test_explain_batch_equals_single_runs(tiny_bert) -> None:
     kw = dict(model=str(tiny_bert), num_steps=4, layers=[1])
     seen = []
     results = explain_batch(TEXTS, on_result=lambda i, r: seen.append(i), **kw)
-    assert sorted(seen) == [0, 1, 2] and seen[0] == 2  # shortest bucket first
+    assert seen == [0, 1, 2]  # input order (compiled programs are shared whatever the order)
     for text, r in zip(TEXTS, results, strict=True):
         single = explain(text, **kw)
         assert r["tokens"] == single["tokens"]

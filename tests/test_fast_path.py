@@ -14,7 +14,6 @@ import pytest
 from fast_path_helpers import (
     ENCODER_FAMILIES,
     check_family,
-    check_family_blocked,
     check_family_float64,
     compare,
 )
@@ -49,11 +48,8 @@ def test_fast_equals_direct_every_family(family_folders, tmp_path_factory, name)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_fast_equals_direct_every_family_float64(family_folders, tmp_path_factory, name) -> None:
-    check_family_float64(family_folders, tmp_path_factory, name)
-
-
-@pytest.mark.parametrize("name", BLOCKED)
-def test_blocked_sources_equal_direct_float64(family_folders, tmp_path_factory, monkeypatch,
-                                              name) -> None:
-    check_family_blocked(family_folders, tmp_path_factory, monkeypatch, name)
+def test_fast_equals_direct_every_family_float64(family_folders, tmp_path_factory, monkeypatch,
+                                                 name) -> None:
+    """Sources in blocks of 4 for the BLOCKED families (see check_family_float64)."""
+    check_family_float64(family_folders, tmp_path_factory, monkeypatch, name,
+                         blocked=name in BLOCKED)

@@ -36,11 +36,11 @@ import pytest
 import torch
 import transformers
 from flax import nnx
+from lig_jax.converters import gguf as gg
 
-from converters import common
-from converters import gguf as gg
 from lig_jax import loading
 from lig_jax.errors import LIGError
+from lig_jax.files import cache_dir
 from lig_jax.loading import load_model
 from lig_jax.models import family_for
 
@@ -227,7 +227,7 @@ def test_second_load_hits_the_cache(smol_lm: loading.LoadedModel, smol_path: Pat
     digest = hashlib.sha256(smol_path.read_bytes()).hexdigest()
     assert again.from_cache and again.checkpoint_hash == smol_lm.checkpoint_hash == digest
     assert again.gguf_file == (folder / "model.gguf").resolve()
-    assert any(digest in p.name for p in (common.cache_dir() / "converted").iterdir())
+    assert any(digest in p.name for p in (cache_dir() / "converted").iterdir())
     a, b = flat_params(smol_lm.model), flat_params(again.model)
     assert a.keys() == b.keys()
     for k in a:
@@ -522,7 +522,7 @@ def test_gemma3_270m_matches_transformers() -> None:
         path = loading.gemma3_270m_gguf()
     except LIGError:
         pytest.skip("the gemma3-270m GGUF packages are not installed")
-    assert path.parent == common.cache_dir() / "gguf"
+    assert path.parent == cache_dir() / "gguf"
     ckpt = gg.open_gguf(path)
     cfg = ckpt.hf_config()
     ref_cfg, hf = torch_gguf(path)

@@ -2,7 +2,7 @@
 
 The PyTorch side (`torch_lig.py`) runs HF's own PyTorch submodules with torch autograd,
 takes z from HF's `hidden_states`, and re-derives the quadrature, the ratio fixes and
-the composition from the spec. lig-jax is driven through `explain` (its JSON) and,
+the composition from docs/spec.md. lig-jax is driven through `explain` (its JSON) and,
 for the remaining rules, through the attribution functions on the same z.
 
 Tolerance, for every column (one target, or one (target, head)):

@@ -32,11 +32,11 @@ import torch
 import transformers
 from conftest import minilm_folder
 from flax import nnx
+from lig_jax.converters import distilbert as distilbert_conv
+from lig_jax.converters import modernbert as modernbert_conv
+from lig_jax.converters import mpnet as mpnet_conv
 from safetensors.numpy import load_file, save_file
 
-from converters import distilbert as distilbert_conv
-from converters import modernbert as modernbert_conv
-from converters import mpnet as mpnet_conv
 from lig_jax.errors import LIGError
 from lig_jax.loading import LoadedModel, expected_shapes, load_model
 from lig_jax.models import family_for

@@ -30,12 +30,12 @@ from lig_jax.quadrature import make_rule
 TEXT = "The cat sat on the mat today."
 STEPS = 8
 TOL = 1e-4
-# (baseline_layer, baseline_att, baseline_mlp): together every baseline of spec §6.
+# (baseline_layer, baseline_att, baseline_mlp): together every baseline of docs/spec.md §6.
 COMBOS = [("zero", "zero", "zero"),
           ("self_input_token", "self_input_token", "att_itb_a0"),
           ("itb_zero_ratio", "itb_zero_ratio", "zero"),
           ("self_input_token", "itb_map_ratio", "att_itb_a0")]
-# The reference's rules (spec §2) and one other rule per family.
+# The reference's rules (docs/spec.md §2) and one other rule per family.
 FAMILIES = {
     "gpt2": ({"z2z": "captum_trapezoid", "z2u": "gauss_legendre", "u2z": "gauss_legendre"},
              "captum_trapezoid"),
@@ -72,7 +72,7 @@ def _close_columns(ours: np.ndarray, ref: np.ndarray, what: str, axis: int = 0,
 
 def _zero_ratio_slack(itb: np.ndarray, zero: np.ndarray, j: int, dz: float) -> np.ndarray:
     """How far a zeroRatio-fixed column [S] may move when each zero-run entry may be off
-    by dz (first-order propagation through est = z_j·O_c/O_z and γ = A/P, spec §6).
+    by dz (first-order propagation through est = z_j·O_c/O_z and γ = A/P, docs/spec.md §6).
 
     Behind a pre-norm the zero-baseline z→u scores are small remainders of cancelling
     terms, so est, a ratio of two of them, is far more sensitive than the raw scores.
@@ -211,7 +211,7 @@ def test_gemma3_json_fields(folders) -> None:
 
 @pytest.mark.parametrize("baseline", ["zero", "self_input_token"])
 def test_gemma3_reference_quirks_match_a_torch_replay(folders, baseline: str) -> None:
-    """`reference_quirks` on Gemma3 (spec §4, §6, §13-B3): z→u replays blocks 0..l−1 on
+    """`reference_quirks` on Gemma3 (docs/spec.md §4, §6, §13-B3): z→u replays blocks 0..l−1 on
     the embeddings and integrates f = ‖u‖ (no baseline subtraction, so the α = 0 node is
     not zero by definition and is kept); u→z `att_itb_a0` takes the replayed u′. Against
     an independent PyTorch replay over HF's layers, ≤ 1e-5 of each column's scale."""

@@ -35,11 +35,11 @@ import torch
 import transformers
 from decoder_fixtures import EOS, save_tiny_decoder, tiny_decoder_config
 from flax import nnx
+from lig_jax.converters import common
+from lig_jax.converters import gpt2 as gpt2_conv
+from lig_jax.converters import llama as llama_conv
 from safetensors.numpy import load_file, save_file
 
-from converters import common
-from converters import gpt2 as gpt2_conv
-from converters import llama as llama_conv
 from lig_jax.errors import LIGError
 from lig_jax.loading import LoadedModel, load_model
 from lig_jax.models.common import attention_mix

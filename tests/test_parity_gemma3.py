@@ -37,10 +37,10 @@ from gemma3_fixtures import (
     tiny_multimodal_config,
     tiny_text_config,
 )
+from lig_jax.converters import common
+from lig_jax.converters import gemma3 as conv
 from safetensors.numpy import load_file, save_file
 
-from converters import common
-from converters import gemma3 as conv
 from lig_jax.errors import LIGError
 from lig_jax.loading import expected_shapes, load_model
 from lig_jax.models import family_for
@@ -256,7 +256,7 @@ def test_block_submodules(text_ckpt: tuple[Path, Any, Any], layer: int) -> None:
 
 
 def test_attention_context_scale_invariant(text_ckpt: tuple[Path, Any, Any]) -> None:
-    """Spec §13 (9): u(4z) = u(z) (RMSNorm before the projections), sliding and full."""
+    """docs/spec.md §13 (9): u(4z) = u(z) (RMSNorm before the projections), sliding and full."""
     _, lm, _ = text_ckpt
     z = jnp.asarray(np.random.default_rng(5).normal(size=(S, 64)).astype(np.float32))
     for block in lm.model.layers[:2]:

@@ -2,7 +2,7 @@
 
 The result is a small hand-built dict (5 tokens, 3 layers, asymmetric matrices, a composed
 block over 3 of the 5 targets), so any transpose or column mix-up shows; the comparison CSV
-is the 24 spec pairs with distinct numbers, written by the test.
+is the 24 pairs of docs/spec.md §10 with distinct numbers, written by the test.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _texts(labels) -> list[str]:
 
 
 def _flow_rows() -> list[dict]:
-    """The 24 spec pairs with distinct l2 / corr values."""
+    """The 24 pairs of docs/spec.md §10 with distinct l2 / corr values."""
     rows = []
     for k, (lv, a, m) in enumerate(flow.pairs()):
         rows.append({

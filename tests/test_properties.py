@@ -1,4 +1,4 @@
-"""Properties of the attributions (spec §13, testable properties), on a tiny random BERT."""
+"""Properties of the attributions (docs/spec.md §13, testable properties), on a tiny random BERT."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_z2z_columns_are_complete(tiny_bert) -> None:
 def test_captum_trapezoid_completeness_reports_weight_sum(result_zero: dict) -> None:
     c = result_zero["layers"]["0"]["z2z"]["completeness"]
     assert c["weight_sum"] == pytest.approx(1 - 1 / 16, rel=1e-6)
-    # spec property (5): TRAP z→z completeness within 25 % at n = 32 (we use 16 here: 40 %)
+    # docs/spec.md §13 (5): TRAP z→z completeness within 25 % at n = 32 (we use 16 here: 40 %)
     assert c["max_relative_error"] < 0.4
 
 

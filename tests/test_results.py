@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from lig_jax import LIGError, explain
 from lig_jax.api import explain_arrays
 from lig_jax.cli import app
-from lig_jax.report import explanation
-from lig_jax.results import load, load_npz, save_npz
+from lig_jax.report import explanation, load
+from lig_jax.results import load_npz, save_npz
 
 TEXT = "The cat sat on the mat."
 

@@ -1,4 +1,4 @@
-"""An independent PyTorch implementation of the LIG quantities (spec §2–§7), for parity tests.
+"""An independent PyTorch version of the LIG quantities (docs/spec.md §2–§7), for parity tests.
 
 Written from the spec on top of Hugging Face's own PyTorch submodules of a BERT-family
 encoder (`encoder.layer[l]`, `.attention`, `.attention.self`, `.intermediate`, `.output`),
@@ -35,7 +35,7 @@ class Quadrature:
 
 
 def quadrature(name: str, n: int) -> Quadrature:
-    """The rule `name` with n nodes, built from the spec §2 definitions."""
+    """The rule `name` with n nodes, built from the docs/spec.md §2 definitions."""
     if name in ("captum_trapezoid", "trapezoid"):
         alphas = torch.linspace(0.0, 1.0, n, dtype=torch.float32).numpy()
         step = 1.0 / n if name == "captum_trapezoid" else 1.0 / (n - 1)
@@ -99,7 +99,7 @@ def _rescaled(c: np.ndarray, j: int, est: float) -> np.ndarray:
 
 
 def zero_ratio_column(itb: np.ndarray, zero: np.ndarray, j: int) -> np.ndarray:
-    """Spec §6 zeroRatio for one column (float64)."""
+    """docs/spec.md §6 zeroRatio for one column (float64)."""
     c = np.asarray(itb, np.float64)
     z = np.asarray(zero, np.float64)
     o_c = float(np.sum(c)) - c[j]
@@ -109,7 +109,7 @@ def zero_ratio_column(itb: np.ndarray, zero: np.ndarray, j: int) -> np.ndarray:
 
 
 def map_ratio_column(itb: np.ndarray, alpha: float, j: int) -> np.ndarray:
-    """Spec §6 mapRatio for one column with α = A^h_{j,j} (float64)."""
+    """docs/spec.md §6 mapRatio for one column with α = A^h_{j,j} (float64)."""
     c = np.asarray(itb, np.float64)
     o_c = float(np.sum(c)) - c[j]
     est = o_c * alpha / (1.0 - alpha) if abs(1.0 - alpha) > EPS else 0.0
@@ -120,7 +120,7 @@ def map_ratio_column(itb: np.ndarray, alpha: float, j: int) -> np.ndarray:
 
 
 def compose(att: np.ndarray, mlp: np.ndarray, num_heads: int) -> np.ndarray:
-    """Spec §7. att [T, H, S] z→u scores, mlp [T, d] u→z contributions → [S, T].
+    """docs/spec.md §7. att [T, H, S] z→u scores, mlp [T, d] u→z contributions → [S, T].
 
     The u→z contributions are summed over contiguous d/H slices; float32, heads ascending.
     """
@@ -192,7 +192,7 @@ class TorchLIG:
     # ------------------------------------------------------------------ z → z
 
     def z2z_raw(self, layer: int, baseline: str, quad: Quadrature) -> tuple[np.ndarray, np.ndarray]:
-        """Spec §3. → (M [S_src, S_tgt], L [S_tgt]); baseline "zero" or "self_input_token"."""
+        """docs/spec.md §3 → (M [S_src, S_tgt], L [S_tgt]); baseline "zero"/"self_input_token"."""
         key = ("z2z", layer, baseline, quad.name, len(quad.alphas))
         return self._cached(key, lambda: self._z2z_raw(layer, baseline, quad))
 
@@ -216,7 +216,7 @@ class TorchLIG:
         return ig.sum(-1).T.double().numpy(), change.double().numpy()
 
     def z2z(self, layer: int, baseline: str, quad: Quadrature) -> np.ndarray:
-        """Spec §3 with the §6 zeroRatio fix for "itb_zero_ratio": [S_src, S_tgt]."""
+        """docs/spec.md §3 with the §6 zeroRatio fix for "itb_zero_ratio": [S_src, S_tgt]."""
         if baseline != "itb_zero_ratio":
             return self.z2z_raw(layer, baseline, quad)[0]
         itb, _ = self.z2z_raw(layer, "self_input_token", quad)
@@ -252,7 +252,7 @@ class TorchLIG:
 
     def z2u_raw(self, layer: int, baseline: str,
                 quad: Quadrature) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Spec §4 (intended). → (scores [T, H, S], ig_sum [T, H], f [T, H]); all targets."""
+        """docs/spec.md §4 (intended) → (scores [T, H, S], ig_sum [T, H], f [T, H]); all targets."""
         key = ("z2u", layer, baseline, quad.name, len(quad.alphas))
         return self._cached(key, lambda: self._z2u_raw(layer, baseline, quad))
 
@@ -287,7 +287,7 @@ class TorchLIG:
         return scores.numpy(), ig.sum((-1, -2)).numpy(), f.double().numpy()
 
     def z2u(self, layer: int, baseline: str, quad: Quadrature) -> np.ndarray:
-        """Per-source scores [T, H, S] for any of the four ATT baselines (spec §4, §6)."""
+        """Per-source scores [T, H, S] for any of the four ATT baselines (docs/spec.md §4, §6)."""
         if baseline == "zero":
             return self.z2u_raw(layer, "zero", quad)[0]
         scores = self.z2u_raw(layer, "self_input_token", quad)[0]
@@ -312,7 +312,7 @@ class TorchLIG:
 
     def u2z(self, layer: int, baseline: str, quad: Quadrature,
             residual: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Spec §5 (encoder). → (contributions [T, d], l2_total [T]); all targets."""
+        """docs/spec.md §5 (encoder). → (contributions [T, d], l2_total [T]); all targets."""
         block = self.block(layer)
         z = self.hidden[layer]
         s, d = z.shape

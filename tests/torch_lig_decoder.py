@@ -1,4 +1,4 @@
-"""An independent PyTorch implementation of the decoder LIG quantities (spec §3–§7).
+"""An independent PyTorch implementation of the decoder LIG quantities (docs/spec.md §3–§7).
 
 Built from the spec on Hugging Face's own PyTorch decoder layers (GPT-2 `h[l]`, Llama
 family `layers[l]`, Gemma3 `layers[l]`) with torch autograd; it does not import lig_jax.
@@ -7,8 +7,8 @@ masks (finfo.min), as the reference does, and the RoPE tables come from HF's own
 modules. Quadrature, ratio fixes and composition come from `torch_lig` (also independent).
 
 Conventions: one sentence, no padding, float32 forwards, float64 results; decoder z→u
-scores are signed sums over hidden dimensions (spec §4); z→u and u→z use the consistent
-definitions (§13-B3: baseline subtracted, the true gap as l2_total).
+scores are signed sums over hidden dimensions (docs/spec.md §4); z→u and u→z use the consistent
+definitions (docs/spec.md §13-B3: baseline subtracted, the true gap as l2_total).
 """
 
 from __future__ import annotations
@@ -109,13 +109,13 @@ class TorchDecoderLIG:
         return ctx.reshape(*ctx.shape[:2], self.num_heads, -1)
 
     def u_mlp(self, l: int, x: torch.Tensor) -> torch.Tensor:
-        """u_MLP (spec §1): z + Attn(LN1 z) (GPT-2/Llama), pre-o_proj heads (Gemma3)."""
+        """u_MLP (docs/spec.md §1): z + Attn(LN1 z) (GPT-2/Llama), pre-o_proj heads (Gemma3)."""
         ctx, out, _ = self._attention(l, x)
         return ctx if self.kind == "gemma3" else x + out
 
     def mlp_side(self, l: int, u: torch.Tensor, z_rows: torch.Tensor,
                  residual: bool = True) -> torch.Tensor:
-        """h(u) (spec §5); z_rows: the block input at the same token (Gemma3 only)."""
+        """h(u) (docs/spec.md §5); z_rows: the block input at the same token (Gemma3 only)."""
         layer = self.layers[l]
         if self.kind == "gpt2":
             inner = layer.mlp(layer.ln_2(u))
@@ -144,7 +144,7 @@ class TorchDecoderLIG:
     # ------------------------------------------------------------------ z → z
 
     def z2z_raw(self, l: int, baseline: str, quad: Quadrature) -> tuple[np.ndarray, np.ndarray]:
-        """Spec §3 → (M [S_src, S_tgt], L [S_tgt])."""
+        """docs/spec.md §3 → (M [S_src, S_tgt], L [S_tgt])."""
         z = self.hidden[l]
         s, d = z.shape
         tgt = torch.arange(s)
@@ -173,7 +173,7 @@ class TorchDecoderLIG:
 
     def z2u_raw(self, l: int, baseline: str, quad: Quadrature
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Spec §4 → (signed scores [T, H, S], Σ IG [T, H], f [T, H], Σ_c |IG_{i,c}|
+        """docs/spec.md §4 → (signed scores [T, H, S], Σ IG [T, H], f [T, H], Σ_c |IG_{i,c}|
         [T, H, S]) for all targets. The last is the size of the terms each signed score
         sums: float32 rounding of a score scales with it, not with the score (under a
         pre-norm and the zero baseline the terms cancel to a small remainder)."""
@@ -236,7 +236,7 @@ class TorchDecoderLIG:
 
     def z2u_replay(self, l: int, baseline: str, quad: Quadrature, keep_zero: bool = True
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The reference's Gemma3 z→u (spec §4): x = E = hidden_states[0], replayed through
+        """The reference's Gemma3 z→u (docs/spec.md §4): x = E = hidden_states[0], replayed through
         blocks 0..l−1, f = ‖u_{j,h}(x)‖ with no baseline subtraction, every TRAP node kept
         (f is not zero at the baseline). → (signed scores [T, H, S], Σ IG [T, H],
         f(x) − f(x′) [T, H])."""
@@ -276,7 +276,7 @@ class TorchDecoderLIG:
 
     def u2z(self, l: int, baseline: str, quad: Quadrature, residual: bool = True,
             replayed: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Spec §5 → (contributions [T, w], true gap ‖h(u) − h(u′)‖ [T]); `replayed`: the
+        """docs/spec.md §5 → (contributions [T, w], true gap ‖h(u) − h(u′)‖ [T]); `replayed`: the
         reference's Gemma3 `att_itb_a0` u′ (`replayed_u_base`)."""
         z = self.hidden[l]
         s = z.shape[0]

@@ -1,4 +1,4 @@
-"""Composed z→z (spec §7): IG_prod[i, j] = Σ_h IG_ATT[h, i, j] · IG_MLP[j, h]."""
+"""Composed z→z (docs/spec.md §7): IG_prod[i, j] = Σ_h IG_ATT[h, i, j] · IG_MLP[j, h]."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ def head_slices(contributions: np.ndarray, num_heads: int) -> np.ndarray:
     """u→z contributions [T, width] → per-slice sums [T, H] over contiguous width/H slices.
 
     For post-LN encoders u is the residual-space ATT output, so "head h" is the slice
-    [h·d_h, (h+1)·d_h) of that vector, not an attention head (spec §13-B7).
+    [h·d_h, (h+1)·d_h) of that vector, not an attention head (docs/spec.md §13-B7).
     """
     t, width = contributions.shape
     return contributions.reshape(t, num_heads, width // num_heads).sum(-1)

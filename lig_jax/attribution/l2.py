@@ -1,4 +1,4 @@
-"""Per-source L2 z→u scores (the encoder convention, spec §4): ‖Δ_i ⊙ T_ijh‖₂ with
+"""Per-source L2 z→u scores (the encoder convention, docs/spec.md §4): ‖Δ_i ⊙ T_ijh‖₂ with
 T_ijh = Σ_k w_k ∇_{x_i} f_jh(x(α_k)) ∈ R^d, for any premap of `models.premap`.
 
 The gradient of f_jh = ‖u_jh − u′_jh‖ with respect to source row i runs through the

@@ -1,4 +1,4 @@
-"""ITB column fixes (spec §6): zeroRatio and mapRatio, in float64.
+"""ITB column fixes (docs/spec.md §6): zeroRatio and mapRatio, in float64.
 
 An ITB column c ∈ R^S for target j has c_j = 0 exactly (the target's row does not
 move). The fixes estimate a self term from a second quantity, then rescale the column

@@ -1,4 +1,4 @@
-"""The reference's Gemma3 z→u (spec §4, §6, §13-B3), kept behind `reference_quirks`.
+"""The reference's Gemma3 z→u (docs/spec.md §4, §6, §13-B3), kept behind `reference_quirks`.
 
 There x = E, the scaled token embeddings (hidden_states[0]), not z^(l): blocks 0..l−1
 are replayed on x(α), then layer l's attention core gives u_{j,h}, and the scalar is

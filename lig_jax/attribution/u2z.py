@@ -1,4 +1,4 @@
-"""u→z through the MLP sub-block (spec §5), per target token.
+"""u→z through the MLP sub-block (docs/spec.md §5), per target token.
 
 Only u_j is interpolated; h(u) = mlp_out(u) (with or without the residual u +);
 f(u) = ‖h(u) − h(u′)‖₂; contributions c = IG over the w input dims of u (signed).

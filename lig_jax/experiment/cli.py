@@ -1,23 +1,20 @@
-"""`lig-jax experiment run | compare | table | align` (Experiment A, spec §10)."""
+"""`lig-jax experiment run | compare | table | align` (Experiment A, docs/experiment-a.md)."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from ..cli_common import destination, fail, interrupted, progress, reflow_help
+from ..config import DEFAULT_MODEL
 from ..errors import LIGError
+from ..files import enable_compilation_cache, write_text
 
 app = typer.Typer(no_args_is_help=True, help="Experiment A: flow consistency over a corpus.",
                   pretty_exceptions_enable=False)
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 @app.command()
@@ -25,7 +22,8 @@ def run(
     data: Annotated[str, typer.Option(help="Corpus file (PTB SD dev.txt, .conllu, CoNLL-X, or "
                                       "plain text), or 'demo' for the shipped demo corpus.")],
     out: Annotated[Path, typer.Option(help="Run folder (records + manifest).")],
-    model: Annotated[str, typer.Option(help="HF folder, hub id, or 'default'.")] = "default",
+    model: Annotated[str, typer.Option(help="HF folder, hub id, .gguf file, or 'default' "
+                                       f"({DEFAULT_MODEL}, offline).")] = DEFAULT_MODEL,
     start: Annotated[int, typer.Option(help="First sentence index (0-based, in file order).")
                      ] = 0,
     end: Annotated[int | None, typer.Option(help="Last sentence index, inclusive (default: "
@@ -36,16 +34,18 @@ def run(
                           ] = 128,
     fmt: Annotated[str, typer.Option("--format", help="auto | ptb | conllu | conllx | text")
                    ] = "auto",
-    skip_bad_lines: Annotated[bool, typer.Option(help="Leave out sentences with malformed "
-                                                 "lines (counted) instead of stopping.")
-                              ] = False,
+    skip_bad_lines: Annotated[bool, typer.Option("--skip-bad-lines", help="Leave out "
+                                                 "sentences with malformed lines (counted) "
+                                                 "instead of stopping.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue a run in an existing --out folder "
                                          "(skip finished sentences).")] = True,
     per_device: Annotated[int, typer.Option(help="Sentences per device per call.")] = 1,
     chunk_mb: Annotated[int, typer.Option(help="Memory per chunk of integration nodes (fixed "
                                           "per run, so sums are reproducible).")] = 128,
-    multi_host: Annotated[bool, typer.Option(help="Call jax.distributed.initialize() first "
-                                             "(TPU pods, multi-node GPU).")] = False,
+    multi_host: Annotated[bool, typer.Option("--multi-host", help="Start JAX's multi-process "
+                                             "runtime first (jax.distributed; TPU pods, "
+                                             "multi-node GPU): every host runs this same "
+                                             "command.")] = False,
     coordinator: Annotated[str | None, typer.Option(help="With --multi-host where no cluster "
                                                     "is detected: process 0's HOST:PORT.")
                            ] = None,
@@ -55,17 +55,16 @@ def run(
                           ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Compute every selected sentence's maps (all layers) into --out, one record each."""
-    from ..cli import _enable_compilation_cache
+    """Compute every selected sentence's maps (all layers) into --out, one record each.
+
+    Each record is on disk before the next sentence starts; rerunning the same command
+    resumes (finished sentences are skipped)."""
     from .compute import Settings
     from .runner import run_experiment
 
-    _enable_compilation_cache()
-    t0 = time.perf_counter()
-
-    def say(msg: str) -> None:
-        if not quiet:
-            typer.echo(f"[{time.perf_counter() - t0:6.1f}s] {msg}", err=True)
+    destination(out, folder=True)
+    enable_compilation_cache()
+    say, _ = progress(quiet)
 
     try:
         summary = run_experiment(
@@ -75,7 +74,10 @@ def run(
             resume=resume, multi_host=multi_host, coordinator=coordinator,
             num_processes=num_processes, process_id=process_id, progress=not quiet, say=say)
     except LIGError as e:
-        _fail(str(e))
+        fail(str(e))
+    except KeyboardInterrupt:
+        interrupted(f"the finished records are in {out}; run the same command again to "
+                    "resume")
     typer.echo(f"{summary.computed} sentences computed ({summary.already_done} already done, "
                f"{summary.selected} selected) in {summary.seconds:.1f} s: "
                f"{summary.sentences_per_s:.2f} sentences/s, "
@@ -93,19 +95,20 @@ def compare(
     split: Annotated[str | None, typer.Option(help="The CSV's split column (default: data "
                                               "file name).")] = None,
 ) -> None:
-    """Layer-direct vs composed z→z: the 24 pairs of spec §10 (L2 and Pearson per column)."""
+    """Layer-direct vs composed z→z: the 24 pairs of docs/spec.md §10 (L2, Pearson per column)."""
     from .flow import compare_store, rows_to_csv
 
     try:
+        csv = destination(csv)
         rows = compare_store(folder, level, split)
+        text = rows_to_csv(rows)
+        if csv is not None:
+            write_text(csv, text)
+            typer.echo(f"wrote {csv} ({len(rows)} rows, level {level})", err=True)
+        else:
+            typer.echo(text, nl=False)
     except LIGError as e:
-        _fail(str(e))
-    text = rows_to_csv(rows)
-    if csv is not None:
-        csv.write_text(text, encoding="utf-8")
-        typer.echo(f"wrote {csv} ({len(rows)} rows, level {level})", err=True)
-    else:
-        typer.echo(text, nl=False)
+        fail(str(e))
 
 
 @app.command()
@@ -118,17 +121,22 @@ def table(
     from .flow import TABLE_COLUMNS, compare_store, read_rows, rows_to_csv, top_table
 
     try:
+        csv = destination(csv)
         rows = compare_store(source) if source.is_dir() else read_rows(source)
         best = top_table(rows, top)
     except LIGError as e:
-        _fail(str(e))
+        fail(str(e))
     widths = [max(len(c), *(len(_cell(r[c])) for r in best)) for c in TABLE_COLUMNS]
     typer.echo("  ".join(c.ljust(w) for c, w in zip(TABLE_COLUMNS, widths, strict=True)))
     for r in best:
         typer.echo("  ".join(_cell(r[c]).ljust(w)
                              for c, w in zip(TABLE_COLUMNS, widths, strict=True)))
     if csv is not None:
-        csv.write_text(rows_to_csv(best, TABLE_COLUMNS), encoding="utf-8")
+        try:
+            write_text(csv, rows_to_csv(best, TABLE_COLUMNS))
+        except LIGError as e:
+            fail(str(e))
+        typer.echo(f"wrote {csv}", err=True)
 
 
 def _cell(v: object) -> str:
@@ -152,11 +160,17 @@ def align(
     from .align import align_store, rows_to_csv, summary
 
     try:
+        csv, output = destination(csv), destination(output)
         result = align_store(folder)
+        typer.echo(summary(result, relations))
+        if csv is not None:
+            write_text(csv, rows_to_csv(result["rows"]))
+            typer.echo(f"wrote {csv}", err=True)
+        if output is not None:
+            write_text(output, json.dumps(result, indent=1) + "\n")
+            typer.echo(f"wrote {output}", err=True)
     except LIGError as e:
-        _fail(str(e))
-    typer.echo(summary(result, relations))
-    if csv is not None:
-        csv.write_text(rows_to_csv(result["rows"]), encoding="utf-8")
-    if output is not None:
-        output.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        fail(str(e))
+
+
+reflow_help(app)

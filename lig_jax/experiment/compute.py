@@ -1,6 +1,6 @@
 """Experiment A's quantities for a batch of sentences, data-parallel over a device mesh.
 
-Per sentence and layer (spec §10): layer-direct z→z under `zero` and ITB
+Per sentence and layer (docs/spec.md §10): layer-direct z→z under `zero` and ITB
 (`self_input_token`), z→u under `zero` and ITB for every (target, head), the self
 attention probabilities A^h_{j,j} (for mapRatio), and u→z under `zero` and `att_itb_a0`
 (residual on). One jitted program per length bucket computes all of it for all layers;
@@ -32,7 +32,7 @@ from ..quadrature import make_rule, resolve_rule
 
 AXIS = "data"
 
-# Record keys of every quantity (spec §10 names in brackets).
+# Record keys of every quantity (docs/spec.md §10 names in brackets).
 Z2Z = ("zero", "itb", "itb_zero_ratio")  # LIG(Zero), LIG(ITB), LIG(ITB-zeroRatio)
 Z2U = ("zero", "itb", "itb_map_ratio", "itb_zero_ratio")  # ATT(Zero|ITB|ITB-map|ITB-zbr)
 U2Z = ("zero", "att_itb_a0")  # MLP(Zero), MLP(ATT-ITB a=0), residual on
@@ -67,7 +67,7 @@ class BatchComputer:
     """Computes the raw per-layer arrays of many sentences, one bucket shape at a time."""
 
     def __init__(self, lm: LoadedModel, settings: Settings, mesh: Mesh):
-        if lm.family.architecture == "decoder" or "att" not in lm.family.granularities:
+        if lm.family.architecture == "decoder":
             raise LIGError(f"experiment A needs an encoder with z→u and u→z (BERT family); "
                            f"{lm.name} is a {lm.model_type} model")
         self.lm, self.settings, self.mesh = lm, settings, mesh
@@ -169,7 +169,7 @@ def derive(raw: dict[str, np.ndarray], length: int, num_heads: int) -> dict[str,
 
     z2z/<b>: [L, S_src, S_tgt]; z2u/<b>: [L, T, H, S_src] (T = S targets);
     u2z/<b>: [L, T, w]; composed/<att>/<mlp>: [L, S_src, S_tgt]; plus completeness totals.
-    Ratio fixes in float64 (spec §6), composition as `compose.compose` (spec §7).
+    Ratio fixes in float64 (docs/spec.md §6), composition as `compose.compose` (docs/spec.md §7).
     """
     s = length
     f64 = {k: np.asarray(v, np.float64) for k, v in raw.items()}

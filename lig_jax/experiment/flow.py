@@ -1,4 +1,4 @@
-"""Flow consistency (spec §10): layer-direct z→z against the 8 composed z→z variants.
+"""Flow consistency (docs/spec.md §10): layer-direct z→z against the 8 composed z→z variants.
 
 24 pairs = 3 layer-direct baselines × 4 ATT baselines × 2 MLP baselines. Per pair, for
 every sentence, layer l and target column j: a = Z_direct[l, :, j], b = Z_composed[l, :, j]
@@ -6,7 +6,7 @@ every sentence, layer l and target column j: a = Z_direct[l, :, j], b = Z_compos
 l2 = ‖a − b‖₂ (absolute), corr = Pearson(a, b) (NaN → 1 if a ≈ b else 0). Mean and
 population std over all (sentence, layer, target) triples.
 
-Unlike the reference (§13-B5), both routes are on the same sub-word tokens of the same
+Unlike the reference (docs/spec.md §13-B5), both routes are on the same sub-word tokens of the same
 record; `level="word"` aggregates both to words the same way (`words.to_words`).
 """
 
@@ -28,7 +28,7 @@ from .words import aggregate, aggregation
 @dataclass(frozen=True)
 class Variant:
     key: str  # record key suffix (layer-direct: also the CSV's baseline group)
-    name: str  # the spec's / reference's baseline name (CSV columns)
+    name: str  # the reference's baseline name (CSV columns, docs/spec.md §10)
     label: str  # in pair names
     tag: str  # in pair keys
 
@@ -98,7 +98,7 @@ def _maps(record: Record, level: str) -> dict[str, np.ndarray]:
 
 def flow_rows(records: Iterable[Record], manifest: dict, level: str = "subword",
               split: str | None = None) -> list[dict]:
-    """The 24 CSV rows (spec §10 columns) over `records`."""
+    """The 24 CSV rows (docs/spec.md §10 columns) over `records`."""
     if level not in LEVELS:
         raise LIGError(f"unknown level {level!r}; allowed: {', '.join(LEVELS)}")
     acc: dict[str, list[list[np.ndarray]]] = {pair_key(*p): [[], []] for p in pairs()}
@@ -160,7 +160,7 @@ def rows_to_csv(rows: list[dict], columns: tuple[str, ...] = COLUMNS) -> str:
 
 
 def read_rows(path: str | Path) -> list[dict]:
-    """Rows of a comparison CSV (checked for the spec's columns)."""
+    """Rows of a comparison CSV (checked for the docs/spec.md §10 columns)."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
@@ -175,7 +175,7 @@ def read_rows(path: str | Path) -> list[dict]:
 
 def top_table(rows: list[dict], top: int = 3) -> list[dict]:
     """Per layer-direct baseline group (sorted), the `top` pairs with the smallest l2_mean;
-    rows with an empty l2_mean or n_pairs 0 are dropped (spec §10 export_decomp_table)."""
+    rows with an empty l2_mean or n_pairs 0 are dropped (docs/spec.md §10 export_decomp_table)."""
     if top < 1:
         raise LIGError(f"--top must be at least 1, got {top}")
     groups: dict[str, list[dict]] = {}

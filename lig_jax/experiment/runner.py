@@ -20,13 +20,12 @@ from typing import Any
 
 import jax
 
-from converters.common import file_sha256
-
-from .. import __version__
 from ..data import Sentence, read_corpus
 from ..engine import bucket_length
 from ..errors import LIGError
+from ..files import file_sha256
 from ..loading import LoadedModel, load_model
+from ..version import __version__
 from .compute import BatchComputer, Settings, derive, local_mesh
 from .store import Record, Store
 
@@ -45,7 +44,7 @@ class Tokenized:
 
 
 def tokenize_words(lm: LoadedModel, sentence: Sentence, max_length: int) -> Tokenized:
-    """text = " ".join(words) (spec §10), truncated at `max_length` tokens; each sub-word
+    """text = " ".join(words) (docs/spec.md §10), truncated at `max_length` tokens; each sub-word
     token mapped to the word its first character belongs to."""
     text = " ".join(sentence.words)
     starts = list(itertools.accumulate((len(w) + 1 for w in sentence.words[:-1]), initial=0))
@@ -137,7 +136,7 @@ def run_experiment(
                        f"sentences 0..{last})")
     lm = load_model(model)
     manifest = {
-        "format_version": 1, "lig_jax": __version__, "model": model,
+        "format_version": 1, "lig_jax": __version__, "model": lm.name,
         "model_type": lm.model_type, "checkpoint_sha256": lm.checkpoint_hash,
         "data_path": str(Path(corpus.path).resolve()), "data_sha256": file_sha256(
             Path(corpus.path)), "data_format": corpus.format,

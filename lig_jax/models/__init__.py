@@ -13,47 +13,14 @@ from typing import Any
 from flax import nnx
 
 from ..errors import LIGError
-from .bert import EncoderConfig
-
-ROBERTA_POSITION_TYPES = ("roberta", "xlm-roberta", "camembert")
-
-
-def encoder_config(hf: Any) -> EncoderConfig:
-    """Read a BERT-family HF config; unsupported variants get a one-line error."""
-    mt = hf.model_type
-    pos_type = getattr(hf, "position_embedding_type", "absolute") or "absolute"
-    if pos_type != "absolute":
-        raise LIGError(
-            f"position_embedding_type {pos_type!r} is not supported for {mt}. Allowed: absolute"
-        )
-    from .common import check_activation, check_heads
-
-    act = check_activation(hf.hidden_act, "hidden_act", mt)
-    check_heads(hf.hidden_size, hf.num_attention_heads, "hidden_size", "num_attention_heads")
-    return EncoderConfig(
-        model_type=mt,
-        vocab_size=hf.vocab_size,
-        hidden_size=hf.hidden_size,
-        num_layers=hf.num_hidden_layers,
-        num_heads=hf.num_attention_heads,
-        intermediate_size=hf.intermediate_size,
-        hidden_act=act,
-        layer_norm_eps=float(hf.layer_norm_eps),
-        max_position_embeddings=hf.max_position_embeddings,
-        type_vocab_size=hf.type_vocab_size,
-        pad_token_id=int(hf.pad_token_id if hf.pad_token_id is not None else 0),
-        embedding_size=int(getattr(hf, "embedding_size", None) or hf.hidden_size),
-        roberta_positions=mt in ROBERTA_POSITION_TYPES,
-    )
-
 
 HOOK_NAMES = ("att_input", "att_core", "att_output", "mlp_input", "mlp_core", "mlp_output")
-Nodes = tuple[str, str | None, str]  # z, u, z_next (spec §8 `nodes`)
+Nodes = tuple[str, str | None, str]  # z, u, z_next (docs/spec.md §8 `nodes`)
 
 
 @dataclass(frozen=True)
 class Layout:
-    """What the reference's `detect_boundaries` says of a block layout (spec §8): its node
+    """What the reference's `detect_boundaries` says of a block layout (docs/spec.md §8): its node
     descriptions, hook points and granularities, and the notes it carries."""
 
     name: str
@@ -96,7 +63,7 @@ LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (
            (None,) * len(HOOK_NAMES), ("layer",)),
 )}
 
-# The reference's layouts for model types lig-jax does not run (spec §8's tables), so that
+# The reference's layouts for model types lig-jax does not run (docs/spec.md §8's tables), so that
 # `describe` still answers for them.
 REFERENCE_ONLY_LAYOUTS = {"deberta": "post_ln_encoder", "deberta-v2": "post_ln_encoder",
                           "albert": "post_ln_encoder", "gpt_neox": "pre_ln_decoder",
@@ -112,21 +79,21 @@ class Family:
     and `build(cfg, rngs) -> Model` (imported on first use); `converter` a module under
     `converters` exporting `key_map(cfg)`, `BASE_PREFIXES` and `base_key_filter(key)`.
     `nodes`/`hooks` override the layout's where the family's modules differ; lig-jax
-    splits every family at its ATT/MLP boundary (`granularities`), also where the
-    reference offers z→z only (`Layout.granularities`).
+    splits every family at its ATT/MLP boundary (every granularity of
+    `config.GRANULARITIES`), also where the reference offers z→z only
+    (`Layout.granularities`).
     """
 
     layout: str
     model_types: tuple[str, ...]
     package: str
     converter: str
-    # Tokenisation as the reference does it (spec §8): special tokens, GPT-2 prefix space.
+    # Tokenisation as the reference does it (docs/spec.md §8): special tokens, GPT-2 prefix space.
     add_special_tokens: bool = True
     tokenizer_kwargs: tuple[tuple[str, Any], ...] = ()
-    # The reference's quadrature rule per path (spec §2), used by rule="reference".
+    # The reference's quadrature rule per path (docs/spec.md §2), used by rule="reference".
     reference_rules: tuple[tuple[str, str], ...] = (
         ("z2z", "captum_trapezoid"), ("z2u", "captum_trapezoid"), ("u2z", "captum_trapezoid"))
-    granularities: tuple[str, ...] = ("att", "layer", "mlp")
     nodes: Nodes | None = None
     hooks: tuple[str | None, ...] | None = None
     notes: tuple[str, ...] = ()

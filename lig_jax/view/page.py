@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LIGError
+from ..files import write_text
 from . import result as R
 
 FORMAT = "lig-jax-view/1"
@@ -219,15 +220,9 @@ style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
 
 def write_page(result: dict[str, Any] | str | Path, out: str | Path, *,
                title: str | None = None, layers: Sequence[int] | None = None) -> Path:
-    """Write `build_page(result)` to `out` (parents created); returns the path."""
-    path = Path(out)
-    page = build_page(result, title=title, layers=layers)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(page, encoding="utf-8")
-    except OSError as e:
-        raise LIGError(f"cannot write {path}: {e.strerror or e}") from None
-    return path
+    """Write `build_page(result)` to `out` (`files.write_text`: parents created, written
+    atomically); returns the path."""
+    return write_text(out, build_page(result, title=title, layers=layers))
 
 
 def notebook_html(result: dict[str, Any] | str | Path, height: int = 640, *,

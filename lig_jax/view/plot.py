@@ -26,6 +26,7 @@ from matplotlib.patches import Patch
 
 from ..errors import LIGError
 from ..experiment.flow import ATT, LAYER, MLP
+from ..files import write_atomic
 from .result import layers as result_layers
 from .result import load_result, routes, z2z_matrix, z2z_targets
 
@@ -37,7 +38,7 @@ _TEXT_LIMIT = 90  # characters of the input text shown in a suptitle
 _MAX_COLS = 3  # heatmaps per figure row
 _TITLE_POINTS = 10
 
-# Experiment A: the order of the 24 pairs (spec §10) and how each baseline is shown, from
+# Experiment A: the order of the 24 pairs (docs/spec.md §10) and how each baseline is shown, from
 # the comparison's own variant tables.
 _GROUP_ORDER = tuple(v.key for v in LAYER)
 _GROUP_LABELS = {v.key: f"LIG({v.label})" for v in LAYER}
@@ -63,14 +64,9 @@ def check_suffix(out: str | Path) -> str:
 
 def save_figure(fig: Figure, out: str | Path) -> Path:
     """Write `fig` to `out` in the format its suffix names (PNG at `PNG_DPI`); returns out."""
-    out = Path(out)
     fmt = check_suffix(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, format=fmt, dpi=PNG_DPI if fmt == "png" else "figure")
-    except OSError as e:
-        raise LIGError(f"cannot write {out}: {e.strerror or e}") from None
-    return out
+    return write_atomic(out, lambda fh: fig.savefig(fh, format=fmt,
+                                                    dpi=PNG_DPI if fmt == "png" else "figure"))
 
 
 def _display(token: str) -> str:
@@ -156,15 +152,24 @@ def _default_layers(result: dict[str, Any], route: str) -> list[int]:
     return [l for l in present if route in routes(result, l)] or present
 
 
+SCALES = ("shared", "layer")
+
+
 def layers_figure(result: dict[str, Any] | str | Path, *, layers: list[int] | None = None,
-                  route: str = "direct", absolute: bool = False) -> Figure:
+                  route: str = "direct", absolute: bool = False,
+                  scale: str = "shared") -> Figure:
     """The per-layer heatmap grid as a Figure (not saved).
 
     One heatmap per layer in `layers` (default: all layers that have `route`), image data
-    [S_src, S_tgt] = `z2z_matrix(result, l, route)` (|·| if `absolute`), one shared colour
-    bar: diverging and centred at 0 for signed values, sequential for absolute ones.
-    Missing layers / routes and non-lig inputs raise a one-line LIGError.
+    [S_src, S_tgt] = `z2z_matrix(result, l, route)` (|·| if `absolute`); diverging colours
+    centred at 0 for signed values, sequential for absolute ones. `scale="shared"`: one
+    colour scale and bar for every layer (magnitudes compare across layers);
+    `scale="layer"`: each layer its own scale and bar (a quiet layer next to a loud one
+    still shows its pattern). Missing layers / routes and non-lig inputs raise a one-line
+    LIGError.
     """
+    if scale not in SCALES:
+        raise LIGError(f"unknown colour scale {scale!r}; allowed: {', '.join(SCALES)}")
     result = load_result(result)
     shown = _default_layers(result, route) if layers is None else [int(l) for l in layers]
     if not shown:
@@ -176,35 +181,43 @@ def layers_figure(result: dict[str, Any] | str | Path, *, layers: list[int] | No
     n_tgt = max(p[0].shape[1] for p in panels)
     cell = _cell_inches(max(n_src, n_tgt))
     pad = 6 * _tick_points(cell) / 72 + 0.5  # room for the longest tick labels
-    width = ncols * (n_tgt * cell + pad) + 1.2
+    per_layer = scale == "layer"
+    width = ncols * (n_tgt * cell + pad + (0.9 if per_layer else 0)) + 1.2
     height = nrows * (n_src * cell + pad + 0.3) + 0.9
     fig = Figure(figsize=(width, height), layout="constrained")
-    norm = _norm([p[0] for p in panels], absolute)
+    shared = _norm([p[0] for p in panels], absolute)
     cmap = ABSOLUTE_CMAP if absolute else SIGNED_CMAP
     axes = [fig.add_subplot(nrows, ncols, k + 1) for k in range(len(shown))]
+    label = ("|attribution| (source i → target j)" if absolute
+             else "attribution (source i → target j)")
     for k, (ax, l, (data, rows, cols)) in enumerate(zip(axes, shown, panels, strict=True)):
+        norm = _norm([data], absolute) if per_layer else shared
         _draw_heatmap(ax, data, rows, cols, norm, cmap, _tick_points(cell))
         ax.set_title(f"layer {l}", fontsize=10)
         if k % ncols == 0:
             ax.set_ylabel("source i", fontsize=9)
         if k + ncols >= len(shown):
             ax.set_xlabel("target j", fontsize=9)
-    label = ("|attribution| (source i → target j)" if absolute
-             else "attribution (source i → target j)")
-    bar = fig.colorbar(ScalarMappable(norm, cmap), ax=axes, shrink=0.85, aspect=30, pad=0.02)
-    bar.set_label(label, fontsize=9)
-    fig.suptitle(_suptitle(result, shown, route, absolute, width), fontsize=_TITLE_POINTS,
-                 parse_math=False)
+        if per_layer:
+            fig.colorbar(ScalarMappable(norm, cmap), ax=ax, shrink=0.85, aspect=20, pad=0.02)
+    if not per_layer:
+        bar = fig.colorbar(ScalarMappable(shared, cmap), ax=axes, shrink=0.85, aspect=30,
+                           pad=0.02)
+        bar.set_label(label, fontsize=9)
+    title = _suptitle(result, shown, route, absolute, width)
+    if per_layer:
+        title += "\n(each layer on its own colour scale)"
+    fig.suptitle(title, fontsize=_TITLE_POINTS, parse_math=False)
     return fig
 
 
 def plot_layers(result: dict[str, Any] | str | Path, out: str | Path, *,
                 layers: list[int] | None = None, route: str = "direct",
-                absolute: bool = False) -> Path:
+                absolute: bool = False, scale: str = "shared") -> Path:
     """Write the per-layer z→z heatmaps of `result` to `out` (.png | .pdf | .svg)."""
     check_suffix(out)
-    return save_figure(layers_figure(result, layers=layers, route=route, absolute=absolute),
-                       out)
+    return save_figure(layers_figure(result, layers=layers, route=route, absolute=absolute,
+                                     scale=scale), out)
 
 
 # ----------------------------------------------------------------------------- flow
@@ -239,7 +252,7 @@ def _rank(value: str, order: Sequence[str]) -> tuple[int, str]:
 
 
 def _ordered(rows: list[dict]) -> list[dict]:
-    """Rows sorted by layer-direct group, then ATT, then MLP baseline (spec order)."""
+    """Rows sorted by layer-direct group, then ATT, then MLP baseline (docs/spec.md §10 order)."""
     return sorted(rows, key=lambda r: (_rank(str(r["layer_ig_baseline_group"]), _GROUP_ORDER),
                                        _rank(str(r["att_ig_baseline"]), _ATT_ORDER),
                                        _rank(str(r["mlp_ig_baseline"]), _MLP_ORDER)))
@@ -247,7 +260,7 @@ def _ordered(rows: list[dict]) -> list[dict]:
 
 def _styles(values: Sequence[str], order: Sequence[str], styles: Sequence[str]
             ) -> dict[str, str]:
-    """A style per distinct value: known ones in spec order first, then the rest."""
+    """A style per distinct value: known ones in docs/spec.md §10 order first, then the rest."""
     names = sorted(set(values), key=lambda v: _rank(v, order))
     return {v: styles[k % len(styles)] for k, v in enumerate(names)}
 

@@ -12,6 +12,7 @@ from ..errors import LIGError
 from ..experiment.compute import U2Z, Z2U
 from ..experiment.flow import LAYER
 from ..experiment.store import Store
+from ..loading import DEFAULT_ALIASES, DEFAULT_MODEL
 
 Z2Z_KEYS = tuple(v.key for v in LAYER)
 
@@ -59,8 +60,10 @@ def record_result(folder: str | Path, index: int, *, layer_baseline: str = "itb"
                              "shape": [s, s], "target_token_idx": list(range(s)),
                              "matrix": np.asarray(comp[layer], float).tolist()},
         }
+    model = manifest.get("model")
     return {"text": " ".join(rec.meta["words"]), "tokens": tokens,
-            "model": manifest.get("model"), "model_type": manifest.get("model_type"),
+            "model": DEFAULT_MODEL if model in DEFAULT_ALIASES else model,
+            "model_type": manifest.get("model_type"),
             "config": {"num_steps": manifest.get("settings", {}).get("steps"),
                        "baseline_layer": layer_baseline, "baseline_att": att_baseline,
                        "baseline_mlp": mlp_baseline, "sentence_index": index},

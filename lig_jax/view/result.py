@@ -1,4 +1,4 @@
-"""Reading an `explain` result (spec §9 schema) for the viewer and the figures.
+"""Reading an `explain` result (docs/spec.md §9 schema) for the viewer and the figures.
 
 Every accessor checks what it needs and raises a one-line `LIGError` that names what is
 missing and what is there. Orientation: `matrix[i][j]` = source token i → target token j.
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LIGError
-from ..results import load
+from ..report import load
 
 ROUTES = ("direct", "composed")
 

@@ -1,6 +1,6 @@
 """Flax NNX modules for post-LN encoders (BERT family), split at the LIG boundaries.
 
-One block maps z^(l) [S, d] → z^(l+1) [S, d] in two explicit halves (spec §1):
+One block maps z^(l) [S, d] → z^(l+1) [S, d] in two explicit halves (docs/spec.md §1):
 
     ctx = attention_context(z)          [S, H, d_h]  per-head context before W_O (z→u target)
     u   = att(z) = LN_att(z + W_O·ctx + b_O)   [S, d]  ATT sub-block output (u→z input)
@@ -117,7 +117,7 @@ class PostLNBlock(nnx.Module):
     """One encoder layer with its ATT and MLP halves exposed (`models.interface.Block`)."""
 
     causal = False
-    z2u_score = "l2"  # per-source ‖IG_i,:‖₂, the encoder convention (spec §4)
+    z2u_score = "l2"  # per-source ‖IG_i,:‖₂, the encoder convention (docs/spec.md §4)
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
         self.attention = Attention(cfg, rngs=rngs)

@@ -72,7 +72,7 @@ class PostLNBlock(FactoredBlock, nnx.Module):
     """
 
     causal = False
-    z2u_score = "l2"  # encoder convention: per-source ‖IG_i,:‖₂ (spec §4)
+    z2u_score = "l2"  # encoder convention: per-source ‖IG_i,:‖₂ (docs/spec.md §4)
 
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int,
                  hidden_act: str, layer_norm_eps: float, *, rngs: nnx.Rngs):

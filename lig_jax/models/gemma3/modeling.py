@@ -1,6 +1,6 @@
 """Flax NNX modules for Gemma 3 text stacks (pre+post-LN decoders), split at the LIG boundaries.
 
-One block maps z^(l) [S, d] → z^(l+1) [S, d] (spec §1, §5, §11):
+One block maps z^(l) [S, d] → z^(l+1) [S, d] (docs/spec.md §1, §5, §11):
 
     h         = In(z)                                   Gemma RMSNorm x·(1/√(mean x² + ε))·(1 + w)
     q, k, v   = q/k/v_proj(h) per head; q, k ← q_norm, k_norm (over d_h); RoPE (rotate-half);

@@ -1,6 +1,6 @@
 """Flax NNX modules for GPT-2 (a pre-LN decoder, `interface.PreLNDecoderBlock`).
 
-A pre-LN decoder block maps z^(l) [S, d] → z^(l+1) [S, d] (spec §1):
+A pre-LN decoder block maps z^(l) [S, d] → z^(l+1) [S, d] (docs/spec.md §1):
 
     (q, k, v) = premap(z)        LN1 → projections (→ RoPE → GQA repeat)   [S, H, d_h]
     ctx       = attention_context(z)   causal softmax mixing, before W_O   [S, H, d_h]

@@ -1,6 +1,6 @@
 """Flax NNX modules for the Llama family (Llama, Mistral, Qwen2), split at the LIG boundaries.
 
-One block (HF `layers.{l}`) maps z^(l) [S, d] → z^(l+1) [S, d] (spec §1, §11):
+One block (HF `layers.{l}`) maps z^(l) [S, d] → z^(l+1) [S, d] (docs/spec.md §1, §11):
 
     h         = RMSNorm_in(z)                                  `input_layernorm`
     q, k, v   = q/k/v_proj(h)          q: H heads, k/v: G kv groups of width d_h

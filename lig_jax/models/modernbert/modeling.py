@@ -81,7 +81,7 @@ class ModernBertBlock(FactoredBlock, nnx.Module):
     """One pre-LN ModernBERT layer with its ATT and MLP halves exposed."""
 
     causal = False
-    z2u_score = "l2"  # encoder convention: per-source ‖IG_i,:‖₂ (spec §4)
+    z2u_score = "l2"  # encoder convention: per-source ‖IG_i,:‖₂ (docs/spec.md §4)
 
     def __init__(self, cfg: ModernBertConfig, layer: int, *, rngs: nnx.Rngs):
         d, w = cfg.hidden_size, cfg.intermediate_size

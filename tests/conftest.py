@@ -6,15 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
-# The suite compiles hundreds of small programs, so XLA's compile time is most of its run
-# time: the tests build CPU code without LLVM's optimisation passes (same HLO, same
-# numerics; about 20 % less time in the fast-path tests). Inherited by CLI subprocesses.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               " --xla_backend_optimization_level=0").strip()
-
-import jax  # noqa: E402
-import pytest  # noqa: E402
+import jax
+import pytest
 
 jax.config.update("jax_default_matmul_precision", "float32")
 # No persistent compilation cache inside the test processes (JAX would otherwise key, and

@@ -10,6 +10,7 @@ import functools
 import inspect
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -199,11 +200,23 @@ def explain_batch_cmd(
 
     progress(f"{len(done)} already in {output}, {len(todo)} to do")
     written = [0]
+    # Ctrl-C is remembered as well as raised: a KeyboardInterrupt that lands inside a
+    # callback Python ignores (e.g. JAX's gc hook) still stops the run after this sentence.
+    interrupts: list[bool] = []
+
+    def on_sigint(signum: int, frame: object) -> None:
+        interrupts.append(True)
+        raise KeyboardInterrupt
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_sigint)
     try:
         with BatchWriter(output) as writer:
             def write(k: int, result: dict) -> None:
                 writer.add(todo[k], result)
                 written[0] += 1
+                if interrupts:
+                    raise KeyboardInterrupt
 
             if todo:
                 explain_batch([lines[i] for i in todo], progress=progress, on_result=write,

@@ -208,7 +208,8 @@ def explain_batch_cmd(
         interrupts.append(True)
         raise KeyboardInterrupt
 
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.default_int_handler:
         signal.signal(signal.SIGINT, on_sigint)
     try:
         with BatchWriter(output) as writer:
@@ -228,6 +229,9 @@ def explain_batch_cmd(
     except KeyboardInterrupt:
         interrupted(f"{len(done) + written[0]} of {len(lines)} sentences are in {output}; "
                      "run the same command again to resume")
+    finally:
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous)
     n = len(skipped)
     left = f"; left out {n} bad line{'s' * (n != 1)} ({_span(skipped)})" if n else ""
     progress(f"done: {len(done) + written[0]} of {len(lines)} lines in {output}{left}")

@@ -3,7 +3,8 @@
 # invocation spread over the cores (pytest-xdist, `--dist loadfile`: each file stays on one
 # worker, so its module fixtures and conversions are built once).
 #   bash scripts/test.sh                      the default suite (slow cases left out)
-#   bash scripts/test.sh -m slow              the slow parity cases
+#   bash scripts/test.sh -m slow              the slow parity cases only
+#   bash scripts/test.sh -m "not readme"      both (what CI runs)
 #   bash scripts/test.sh tests/test_api.py    one file (any pytest arguments pass through)
 # LIG_TEST_WORKERS sets the number of workers (default: one per core).
 set -euo pipefail

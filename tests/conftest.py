@@ -93,7 +93,11 @@ def tiny_llama(tmp_path_factory) -> Path:
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
-    """Drop this session's converted-parameter cache (SmolLM2 alone is ~0.5 GB)."""
+    """Drop this session's converted-parameter cache (SmolLM2 alone is ~0.5 GB). Only in
+    the main process: pytest-xdist workers inherit its folder, and a worker that finishes
+    first must not delete files (an assembled GGUF) another worker is still reading."""
+    if hasattr(session.config, "workerinput"):
+        return
     cache = Path(os.environ["LIG_JAX_CACHE"])
     if cache.name.startswith("lig_jax_test_cache_"):
         shutil.rmtree(cache, ignore_errors=True)

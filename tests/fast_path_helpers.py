@@ -3,11 +3,12 @@ straightforward jacrev/grad ones (`method="direct"`) on one layer of a saved mod
 
 from __future__ import annotations
 
-from functools import partial
+from functools import cache, partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 import lig_jax.attribution.itb as itb
@@ -26,26 +27,30 @@ def _rel(a, b, scale: float | None = None) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), scale or 0.0))
 
 
-def _setup(folder, layer: int, dtype):
-    lm = load_model(str(folder))
+@cache
+def _loaded(folder: str):
+    """The model in `folder` and its hidden states on TEXT, loaded once per process."""
+    lm = load_model(folder)
     ids = jnp.asarray(lm.tokenizer(TEXT)["input_ids"])
-    z = lm.model.hidden_states(ids)[layer]
+    return lm, lm.model.hidden_states(ids)
+
+
+def _setup(folder, layer: int, dtype):
+    lm, hidden = _loaded(str(folder))
+    z = hidden[layer]
     graphdef, state = nnx.split(lm.model.layers[layer])
     state = jax.tree.map(lambda a: a.astype(dtype), state)
     return graphdef, state, z.astype(dtype), lm.config.num_heads
 
 
-@partial(jax.jit, static_argnames=("graphdef",))
-def _term_scale(graphdef, state, z, targets, heads, a, w) -> jax.Array:
+def _term_scale(block, z, targets, heads, a, w) -> jax.Array:
     """max over (target, head, source) of Σ_c |IG_{i,c}| for zero-baseline z→u.
 
     Behind a pre-norm (decoders, ModernBERT) u(αz) ≈ u(z) except near α = 0, so the signed
     per-source sums Σ_c IG_{i,c} cancel to remainders far below their terms (docs/method.md,
     pitfall 3): rounding of either implementation is relative to the
-    terms, not the sums. (Jitted: one compiled program per block structure instead of an
-    op-by-op jacrev per node.)
+    terms, not the sums.
     """
-    block = nnx.merge(graphdef, state)
     zeros = jnp.zeros_like(z)
     u0 = block.attention_context(zeros)[targets][:, heads]
 
@@ -57,15 +62,26 @@ def _term_scale(graphdef, state, z, targets, heads, a, w) -> jax.Array:
     return jnp.abs(jac * z).sum(-1).max()
 
 
-@partial(jax.jit, static_argnames=("graphdef", "quantity", "baseline", "method", "block_size"))
-def _integrate(graphdef, state, z, targets, heads, a, w, *, quantity, baseline, method,
-               block_size):
-    """One integrand on one block, compiled once per (block structure, shapes, dtype):
+QUANTITIES = ("z2z", "z2u")
+BASELINES = ("zero", "self_input_token")
+METHODS = ("fast", "direct")
+
+
+@partial(jax.jit, static_argnames=("graphdef", "with_term_scale", "block_size"))
+def _integrate_all(graphdef, state, z, targets, heads, a, w, *, with_term_scale: bool,
+                   block_size: int) -> dict:
+    """Every (quantity, baseline, method) integrand on one block, and the zero-baseline
+    z→u term scale when `with_term_scale`, as ONE compiled program per (block structure,
+    shapes, dtype): XLA's fixed cost per compilation dominates on these tiny blocks, and
     layers of the same structure share the program. `block_size` (itb.BLOCK, read while
     tracing) is part of the cache key, so a test that changes it gets its own program."""
     del block_size
-    return integrate(integrand_for(quantity, baseline, method), nnx.merge(graphdef, state),
-                     z, targets, heads, a, w, 3)
+    block = nnx.merge(graphdef, state)
+    out = {f"{q}/{b}/{m}": integrate(integrand_for(q, b, m), block, z, targets, heads, a, w, 3)
+           for q in QUANTITIES for b in BASELINES for m in METHODS}
+    if with_term_scale:
+        out["term_scale"] = _term_scale(block, z, targets, heads, a, w)
+    return out
 
 
 def compare(folder, layer, dtype, rule, steps, tol):
@@ -79,19 +95,17 @@ def compare(folder, layer, dtype, rule, steps, tol):
     targets = jnp.asarray([0, 3, z.shape[0] - 1])
     heads = jnp.asarray(sorted({0, n_heads // 2, n_heads - 1}))
     norm_first = block.premap_parts().norm is not None
+    out = _integrate_all(graphdef, state, z, targets, heads, a, w, with_term_scale=norm_first,
+                         block_size=itb.BLOCK)
 
-    def run(quantity: str, baseline: str, method: str) -> tuple:
-        return _integrate(graphdef, state, z, targets, heads, a, w, quantity=quantity,
-                          baseline=baseline, method=method, block_size=itb.BLOCK)
-
-    for baseline in ("zero", "self_input_token"):
-        fast, direct = (run("z2z", baseline, m) for m in ("fast", "direct"))
+    for baseline in BASELINES:
+        fast, direct = (out[f"z2z/{baseline}/{m}"] for m in METHODS)
         for f, d in zip(fast, direct, strict=True):
             assert _rel(f, d) <= tol, ("z2z", baseline)
-        fast, direct = (run("z2u", baseline, m) for m in ("fast", "direct"))
+        fast, direct = (out[f"z2u/{baseline}/{m}"] for m in METHODS)
         scale = None
         if baseline == "zero" and norm_first:
-            scale = float(_term_scale(graphdef, state, z, targets, heads, a, w))
+            scale = float(out["term_scale"])
         for name, f, d in zip(("scores", "signed", "f"), fast, direct, strict=True):
             sc = None if name == "f" or (name == "scores" and block.z2u_score == "l2") else scale
             assert _rel(f, d, sc) <= tol, ("z2u", baseline, name)
@@ -136,6 +150,14 @@ def check_family(cache: dict, tmp_path_factory, name: str) -> None:
     folder = family_folder(cache, tmp_path_factory, name)
     for layer, rule, steps in [(0, "captum_trapezoid", 8), (1, "gauss_legendre", 7)]:
         compare(folder, layer, jnp.float32, rule, steps, 1e-5)
+
+
+def float64_cases(families: list[str], blocked: list[str]) -> list:
+    """The float64 cases of `families`: those in `blocked` (sources in blocks of 4) in the
+    default run; the others, whose single-block float64 path is the same code with one
+    block (and checked in float32 on every family), marked `slow`."""
+    return [name if name in blocked else pytest.param(name, marks=pytest.mark.slow)
+            for name in families]
 
 
 def check_family_float64(cache: dict, tmp_path_factory, monkeypatch, name: str,

@@ -175,7 +175,7 @@ def test_ctrl_c_says_what_is_on_disk_and_the_rerun_resumes(tiny_bert, tmp_path) 
     src = tmp_path / "in.txt"
     # each line in a new length bucket: after the first record the run is compiling the
     # next line's programs for seconds, and is interrupted there
-    n = 4
+    n = 3
     src.write_text("".join("word " * (3 + 8 * i) + "end.\n" for i in range(n)))
     out = tmp_path / "out.jsonl"
     args = [sys.executable, "-m", "lig_jax.cli", "explain-batch", str(src), "-o", str(out),

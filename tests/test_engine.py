@@ -30,7 +30,8 @@ def _leaves(r: dict, key: str) -> np.ndarray:
     dict(baseline_layer="zero", baseline_att="zero", baseline_mlp="att_itb_a0"),
     dict(baseline_layer="itb_zero_ratio", baseline_att="itb_zero_ratio", baseline_mlp="zero"),
 ])
-@pytest.mark.parametrize("method", ["fast", "direct"])
+# the oracle's (direct) padding is the costly case: slow
+@pytest.mark.parametrize("method", ["fast", pytest.param("direct", marks=pytest.mark.slow)])
 def test_padding_to_a_bucket_changes_nothing(tiny_bert, baselines, method) -> None:
     kw = dict(model=str(tiny_bert), num_steps=8, method=method, **baselines)
     padded = explain(TEXTS[0], bucket=True, **kw)

@@ -10,10 +10,12 @@ from fast_path_helpers import (
     DECODER_FAMILIES,
     check_family,
     check_family_float64,
+    float64_cases,
 )
 
 FAMILIES = DECODER_FAMILIES
 BLOCKED = ["llama-gqa", "mistral-sliding", "gemma3"]
+FLOAT64_CASES = float64_cases(FAMILIES, BLOCKED)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def test_fast_equals_direct_every_family(family_folders, tmp_path_factory, name)
     check_family(family_folders, tmp_path_factory, name)
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", FLOAT64_CASES)
 def test_fast_equals_direct_every_family_float64(family_folders, tmp_path_factory, monkeypatch,
                                                  name) -> None:
     """Sources in blocks of 4 for the BLOCKED families (see check_family_float64)."""

@@ -12,8 +12,10 @@ check compares against `AutoConfig` / `AutoModelForCausalLM` / `AutoTokenizer
   transposed Conv1D weights, gemma3 with its +1 norms): config and state dict, and that
   the family key map consumes every tensor; a GPT-2 byte-level tokenizer; load_model on
   a GGUF in a process where torch cannot be imported;
-- Gemma 3 270M (gemma3, Q4_K_M: Q5_0/Q4_K/Q6_K/Q8_0), assembled from four packages:
-  marked `slow` (transformers+torch alone takes ≈ 60 s here to load it);
+- Gemma 3 270M (gemma3, Q4_K_M: Q5_0/Q4_K/Q6_K/Q8_0), assembled from four packages;
+- the real-weight comparisons (SmolLM2 and Gemma 3 against transformers+torch) are marked
+  `slow`: transformers dequantises a GGUF in Python (≈ 30 s for SmolLM2, ≈ 60 s for
+  Gemma 3 here);
 - one-line errors: unsupported tensor type, truncated / corrupted / non-GGUF files,
   unsupported architecture, ambiguous folders; the converted-parameter cache (keyed by
   the file's sha256) is hit on a second load, which then dequantises nothing.
@@ -155,6 +157,7 @@ def test_header_parser_matches_gguf_reader(smol_path: Path) -> None:
     np.testing.assert_array_equal(raw, reader.tensors[-1].data.reshape(-1).view(np.uint8))
 
 
+@pytest.mark.slow  # transformers' own GGUF load: ≈ 30 s here
 def test_smollm2_config_matches_transformers(smol_path: Path, smol_torch) -> None:
     ours = gg.open_gguf(smol_path).hf_config()
     assert_same_config(ours, smol_torch[0])
@@ -162,6 +165,7 @@ def test_smollm2_config_matches_transformers(smol_path: Path, smol_torch) -> Non
     assert ours.tie_word_embeddings
 
 
+@pytest.mark.slow  # transformers' own GGUF load: ≈ 30 s here
 def test_smollm2_state_dict_matches_transformers(smol_path: Path, smol_torch) -> None:
     """Dequantised Q4_1 / Q8_0 tensors, Q/K rows un-permuted as transformers does it."""
     ckpt = gg.open_gguf(smol_path)
@@ -171,11 +175,13 @@ def test_smollm2_state_dict_matches_transformers(smol_path: Path, smol_torch) ->
     assert_same_state_dict(ours, smol_torch[1], tied=True)
 
 
+@pytest.mark.slow  # transformers' own GGUF load: ≈ 30 s here
 def test_smollm2_tokenizer_matches_transformers(smol_path: Path, smol_torch) -> None:
     ours = gg.open_gguf(smol_path).tokenizer()
     assert_same_ids(ours, smol_torch[2], SENTENCES)
 
 
+@pytest.mark.slow  # transformers' own GGUF load: ≈ 30 s here
 def test_smollm2_hidden_states_match_torch(smol_lm: loading.LoadedModel, smol_torch) -> None:
     """z^(0..L) of the NNX model loaded through load_model("smollm2-135m") against HF torch
     on the same GGUF (eager, float32): z^(l<L) = hidden_states[l], z^(L) = last layer's

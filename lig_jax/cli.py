@@ -10,7 +10,6 @@ import functools
 import inspect
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import destination, fail, interrupted, reflow_help
+from .cli_common import ctrl_c_between_records, destination, fail, interrupted, reflow_help
 from .cli_common import progress as progress_printer
 from .config import BASELINES_ATT, BASELINES_LAYER, BASELINES_MLP, DEFAULT_MODEL
 from .errors import BadText, LIGError
@@ -200,24 +199,12 @@ def explain_batch_cmd(
 
     progress(f"{len(done)} already in {output}, {len(todo)} to do")
     written = [0]
-    # Ctrl-C is remembered as well as raised: a KeyboardInterrupt that lands inside a
-    # callback Python ignores (e.g. JAX's gc hook) still stops the run after this sentence.
-    interrupts: list[bool] = []
-
-    def on_sigint(signum: int, frame: object) -> None:
-        interrupts.append(True)
-        raise KeyboardInterrupt
-
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is signal.default_int_handler:
-        signal.signal(signal.SIGINT, on_sigint)
     try:
-        with BatchWriter(output) as writer:
+        with ctrl_c_between_records() as check, BatchWriter(output) as writer:
             def write(k: int, result: dict) -> None:
                 writer.add(todo[k], result)
                 written[0] += 1
-                if interrupts:
-                    raise KeyboardInterrupt
+                check()
 
             if todo:
                 explain_batch([lines[i] for i in todo], progress=progress, on_result=write,
@@ -229,9 +216,6 @@ def explain_batch_cmd(
     except KeyboardInterrupt:
         interrupted(f"{len(done) + written[0]} of {len(lines)} sentences are in {output}; "
                      "run the same command again to resume")
-    finally:
-        if previous is signal.default_int_handler:
-            signal.signal(signal.SIGINT, previous)
     n = len(skipped)
     left = f"; left out {n} bad line{'s' * (n != 1)} ({_span(skipped)})" if n else ""
     progress(f"done: {len(done) + written[0]} of {len(lines)} lines in {output}{left}")

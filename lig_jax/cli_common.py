@@ -4,9 +4,12 @@ and help texts reflowed for the terminal."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import signal
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
@@ -37,6 +40,44 @@ def interrupted(what: str) -> None:
     """Ctrl-C: say what is on disk and how to go on; exit status 130."""
     typer.echo(f"interrupted: {what}", err=True)
     raise typer.Exit(130)
+
+
+@contextlib.contextmanager
+def ctrl_c_between_records() -> Iterator[Callable[[], None]]:
+    """Ctrl-C remembered as well as raised, for loops that write one record at a time.
+
+    A KeyboardInterrupt that lands inside a callback Python ignores (JAX's gc hook, a
+    weakref finaliser) would otherwise print `Exception ignored in …` with a traceback and
+    let the run go on. Inside this block such an interrupt prints nothing and is kept:
+    the yielded `check()` raises it, and the loop calls it after each record. Nothing
+    changes where the caller installed its own SIGINT handler (an embedding program)."""
+    interrupts: list[bool] = []
+
+    def on_sigint(signum: int, frame: object) -> None:
+        interrupts.append(True)
+        raise KeyboardInterrupt
+
+    def check() -> None:
+        if interrupts:
+            raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        yield lambda: None
+        return
+    previous_hook = sys.unraisablehook
+
+    def unraisable(info: object) -> None:
+        if not (interrupts and getattr(info, "exc_type", None) is KeyboardInterrupt):
+            previous_hook(info)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    sys.unraisablehook = unraisable
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = previous_hook
 
 
 def progress(quiet: bool) -> tuple[Callable[[str], None], float]:

@@ -167,6 +167,38 @@ def test_view_and_plot_read_an_explain_batch_file(tiny_bert, tmp_path) -> None:
         assert res.exit_code == 2 and res.stderr.startswith("error: ") and needle in res.stderr
 
 
+def test_ctrl_c_inside_an_ignored_callback_prints_nothing_and_still_stops() -> None:
+    """CI once saw `Exception ignored in: <function _xla_gc_callback …>` and a traceback
+    before the interrupt line: Ctrl-C had landed in JAX's gc hook. Reproduced exactly by
+    a SIGINT raised inside a __del__, in a fresh process with the default SIGINT handler."""
+    import signal
+
+    script = """
+import signal, sys
+from lig_jax.cli_common import ctrl_c_between_records
+
+class Finalised:
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)
+
+try:
+    with ctrl_c_between_records() as check:
+        Finalised()  # dropped at once: the interrupt lands in __del__, which Python ignores
+        print("went on", flush=True)
+        check()
+        print("not stopped", flush=True)
+except KeyboardInterrupt:
+    print("stopped", flush=True)
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+assert sys.unraisablehook is sys.__unraisablehook__
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["went", "on", "stopped"] and res.stderr == "", res
+
+
 def test_ctrl_c_says_what_is_on_disk_and_the_rerun_resumes(tiny_bert, tmp_path) -> None:
     import os
     import signal

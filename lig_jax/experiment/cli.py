@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from ..cli_common import destination, fail, interrupted, progress, reflow_help
+from ..cli_common import (
+    ctrl_c_between_records,
+    destination,
+    fail,
+    interrupted,
+    progress,
+    reflow_help,
+)
 from ..config import DEFAULT_MODEL
 from ..errors import LIGError
 from ..files import enable_compilation_cache, write_text
@@ -67,12 +74,14 @@ def run(
     say, _ = progress(quiet)
 
     try:
-        summary = run_experiment(
-            data, model, out, start=start, end=end, fmt=fmt, skip_bad_lines=skip_bad_lines,
-            settings=Settings(steps=steps, max_length=max_length, chunk_mb=chunk_mb,
-                              per_device=per_device),
-            resume=resume, multi_host=multi_host, coordinator=coordinator,
-            num_processes=num_processes, process_id=process_id, progress=not quiet, say=say)
+        with ctrl_c_between_records() as check:
+            summary = run_experiment(
+                data, model, out, start=start, end=end, fmt=fmt, skip_bad_lines=skip_bad_lines,
+                settings=Settings(steps=steps, max_length=max_length, chunk_mb=chunk_mb,
+                                  per_device=per_device),
+                resume=resume, multi_host=multi_host, coordinator=coordinator,
+                num_processes=num_processes, process_id=process_id, progress=not quiet, say=say,
+                after_record=check)
     except LIGError as e:
         fail(str(e))
     except KeyboardInterrupt:

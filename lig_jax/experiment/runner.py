@@ -106,8 +106,10 @@ def run_experiment(
     devices: Sequence[Any] | None = None,
     progress: bool = True,
     say: Callable[[str], None] = lambda _m: None,
+    after_record: Callable[[], None] = lambda: None,
 ) -> RunSummary:
-    """Compute and store every selected sentence's record; returns what was done."""
+    """Compute and store every selected sentence's record; returns what was done.
+    `after_record()` runs once each record is on disk (the CLI raises Ctrl-C there)."""
     settings = settings or Settings()
     if settings.steps < 2:
         raise LIGError(f"--steps must be at least 2, got {settings.steps}")
@@ -173,6 +175,7 @@ def run_experiment(
                 for t, raw in zip(batch, raws, strict=True):
                     store.write(make_record(t, derive(raw, t.length, computer.num_heads)))
                     n_tokens += t.length
+                    after_record()
                 bar.update(len(batch))
                 bar.set_postfix(tokens_per_s=f"{n_tokens / (time.perf_counter() - t0):.0f}")
     finally:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from . import engine, report, results
+from . import engine, report, results, sharding
 from .attribution import compose
 from .boundaries import boundaries_from_config
 from .config import LIGConfig, check_indices, granularity_list, validate
@@ -101,6 +101,7 @@ def explain(
     bucket: bool = True,
     reference_quirks: bool = False,
     memory_budget: int | str | None = None,
+    mesh: str | None = None,
     config: LIGConfig | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -116,6 +117,8 @@ def explain(
     the consistent definitions (see `LIGConfig`).
     `memory_budget`: bytes (or "4GB") one chunk of the computation may use; default a
     share of the free memory. A job that cannot fit even one chunk is refused.
+    `mesh`: "DxM" runs on a (data, model) mesh of the first D·M devices: each block split
+    over M of them (tensor parallel), each chunk's targets over D; same numbers.
     `progress` receives short status lines (the CLI prints them on stderr).
     """
     cfg = config or LIGConfig(
@@ -124,7 +127,7 @@ def explain(
         target_tokens=target_tokens, target_head=target_head, device=device,
         include_residual_connection=include_residual_connection, rule=rule, method=method,
         dtype=dtype, auto_tol=auto_tol, max_steps=max_steps, bucket=bucket,
-        reference_quirks=reference_quirks, memory_budget=memory_budget,
+        reference_quirks=reference_quirks, memory_budget=memory_budget, mesh=mesh,
     )
     return report.explanation(_explain(text, cfg, progress, as_lists=True))
 
@@ -147,11 +150,12 @@ def _explain(text: str, cfg: LIGConfig, progress: Progress | None, as_lists: boo
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
+    mesh = sharding.make_mesh(cfg.mesh) if cfg.mesh is not None else None
     with _device_context(cfg.device):
         say(f"loading {cfg.model}")
         lm = load_model(cfg.model)
         timings["load_s"] = time.perf_counter() - t0
-        return _explain_loaded(lm, text, cfg, say, timings, t0, as_lists)
+        return _explain_loaded(lm, text, cfg, say, timings, t0, as_lists, mesh)
 
 
 def _check_host_memory(lm: LoadedModel, s: int, layers: int, targets: int, heads: int,
@@ -172,8 +176,8 @@ def _check_host_memory(lm: LoadedModel, s: int, layers: int, targets: int, heads
 
 
 def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
-                    timings: dict[str, float], t0: float, as_lists: bool = False
-                    ) -> results.Result:
+                    timings: dict[str, float], t0: float, as_lists: bool = False,
+                    mesh: jax.sharding.Mesh | None = None) -> results.Result:
     grans = granularity_list(cfg.granularity)
     ids, tokens = tokenize(lm, text)
     s = len(ids)
@@ -198,13 +202,15 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
 
     t = time.perf_counter()
     graphdef, state = nnx.split(lm.model)
+    if mesh is not None:
+        state = sharding.place_state(state, mesh)
     # z^(0) … z^(max layer): the blocks above the last requested layer are not needed
     hidden = jax.block_until_ready(_hidden_states(graphdef, state, padded, key_mask,
                                                   upto=max(layer_list)))
     timings["hidden_states_s"] = time.perf_counter() - t
     layers = engine.Layers(lm.model, layer_list, hidden, key_mask, s, pad_targets,
                            COMPUTE_DTYPES[cfg.dtype], memory_budget(cfg.memory_budget), say,
-                           getattr(lm.config, "intermediate_size", None))
+                           getattr(lm.config, "intermediate_size", None), mesh)
     say(f"{s} tokens (bucket {sb}), layers {layer_list}: {', '.join(grans)}")
 
     def timed(key: str, fn: Callable[[], Any]) -> Any:
@@ -317,6 +323,7 @@ def explain_batch(
     cfg = config or LIGConfig(**kwargs)
     validate(cfg)
     say = progress or (lambda _msg: None)
+    mesh = sharding.make_mesh(cfg.mesh) if cfg.mesh is not None else None
     with _device_context(cfg.device):
         lm = load_model(cfg.model)
         lengths: list[int | None] = []
@@ -339,7 +346,7 @@ def explain_batch(
             say(f"sentence {done}/{good} ({n} tokens)")
             t0 = time.perf_counter()
             out[i] = report.explanation(
-                _explain_loaded(lm, text, cfg, lambda _m: None, {}, t0, True))
+                _explain_loaded(lm, text, cfg, lambda _m: None, {}, t0, True, mesh))
             if on_result is not None:
                 on_result(i, out[i])
     return out

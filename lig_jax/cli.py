@@ -87,6 +87,8 @@ EXPLAIN_OPTIONS = (
      "instead of the consistent ones (docs/reference-differences.md)."),
     ("memory_budget", str | None, None, "Memory one chunk of the computation may use, e.g. "
      "4GB or 512MB (default: 40% of the free memory)."),
+    ("mesh", str | None, None, "DxM: a (data, model) mesh of the first D·M devices — "
+     "each block split over M (tensor parallel), targets over D; same numbers."),
 )
 
 

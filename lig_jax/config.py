@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .errors import LIGError, choice_error
 from .ig import parse_bytes
 from .quadrature import RULE_CHOICES, TRAPEZOID_RULES
+from .sharding import parse_mesh
 
 BASELINES_ATT = ("zero", "self_input_token", "itb_zero_ratio", "itb_map_ratio")
 BASELINES_MLP = ("zero", "att_itb_a0")
@@ -54,6 +55,9 @@ class LIGConfig:
     # Bytes one chunk of the computation may use on the device: an int, a size such as
     # "4GB", or None for a share of the free memory (`ig.memory_budget`).
     memory_budget: int | str | None = None
+    # "DxM": the blocks split over M devices (tensor parallel) and each chunk's targets
+    # over D (`sharding.py`), on the first D·M devices; None = one device (`device`).
+    mesh: str | None = None
 
 
 def granularity_list(granularity: str | Sequence[str]) -> list[str]:
@@ -104,6 +108,10 @@ def validate(cfg: LIGConfig) -> None:
     granularity_list(cfg.granularity)
     if cfg.memory_budget is not None:
         parse_bytes(cfg.memory_budget)
+    if cfg.mesh is not None:
+        parse_mesh(cfg.mesh)
+        if cfg.device is not None:
+            raise LIGError("give a device or a mesh, not both (a mesh names its devices)")
 
 
 def check_indices(what: str, values: Sequence[int] | None, size: int) -> list[int]:

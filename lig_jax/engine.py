@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from . import sharding
 from .attribution import ratio, replay
 from .attribution.run import Dims, integrand_for, make_plan, run
 from .quadrature import Rule
@@ -53,13 +54,19 @@ class Layers:
 
     The first `length` rows are the sentence (`key_mask` [S_b]); `pad_targets` are extra
     target columns computed only to keep shapes, and so compiled programs, fixed per
-    bucket. `budget`: bytes one chunk's working set may use.
+    bucket. `budget`: bytes one chunk's working set may use (per device). `mesh`: a
+    ("data", "model") mesh (`sharding.py`) the blocks are split over (model axis) and each
+    chunk's targets dealt over (data axis); None = one device.
     """
 
     def __init__(self, model: nnx.Module, layers: list[int], hidden: jax.Array,
                  key_mask: jax.Array, length: int, pad_targets: list[int], dtype: Any,
-                 budget: int, progress: Progress | None = None, ffn: int | None = None):
-        self.model, self.layers, self.dtype = model, layers, dtype
+                 budget: int, progress: Progress | None = None, ffn: int | None = None,
+                 mesh: jax.sharding.Mesh | None = None):
+        self.model, self.layers, self.dtype, self.mesh = model, layers, dtype, mesh
+        if mesh is not None:
+            hidden = jax.device_put(hidden, sharding.replicated(mesh))
+            key_mask = jax.device_put(key_mask, sharding.replicated(mesh))
         self.hidden = hidden
         self.key_mask, self.length, self.pad_targets = key_mask, length, pad_targets
         self.budget = budget
@@ -72,7 +79,8 @@ class Layers:
 
     def _split(self, module: nnx.Module) -> tuple[nnx.GraphDef, nnx.State]:
         graphdef, state = nnx.split(module)
-        return graphdef, jax.tree.map(lambda a: a.astype(self.dtype), state)
+        state = jax.tree.map(lambda a: a.astype(self.dtype), state)
+        return graphdef, state if self.mesh is None else sharding.place_state(state, self.mesh)
 
     @property
     def num_layers(self) -> int:
@@ -111,7 +119,7 @@ class Layers:
                 z = self.z(l)
             alphas, weights = self.nodes(rule, integrand.keeps_zero_node)
             plan = make_plan(integrand, self.dims, len(all_targets), len(heads),
-                             alphas.shape[0], self.budget)
+                             alphas.shape[0], self.budget, self.data_devices)
             label = f"layer {l} ({pos + 1}/{self.num_layers}): {quantity} {baseline}"
             self.say(label)
             last = [time.perf_counter()]
@@ -124,8 +132,13 @@ class Layers:
 
             out.append(run(integrand, graphdef, state, z, all_targets, heads, alphas, weights,
                            plan, self.key_mask, None if extra is None else extra[pos],
-                           progress))
+                           progress, self.mesh))
         return out
+
+    @property
+    def data_devices(self) -> int:
+        """Devices a chunk's targets are dealt over (the mesh's data axis)."""
+        return 1 if self.mesh is None else self.mesh.shape[sharding.DATA]
 
 
 def _stack(per_layer: list[tuple[np.ndarray, ...]], k: int) -> np.ndarray:

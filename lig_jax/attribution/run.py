@@ -21,7 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
+from .. import sharding
 from ..errors import LIGError
 from .direct import Z2uDirect, Z2zDirect
 from .integrand import Dims, Integrand, accumulate, integrate, integrate_targets, zero_acc
@@ -68,11 +70,12 @@ def _gb(n: int) -> str:
 
 
 def make_plan(integrand: Integrand, dims: Dims, num_targets: int, num_heads: int,
-              num_nodes: int, budget: int) -> Plan:
+              num_nodes: int, budget: int, data_devices: int = 1) -> Plan:
     """Targets per chunk and nodes per step: the integrand's preferred chunk (for speed),
     or as many targets as fit when it has no preference (targets that share work per
     node), shrunk until the working set fits `budget`; one-line refusal when not even one
-    target and one node fit."""
+    target and one node fit. With `data_devices` > 1 a chunk holds that many devices'
+    chunks (a multiple of it: each device computes targets_per_chunk / data_devices)."""
     mem = integrand.memory
     need = mem(dims, 1, num_heads, 1)
     if need > budget:
@@ -91,9 +94,10 @@ def make_plan(integrand: Integrand, dims: Dims, num_targets: int, num_heads: int
         tc = max(1, tc * 3 // 4)
     while per_step > 1 and mem(dims, tc, num_heads, per_step) > budget:
         per_step //= 2
-    chunks = math.ceil(num_targets / tc)
+    chunks = math.ceil(num_targets / (tc * data_devices))
     tc = math.ceil(num_targets / chunks)  # balanced chunks: little padding
-    return Plan(tc, per_step, mem(dims, tc, num_heads, per_step))
+    tc = data_devices * math.ceil(tc / data_devices)
+    return Plan(tc, per_step, mem(dims, math.ceil(tc / data_devices), num_heads, per_step))
 
 
 # ----------------------------------------------------------------- compiled programs
@@ -150,10 +154,12 @@ def _finish(graphdef, state, ctx, acc, *, integrand):
 def run(integrand: Integrand, graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array,
         targets: list[int], heads: list[int], alphas: jax.Array, weights: jax.Array,
         plan: Plan, key_mask: jax.Array | None = None, extra: jax.Array | None = None,
-        progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, ...]:
+        progress: Callable[[int, int], None] | None = None, mesh: Mesh | None = None
+        ) -> tuple[np.ndarray, ...]:
     """The integrand's outputs for `targets`, chunk by chunk, as host arrays with the
     targets on the leading axis. extra: per-target inputs [T, ...] (u→z given baselines).
-    progress(done, total) is called after each chunk / block of nodes."""
+    progress(done, total) is called after each chunk / block of nodes. mesh: each chunk's
+    targets are split over its data axis (`state` already placed, `sharding.py`)."""
     tc, n = plan.targets_per_chunk, alphas.shape[0]
     calls = plan.calls(n)
     chunks = [targets[i:i + tc] for i in range(0, len(targets), tc)]
@@ -164,6 +170,8 @@ def run(integrand: Integrand, graphdef: nnx.GraphDef, state: nnx.State, z: jax.A
     for c, part in enumerate(chunks):
         padded = part + [part[-1]] * (tc - len(part))  # repeat a target: fixed shapes
         t_arr = jnp.asarray(padded)
+        if mesh is not None:
+            t_arr = jax.device_put(t_arr, sharding.along_data(mesh))
         ex = None
         if extra is not None:
             lo = c * tc

@@ -4,9 +4,11 @@ Per sentence and layer (docs/spec.md §10): layer-direct z→z under `zero` and 
 (`self_input_token`), z→u under `zero` and ITB for every (target, head), the self
 attention probabilities A^h_{j,j} (for mapRatio), and u→z under `zero` and `att_itb_a0`
 (residual on). One jitted program per length bucket computes all of it for all layers;
-`jax.shard_map` deals the batch's sentences over the devices of a 1-D `Mesh`, each
-device running the same per-sentence program (`lax.map` over its local sentences), so a
-sentence's numbers do not depend on which device or batch computed it. The ratio fixes
+`jax.shard_map` deals the batch's sentences over the data axis of a ("data", "model")
+`Mesh` (`sharding.py`), each data slice running the same per-sentence program (`lax.map`
+over its local sentences); the parameters are split over the model axis (tensor
+parallel, left to XLA inside the mapped program). A sentence's numbers do not depend on
+which device, mesh or batch computed it. The ratio fixes
 and the composition are cheap and exact in float64 on the host (`derive`).
 """
 
@@ -23,6 +25,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from .. import sharding
 from ..attribution import compose, ratio
 from ..attribution.integrand import integrate_targets
 from ..attribution.run import Dims, integrand_for, make_plan
@@ -30,7 +33,7 @@ from ..errors import LIGError
 from ..loading import LoadedModel
 from ..quadrature import make_rule, resolve_rule
 
-AXIS = "data"
+AXIS = sharding.DATA
 
 # Record keys of every quantity (docs/spec.md §10 names in brackets).
 Z2Z = ("zero", "itb", "itb_zero_ratio")  # LIG(Zero), LIG(ITB), LIG(ITB-zeroRatio)
@@ -48,10 +51,11 @@ class Settings:
     per_device: int = 1  # sentences per device per call
 
 
-def local_mesh(devices: Sequence[Any] | None = None) -> Mesh:
-    """A 1-D mesh over this process's devices (all local devices by default)."""
+def local_mesh(devices: Sequence[Any] | None = None, shape: str | None = None) -> Mesh:
+    """A ("data", "model") mesh over this process's devices (all local devices by
+    default): `shape` "DxM" over the first D·M of them, or all of them on the data axis."""
     devs = list(devices) if devices is not None else jax.local_devices()
-    return Mesh(np.asarray(devs), (AXIS,))
+    return sharding.make_mesh(shape or (len(devs), 1), devs)
 
 
 def _nodes(lm: LoadedModel, steps: int) -> dict[str, tuple[jax.Array, jax.Array]]:
@@ -71,21 +75,23 @@ class BatchComputer:
             raise LIGError(f"experiment A needs an encoder with z→u and u→z (BERT family); "
                            f"{lm.name} is a {lm.model_type} model")
         self.lm, self.settings, self.mesh = lm, settings, mesh
-        self.graphdef, self.state = nnx.split(lm.model)
+        self.graphdef, state = nnx.split(lm.model)
+        self.state = sharding.place_state(state, mesh)
         block_defs = [nnx.split(b)[0] for b in lm.model.layers]
         if any(g != block_defs[0] for g in block_defs):
             raise LIGError(f"experiment A needs blocks of one structure; {lm.name} mixes them")
         self.block_def = block_defs[0]
-        self.blocks = jax.tree.map(lambda *xs: jnp.stack(xs),
-                                   *[nnx.split(b)[1] for b in lm.model.layers])
+        blocks = jax.tree.map(lambda *xs: jnp.stack(xs),
+                              *[nnx.split(b)[1] for b in lm.model.layers])
+        self.blocks = sharding.place_state(blocks, mesh)
         self.nodes = _nodes(lm, settings.steps)
         self.num_heads = lm.config.num_heads
         self._programs: dict[int, Any] = {}
 
     @property
     def batch_size(self) -> int:
-        """Sentences per call: `per_device` on every device of the mesh."""
-        return self.settings.per_device * self.mesh.devices.size
+        """Sentences per call: `per_device` on every slice of the mesh's data axis."""
+        return self.settings.per_device * self.mesh.shape[AXIS]
 
     def _program(self, length: int) -> Any:
         if length not in self._programs:
@@ -137,8 +143,9 @@ class BatchComputer:
                   ) -> dict[str, jax.Array]:
             return jax.lax.map(lambda x: sentence(state, blocks, x[0], x[1]), (ids, km))
 
+        # manual over the data axis only: the model axis stays XLA's (tensor parallel)
         mapped = jax.shard_map(local, mesh=self.mesh, in_specs=(P(), P(), P(AXIS), P(AXIS)),
-                               out_specs=P(AXIS), check_vma=False)
+                               out_specs=P(AXIS), axis_names={AXIS}, check_vma=False)
         return jax.jit(mapped)
 
     def run(self, ids: list[list[int]], length: int) -> list[dict[str, np.ndarray]]:

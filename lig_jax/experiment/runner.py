@@ -25,6 +25,7 @@ from ..engine import bucket_length
 from ..errors import LIGError
 from ..files import file_sha256
 from ..loading import LoadedModel, load_model
+from ..sharding import parse_mesh
 from ..version import __version__
 from .compute import BatchComputer, Settings, derive, local_mesh
 from .store import Record, Store
@@ -104,12 +105,15 @@ def run_experiment(
     num_processes: int | None = None,
     process_id: int | None = None,
     devices: Sequence[Any] | None = None,
+    mesh: str | None = None,
     progress: bool = True,
     say: Callable[[str], None] = lambda _m: None,
     after_record: Callable[[], None] = lambda: None,
 ) -> RunSummary:
     """Compute and store every selected sentence's record; returns what was done.
-    `after_record()` runs once each record is on disk (the CLI raises Ctrl-C there)."""
+    `mesh` "DxM": each process's batches on a (data, model) mesh of its first D·M local
+    devices (default: all of them on the data axis). `after_record()` runs once each
+    record is on disk (the CLI raises Ctrl-C there)."""
     settings = settings or Settings()
     if settings.steps < 2:
         raise LIGError(f"--steps must be at least 2, got {settings.steps}")
@@ -123,6 +127,8 @@ def run_experiment(
                            "(give --coordinator HOST:PORT --num-processes N --process-id I "
                            "where no cluster is detected)") from None
     rank, count = jax.process_index(), jax.process_count()
+    if mesh is not None:
+        parse_mesh(mesh)
     corpus = read_corpus(data, fmt, skip_bad_lines=skip_bad_lines)
     if corpus.bad_lines:
         say(f"{corpus.path}: left out {corpus.skipped_sentences} sentences with "
@@ -155,13 +161,14 @@ def run_experiment(
     costs = {i: float(bucket_length(t.length, lm.config.max_tokens)) ** 2
              for i, t in items.items()}
     mine = deal(costs, count, rank)
-    computer = BatchComputer(lm, settings, local_mesh(devices))
+    computer = BatchComputer(lm, settings, local_mesh(devices, mesh))
     by_bucket: dict[int, list[int]] = {}
     for i in mine:
         by_bucket.setdefault(bucket_length(items[i].length, lm.config.max_tokens), []).append(i)
     say(f"{len(selected)} sentences selected, {len(selected) - len(pending)} already done, "
         f"{len(mine)} to compute here (process {rank}/{count}, "
-        f"{computer.mesh.devices.size} device(s), buckets {sorted(by_bucket)})")
+        f"mesh {'x'.join(map(str, computer.mesh.devices.shape))} (data x model), "
+        f"buckets {sorted(by_bucket)})")
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(mine), unit="sent", disable=not progress, dynamic_ncols=True)

@@ -248,6 +248,65 @@ def describe(
 
 
 @app.command()
+def plan(
+    model: Annotated[str, typer.Option(help="HF folder (config.json alone is enough), hub id, "
+                                       "or 'default'.")] = DEFAULT_MODEL,
+    topology: Annotated[str, typer.Option(help="v5e:2x4, v4:2x2x2, v5p:2x2x4, v6e:2x4, … "
+                                          "(abstract TPU devices; needs libtpu), or "
+                                          "local.")] = "v5e:2x4",
+    seq_len: Annotated[int, typer.Option(help="Tokens (the bucket, for experiment).")] = 128,
+    granularity: Annotated[str, typer.Option(help="explain: comma list of layer, att, "
+                                             "mlp.")] = "layer",
+    task: Annotated[str, typer.Option(help="explain | experiment (Experiment A).")
+                    ] = "explain",
+    sentences: Annotated[int, typer.Option(help="Sentences in the job.")] = 1,
+    mesh: Annotated[str | None, typer.Option(help="DxM (default: the first that fits, "
+                                             "fewest model devices first).")] = None,
+    dtype: Annotated[str, typer.Option(help="float32 | bfloat16.")] = "float32",
+    steps: Annotated[int, typer.Option(help="Integration steps.")] = 32,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the plan here "
+                                                  "as JSON.")] = None,
+) -> None:
+    """Compile a job for hardware this machine need not have, from shapes alone, and say
+    what each chip needs (memory, FLOPs, projected time)."""
+    from .plan import plan as make_plan_for
+
+    json_out = destination(json_out)
+    grans = [g.strip() for g in granularity.split(",") if g.strip()]
+    try:
+        out = make_plan_for(model, topology, seq_len, granularity=grans, task=task,
+                            sentences=sentences, mesh=mesh, dtype=dtype, steps=steps)
+    except LIGError as e:
+        fail(str(e))
+    gb = 2**30
+    need = out["per_device_bytes"]
+    hbm = out["device_hbm_bytes"].get(out["device_kind"])
+    mesh_txt = "x".join(map(str, out["mesh"]))
+    lines = [
+        f"{out['task']} {out['model']} ({out['model_type']}), {out['seq_len']} tokens, "
+        f"{out['sentences']} sentence(s), {', '.join(out['granularity'])} on {out['topology']}"
+        f" ({out['num_devices']} × {out['device_kind']}), mesh {mesh_txt} (data x model)",
+        f"per device: {need / gb:.2f} GB" if need is not None else "per device: –",
+        f"fits: {'yes' if out['fits'] else 'no'}"
+        + (f" ({hbm / gb:.0f} GB per chip)" if hbm else ""),
+        f"FLOPs: {out['flops']:.3e} ({out['block_forwards_per_node']:.2f} block forwards per "
+        "node)" if out["flops"] == out["flops"] else "FLOPs: –",
+    ]
+    if out["projected_seconds"] is not None:
+        lines.append(f"projected: {out['projected_seconds']:.1f} s at "
+                     f"{out['assumed_utilization']:.0%} of {out['peak_flops_per_s']:.3g} "
+                     f"FLOP/s per chip ({out['dtype']})")
+    lines.append(f"compiled in {out['compile_seconds']:.1f} s")
+    typer.echo("\n".join(lines))
+    if json_out is not None:
+        write_text(json_out, json.dumps(out, indent=2) + "\n")
+    if not out["fits"]:
+        fail(f"does not fit {out['topology']} with any mesh tried "
+             f"({', '.join('x'.join(map(str, m)) for m in out['meshes_tried'])}); use a "
+             "larger topology, a shorter --seq-len, or --dtype bfloat16")
+
+
+@app.command()
 def compare(
     a: Annotated[Path, typer.Argument(help="First result (.json or .npz).")],
     b: Annotated[Path, typer.Argument(help="Second result (.json or .npz).")],

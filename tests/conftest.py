@@ -6,8 +6,12 @@ import os
 import shutil
 from pathlib import Path
 
-import jax
-import pytest
+# The test extra installs libtpu (lig-jax plan); without a TPU attached JAX would probe
+# for one in every process (seconds, and lines on stderr). Child processes inherit this.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "float32")
 # No persistent compilation cache inside the test processes (JAX would otherwise key, and

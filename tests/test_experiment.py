@@ -315,10 +315,7 @@ def test_two_processes_share_the_run(uninterrupted, tiny_bert, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], logs
     shares = [int(log.split(" sentences computed")[0].split()[-1]) for log in logs]
     assert sum(shares) == int(END) + 1 and min(shares) > 0
-    # With the model axis, the head and MLP sums are split over devices as well (summed
-    # in another order again): 1e-5 of the scale, as for explain on a mesh.
-    _same_records(uninterrupted, out, atol=1e-6 if mesh is None else 1e-5,
-                  skip=("z2z/itb_zero_ratio",))
+    _same_records(uninterrupted, out, atol=1e-6, skip=("z2z/itb_zero_ratio",))
 
 
 def test_a_record_opens_as_an_explain_result(uninterrupted, tiny_bert):

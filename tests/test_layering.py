@@ -9,7 +9,7 @@ layer are allowed, cycles are not):
     attribution attribution
     engine      engine, results, report, compare
     api         api
-    experiment  experiment
+    experiment  experiment, plan
     view        view
     cli         cli, cli_common, experiment.cli
     face        lig_jax/__init__.py
@@ -36,7 +36,7 @@ LAYERS = (
     ("attribution", ("lig_jax.attribution",)),
     ("engine", ("lig_jax.engine", "lig_jax.results", "lig_jax.report", "lig_jax.compare")),
     ("api", ("lig_jax.api",)),
-    ("experiment", ("lig_jax.experiment",)),
+    ("experiment", ("lig_jax.experiment", "lig_jax.plan")),
     ("view", ("lig_jax.view",)),
     ("cli", ("lig_jax.cli", "lig_jax.cli_common", "lig_jax.experiment.cli")),
     ("face", ("lig_jax",)),

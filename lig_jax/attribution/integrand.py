@@ -27,6 +27,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,19 @@ class Dims:
         d, h, e = pm.wq.shape
         width = jax.eval_shape(block.att_from, jnp.zeros((1, d)), jnp.zeros((1, h, e))).shape[-1]
         return cls(seq, d, h, pm.num_groups, e, ffn, width, block.z2u_score == "l2", itemsize)
+
+
+def traced(graphdef: Any, state: Any, fn: Any) -> Any:
+    """`fn(block)` for a block whose `state` may be abstract (ShapeDtypeStructs): run
+    under `jax.eval_shape`, so array methods work on tracers; fn returns static values."""
+    box = []
+
+    def call(st: Any) -> int:
+        box.append(fn(nnx.merge(graphdef, st)))
+        return 0
+
+    jax.eval_shape(call, state)
+    return box[0]
 
 
 class Integrand:

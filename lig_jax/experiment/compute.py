@@ -27,7 +27,7 @@ from jax.sharding import PartitionSpec as P
 
 from .. import sharding
 from ..attribution import compose, ratio
-from ..attribution.integrand import integrate_targets
+from ..attribution.integrand import integrate_targets, traced
 from ..attribution.run import Dims, integrand_for, make_plan
 from ..errors import LIGError
 from ..loading import LoadedModel
@@ -70,23 +70,43 @@ def _nodes(lm: LoadedModel, steps: int) -> dict[str, tuple[jax.Array, jax.Array]
 class BatchComputer:
     """Computes the raw per-layer arrays of many sentences, one bucket shape at a time."""
 
-    def __init__(self, lm: LoadedModel, settings: Settings, mesh: Mesh):
+    def __init__(self, lm: LoadedModel, settings: Settings, mesh: Mesh,
+                 abstract: bool = False):
+        """`abstract`: `lm.model` holds ShapeDtypeStructs (`plan.Abstract`); the programs
+        can then only be lowered and compiled (`lower`), not run."""
         if lm.family.architecture == "decoder":
             raise LIGError(f"experiment A needs an encoder with z→u and u→z (BERT family); "
-                           f"{lm.name} is a {lm.model_type} model")
-        self.lm, self.settings, self.mesh = lm, settings, mesh
+                           f"{lm.name} is a {lm.family.model_types[0]} model")
+        self.lm, self.settings, self.mesh, self.is_abstract = lm, settings, mesh, abstract
         self.graphdef, state = nnx.split(lm.model)
-        self.state = sharding.place_state(state, mesh)
         block_defs = [nnx.split(b)[0] for b in lm.model.layers]
         if any(g != block_defs[0] for g in block_defs):
             raise LIGError(f"experiment A needs blocks of one structure; {lm.name} mixes them")
         self.block_def = block_defs[0]
-        blocks = jax.tree.map(lambda *xs: jnp.stack(xs),
-                              *[nnx.split(b)[1] for b in lm.model.layers])
-        self.blocks = sharding.place_state(blocks, mesh)
+        block_states = [nnx.split(b)[1] for b in lm.model.layers]
+        if abstract:
+            def stacked(*xs: Any) -> Any:
+                return jax.ShapeDtypeStruct((len(xs), *xs[0].shape), xs[0].dtype)
+
+            def sds(tree: Any) -> Any:
+                return jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype,
+                                                                       sharding=sh),
+                                    tree, sharding.state_shardings(tree, mesh))
+
+            self.state = sds(state)
+            self.blocks = sds(jax.tree.map(stacked, *block_states))
+        else:
+            self.state = sharding.place_state(state, mesh)
+            blocks = jax.tree.map(lambda *xs: jnp.stack(xs), *block_states)
+            self.blocks = sharding.place_state(blocks, mesh)
         self.nodes = _nodes(lm, settings.steps)
         self.num_heads = lm.config.num_heads
         self._programs: dict[int, Any] = {}
+
+    @classmethod
+    def abstract(cls, am: Any, settings: Settings, mesh: Mesh) -> BatchComputer:
+        """For `lig-jax plan`: from a `plan.Abstract` model (no weights)."""
+        return cls(am, settings, mesh, abstract=True)  # duck-typed: family, model, config
 
     @property
     def batch_size(self) -> int:
@@ -98,29 +118,43 @@ class BatchComputer:
             self._programs[length] = self._build(length)
         return self._programs[length]
 
-    def _build(self, sb: int) -> Any:
+    def jobs(self, sb: int) -> list[tuple[str, Any, Any, tuple[jax.Array, jax.Array]]]:
+        """(record key stem, integrand, plan, (alphas, weights)) of every quantity the
+        bucket-`sb` program computes per layer."""
         h = self.num_heads
         budget = self.settings.chunk_mb * 2**20
         cfg = self.lm.config
         ffn = getattr(cfg, "intermediate_size", 4 * cfg.hidden_size)
-        dims = Dims.of(self.lm.model.layers[0], ffn, sb, 4)
+        gd, st = nnx.split(self.lm.model.layers[0])
+        dims = traced(gd, st, lambda b: Dims.of(b, ffn, sb, 4))
+        out = []
+        for name, base in (("zero", "zero"), ("itb", "self_input_token")):
+            for quantity in ("z2z", "z2u"):
+                out.append((f"{quantity}_{name}", integrand_for(quantity, base), quantity))
+        for name in U2Z:
+            out.append((f"u2z_{name}", integrand_for("u2z", name, residual=True), "u2z"))
+        return [(key, integ, make_plan(integ, dims, sb, h, self.nodes[path][0].shape[0],
+                                       budget), self.nodes[path])
+                for key, integ, path in out]
+
+    def lower(self, length: int) -> Any:
+        """The bucket's program lowered for the mesh's devices (`.compile()` for them)."""
+        n = self.batch_size
+        spec = NamedSharding(self.mesh, P(AXIS))
+        ids = jax.ShapeDtypeStruct((n, length), jnp.int32, sharding=spec)
+        km = jax.ShapeDtypeStruct((n, length), jnp.bool_, sharding=spec)
+        return self._program(length).lower(self.state, self.blocks, ids, km)
+
+    def _build(self, sb: int) -> Any:
+        h = self.num_heads
         targets, heads = jnp.arange(sb), jnp.arange(h)
         block_def, graphdef = self.block_def, self.graphdef
-        jobs = []  # (record key stem, integrand, nodes, plan)
-        for name, base in (("zero", "zero"), ("itb", "self_input_token")):
-            for quantity, path in (("z2z", "z2z"), ("z2u", "z2u")):
-                jobs.append((f"{quantity}_{name}", integrand_for(quantity, base), path))
-        for name in U2Z:
-            jobs.append((f"u2z_{name}", integrand_for("u2z", name, residual=True), "u2z"))
-        plans = {key: make_plan(integ, dims, sb, h, self.nodes[path][0].shape[0], budget)
-                 for key, integ, path in jobs}
+        jobs = self.jobs(sb)
 
         def layer(st: nnx.State, z: jax.Array, km: jax.Array) -> dict[str, jax.Array]:
             block = nnx.merge(block_def, st)
             out = {}
-            for key, integ, path in jobs:
-                a, w = self.nodes[path]
-                p = plans[key]
+            for key, integ, p, (a, w) in jobs:
                 res = integrate_targets(integ, block, z, targets, heads, a, w,
                                         p.nodes_per_step, p.targets_per_chunk, km)
                 quantity, name = key.split("_", 1)

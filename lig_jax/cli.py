@@ -14,10 +14,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from .baselines import DEFAULTS as DEFAULT_BASELINES
+from .baselines import names as baseline_names
 from .cli_common import ctrl_c_between_records, destination, fail, interrupted, reflow_help
 from .cli_common import progress as progress_printer
 from .config import BASELINES_ATT, BASELINES_LAYER, BASELINES_MLP, DEFAULT_MODEL
@@ -69,9 +71,9 @@ EXPLAIN_OPTIONS = (
     ("steps", str, "32", "Integration steps per IG, or 'auto' (double per column until "
      "--auto-tol completeness)."),
     ("granularity", str, "all", "all, or a comma list of att, mlp, layer."),
-    ("baseline_att", str, "self_input_token", " | ".join(BASELINES_ATT)),
-    ("baseline_mlp", str, "zero", " | ".join(BASELINES_MLP)),
-    ("baseline_layer", str, "self_input_token", " | ".join(BASELINES_LAYER)),
+    ("baseline_att", str, DEFAULT_BASELINES["z2u"], " | ".join(BASELINES_ATT)),
+    ("baseline_mlp", str, DEFAULT_BASELINES["u2z"], " | ".join(BASELINES_MLP)),
+    ("baseline_layer", str, DEFAULT_BASELINES["z2z"], " | ".join(BASELINES_LAYER)),
     ("layers", str | None, None, "Comma list, e.g. 0,5 (default all)."),
     ("target_tokens", str | None, None, "Comma list of token indices (default all)."),
     ("target_head", int | None, None, "One head (default all)."),
@@ -280,15 +282,16 @@ def plan(
         fail(str(e))
     gb = 2**30
     need = out["per_device_bytes"]
-    hbm = out["device_hbm_bytes"].get(out["device_kind"])
+    hbm = out["per_device_hbm_bytes"]
     mesh_txt = "x".join(map(str, out["mesh"]))
+    what = (f"{', '.join(out['granularity'])}" if out["task"] == "explain"
+            else "every quantity of a record")
     lines = [
         f"{out['task']} {out['model']} ({out['model_type']}), {out['seq_len']} tokens, "
-        f"{out['sentences']} sentence(s), {', '.join(out['granularity'])} on {out['topology']}"
-        f" ({out['num_devices']} × {out['device_kind']}), mesh {mesh_txt} (data x model)",
+        f"{out['sentences']} sentence(s), {what} on {out['topology']} "
+        f"({out['num_devices']} × {out['device_kind']}), mesh {mesh_txt} (data x model)",
         f"per device: {need / gb:.2f} GB" if need is not None else "per device: –",
-        f"fits: {'yes' if out['fits'] else 'no'}"
-        + (f" ({hbm / gb:.0f} GB per chip)" if hbm else ""),
+        f"fits: {'yes' if out['fits'] else 'no'} ({hbm / gb:.1f} GB per device)",
         f"FLOPs: {out['flops']:.3e} ({out['block_forwards_per_node']:.2f} block forwards per "
         "node)" if out["flops"] == out["flops"] else "FLOPs: –",
     ]
@@ -334,7 +337,7 @@ def compare(
 
 
 def _load_view_source(source: Path, sentence: int | None, index: int | None,
-                      layer_baseline: str, att_baseline: str, mlp_baseline: str) -> dict:
+                      baseline_layer: str, baseline_att: str, baseline_mlp: str) -> dict:
     """A result file (.json, .npz), one record of an explain-batch .jsonl (`index`), or one
     sentence of an experiment run folder (`sentence`)."""
     from .report import load_batch
@@ -347,8 +350,8 @@ def _load_view_source(source: Path, sentence: int | None, index: int | None,
         if index is not None:
             fail("--index applies to an explain-batch .jsonl file; a run folder takes "
                   "--sentence N")
-        return load_result(record_result(source, sentence, layer_baseline=layer_baseline,
-                                         att_baseline=att_baseline, mlp_baseline=mlp_baseline))
+        return load_result(record_result(source, sentence, baseline_layer=baseline_layer,
+                                         baseline_att=baseline_att, baseline_mlp=baseline_mlp))
     if sentence is not None:
         fail("--sentence applies to an experiment run folder, not to a result file")
     if source.suffix.lower() == ".jsonl":
@@ -364,6 +367,15 @@ def _load_view_source(source: Path, sentence: int | None, index: int | None,
 SourceArg = Annotated[Path, typer.Argument(help="explain result (.json, .npz), explain-batch "
                                            ".jsonl (with --index), or an experiment run "
                                            "folder (with --sentence).")]
+def _run_baseline(quantity: str) -> Any:
+    return Annotated[str, typer.Option(help="Run folders: " + {
+        "z2z": "z→z", "z2u": "z→u", "u2z": "u→z"}[quantity] + " baseline ("
+        + " | ".join(baseline_names(quantity)) + "), as in explain.")]
+
+
+RunBaselineLayer = _run_baseline("z2z")
+RunBaselineAtt = _run_baseline("z2u")
+RunBaselineMlp = _run_baseline("u2z")
 SentenceOpt = Annotated[int | None, typer.Option(help="Sentence index of a run folder.")]
 IndexOpt = Annotated[int | None, typer.Option(help="Record of an explain-batch .jsonl: its "
                                               "0-based input line.")]
@@ -374,20 +386,17 @@ def view(
     output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write.")],
     sentence: SentenceOpt = None,
     index: IndexOpt = None,
-    layer_baseline: Annotated[str, typer.Option(help="Run folders: z→z baseline (zero | itb "
-                                                "| itb_zero_ratio).")] = "itb",
-    att_baseline: Annotated[str, typer.Option(help="Run folders: z→u baseline (zero | itb | "
-                                              "itb_map_ratio | itb_zero_ratio).")] = "itb",
-    mlp_baseline: Annotated[str, typer.Option(help="Run folders: u→z baseline (zero | "
-                                              "att_itb_a0).")] = "zero",
+    baseline_layer: RunBaselineLayer = DEFAULT_BASELINES["z2z"],
+    baseline_att: RunBaselineAtt = DEFAULT_BASELINES["z2u"],
+    baseline_mlp: RunBaselineMlp = DEFAULT_BASELINES["u2z"],
 ) -> None:
     """Write the interactive flow viewer: one self-contained HTML file (no network)."""
     from .view.page import write_page
 
     output = destination(output)
     try:
-        result = _load_view_source(source, sentence, index, layer_baseline, att_baseline,
-                                   mlp_baseline)
+        result = _load_view_source(source, sentence, index, baseline_layer, baseline_att,
+                                   baseline_mlp)
         write_page(result, output)
     except LIGError as e:
         fail(str(e))
@@ -411,6 +420,9 @@ def plot(
                      ] = "shared",
     sentence: SentenceOpt = None,
     index: IndexOpt = None,
+    baseline_layer: RunBaselineLayer = DEFAULT_BASELINES["z2z"],
+    baseline_att: RunBaselineAtt = DEFAULT_BASELINES["z2u"],
+    baseline_mlp: RunBaselineMlp = DEFAULT_BASELINES["u2z"],
 ) -> None:
     """Publication figures: per-layer heatmaps of a result, or the Experiment-A summary."""
     try:
@@ -424,7 +436,8 @@ def plot(
 
             plot_flow(read_rows(source), output)
         else:
-            result = _load_view_source(source, sentence, index, "itb", "itb", "zero")
+            result = _load_view_source(source, sentence, index, baseline_layer, baseline_att,
+                                       baseline_mlp)
             plot_layers(result, output, layers=_int_list("layers", layers), route=route,
                         absolute=absolute, scale=scale)
     except LIGError as e:

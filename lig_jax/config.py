@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from . import baselines
 from .errors import LIGError, choice_error
 from .ig import parse_bytes
 from .quadrature import RULE_CHOICES, TRAPEZOID_RULES
 from .sharding import parse_mesh
 
-BASELINES_ATT = ("zero", "self_input_token", "itb_zero_ratio", "itb_map_ratio")
-BASELINES_MLP = ("zero", "att_itb_a0")
-BASELINES_LAYER = ("zero", "self_input_token", "itb_zero_ratio")
+BASELINES_ATT = baselines.names("z2u")
+BASELINES_MLP = baselines.names("u2z")
+BASELINES_LAYER = baselines.names("z2z")
 GRANULARITIES = ("att", "mlp", "layer")
 METHODS = ("fast", "direct")
 DTYPES = ("float32", "bfloat16")
@@ -33,9 +34,9 @@ class LIGConfig:
     model: str = DEFAULT_MODEL
     num_steps: int | str = 32
     granularity: str | Sequence[str] = "all"
-    baseline_att: str = "self_input_token"
-    baseline_mlp: str = "zero"
-    baseline_layer: str = "self_input_token"
+    baseline_att: str = baselines.DEFAULTS["z2u"]
+    baseline_mlp: str = baselines.DEFAULTS["u2z"]
+    baseline_layer: str = baselines.DEFAULTS["z2z"]
     layers: Sequence[int] | None = None
     target_tokens: Sequence[int] | None = None
     target_head: int | None = None

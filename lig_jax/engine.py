@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from . import sharding
+from . import baselines, sharding
 from .attribution import ratio, replay
 from .attribution.run import Dims, integrand_for, make_plan, run
 from .quadrature import Rule
@@ -165,11 +165,12 @@ def z2z_columns(layers: Layers, baseline: str, plan: StepPlan, method: str) -> S
 
 def z2z_matrices(layers: Layers, baseline: str, plan: StepPlan, method: str
                  ) -> tuple[np.ndarray, StepResult]:
-    """z→z matrices [L, S_src, S_tgt] after any ratio fix, and the raw run."""
-    raw = z2z_columns(layers, "self_input_token" if baseline == "itb_zero_ratio" else baseline,
-                      plan, method)
+    """z→z matrices [L, S_src, S_tgt] after any ratio fix (`baselines.TABLE`), and the
+    raw run."""
+    b = baselines.get("z2z", baseline)
+    raw = z2z_columns(layers, b.raw, plan, method)
     cols = raw.arrays[0]
-    if baseline == "itb_zero_ratio":
+    if b.fix == "zero_ratio":
         cols = ratio.z2z_zero_ratio(cols, z2z_columns(layers, "zero", plan, method).arrays[0])
     return np.swapaxes(cols, 1, 2), raw
 
@@ -203,19 +204,20 @@ def _self_probs(graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array,
 def z2u_scores(layers: Layers, baseline: str, plan: StepPlan, targets: list[int],
                heads: list[int], method: str, replayed: bool = False
                ) -> tuple[np.ndarray, StepResult]:
-    """Per-source z→u scores [L, T, Hs, S] after any ratio fix, and the raw run."""
-    raw = z2u_columns(layers, "zero" if baseline == "zero" else "self_input_token", plan,
-                      targets, heads, method, replayed)
-    if baseline in ("zero", "self_input_token"):  # ITB: s_j is exactly 0 already
+    """Per-source z→u scores [L, T, Hs, S] after any ratio fix (`baselines.TABLE`), and
+    the raw run."""
+    b = baselines.get("z2u", baseline)
+    raw = z2u_columns(layers, b.raw, plan, targets, heads, method, replayed)
+    if b.raw == "zero":
         return raw.arrays[0], raw
     t_idx = np.asarray(targets)
     zero = alpha = None
-    if baseline == "itb_zero_ratio":
+    if b.fix == "zero_ratio":
         zero = z2u_columns(layers, "zero", plan, targets, heads, method, replayed).arrays[0]
-    elif baseline == "itb_map_ratio":
+    elif b.fix == "map_ratio":
         diag = self_attention_probs(layers)  # [L, H, S_b]: A^h_{j,j}
         alpha = np.transpose(diag[:, np.asarray(heads)][:, :, t_idx], (0, 2, 1))  # [L, T, Hs]
-    return ratio.z2u_fixed(raw.arrays[0], t_idx, baseline, zero, alpha), raw
+    return ratio.z2u_fixed(raw.arrays[0], t_idx, b.fix, zero, alpha), raw
 
 
 def replayed_u_bases(layers: Layers, targets: list[int]) -> list[jax.Array]:

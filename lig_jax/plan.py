@@ -51,6 +51,10 @@ CHIPS = {
     "TPU v6 lite": (32 * 2**30, 918e12),
 }
 FLOAT32_SHARE = 1 / 6
+# GPUs (`--topology local` on a GPU machine): dense bfloat16 and float32 (no TF32) peaks;
+# the memory comes from the device itself.
+GPU_PEAKS = {"H200": (989e12, 67e12), "H100": (989e12, 67e12), "A100": (312e12, 19.5e12),
+             "L4": (121e12, 30e12)}
 ASSUMED_UTILIZATION = 0.4
 TASKS = ("explain", "experiment")
 # granularity → (quantity, baseline): explain's defaults
@@ -91,17 +95,27 @@ def topology_devices(topology: str) -> list[Any]:
                        "'lig-jax[tpu]')") from None
 
 
-def chip(device: Any) -> tuple[int, float]:
-    """(HBM bytes, peak bfloat16 FLOP/s) of a device, from `CHIPS`, or a one-line error."""
+def chip(devices: Sequence[Any]) -> tuple[int, float, int]:
+    """(HBM bytes, peak bfloat16 FLOP/s) per *device*, and the devices per chip, from
+    `CHIPS`, or a one-line error. Where a chip shows up as several devices (v4's two
+    TensorCores without megacore), they share its HBM and its peak."""
+    device = devices[0]
     kind = device.device_kind
-    if kind in CHIPS:
-        return CHIPS[kind]
     if device.platform == "cpu":  # this machine: its free memory, no stated peak
         from .ig import free_host_memory
 
-        return free_host_memory(), float("nan")
-    raise LIGError(f"no memory/peak figures for device kind {kind!r}; known: "
-                   f"{', '.join(CHIPS)}")
+        return free_host_memory(), float("nan"), 1
+    if device.platform == "gpu":
+        stats = device.memory_stats() or {}
+        peak = next((v for k, v in GPU_PEAKS.items() if k in kind), (float("nan"),) * 2)
+        return int(stats.get("bytes_limit", 0)), peak[0], 1
+    if kind not in CHIPS:
+        raise LIGError(f"no memory/peak figures for device kind {kind!r}; known: "
+                       f"{', '.join(CHIPS)}")
+    chips = len({(d.process_index, tuple(getattr(d, "coords", ()))) for d in devices})
+    per_chip = max(1, len(devices) // max(1, chips))
+    hbm, peak = CHIPS[kind]
+    return hbm // per_chip, peak / per_chip, per_chip
 
 
 @dataclass
@@ -257,7 +271,7 @@ def plan(model: str, topology: str, seq_len: int, *, granularity: Sequence[str] 
         raise LIGError(f"experiment A needs an encoder with z→u and u→z (BERT family); "
                        f"{model} is a decoder")
     devices = topology_devices(topology)
-    hbm, peak = chip(devices[0])
+    hbm, peak, per_chip = chip(devices)
     gd, st = nnx.split(am.model.layers[0])
     h, g = traced(gd, st, lambda b: (b.premap_parts().num_heads, b.premap_parts().num_groups))
     candidates = ([sharding.parse_mesh(mesh)] if mesh is not None else
@@ -278,15 +292,21 @@ def plan(model: str, topology: str, seq_len: int, *, granularity: Sequence[str] 
             break
     best = tried[-1]
     flops = best["flops"]
-    rate = peak * (FLOAT32_SHARE if dtype == "float32" else 1.0)
+    if devices[0].platform == "gpu":
+        bf16, f32 = next((v for k, v in GPU_PEAKS.items() if k in devices[0].device_kind),
+                         (float("nan"),) * 2)
+        rate = f32 if dtype == "float32" else bf16
+    else:
+        rate = peak * (FLOAT32_SHARE if dtype == "float32" else 1.0)
     seconds = flops / (len(devices[:math.prod(best["mesh"])]) * rate * utilization)
     return {
         "model": model, "model_type": am.family.model_types[0], "task": task,
         "granularity": list(granularity), "seq_len": seq_len, "sentences": sentences,
         "steps": steps, "dtype": dtype, "topology": topology,
         "num_devices": len(devices), "device_kind": devices[0].device_kind,
+        "devices_per_chip": per_chip, "per_device_hbm_bytes": hbm,
         **best,
-        "device_hbm_bytes": {k: v[0] for k, v in CHIPS.items()},
+        "device_hbm_bytes": {k: v[0] for k, v in CHIPS.items()},  # per chip
         "peak_flops_per_s": rate, "assumed_utilization": utilization,
         "projected_seconds": None if math.isnan(seconds) else seconds,
         "meshes_tried": [t["mesh"] for t in tried],

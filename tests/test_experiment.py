@@ -63,11 +63,11 @@ def test_column_metrics_match_a_direct_numpy_computation():
 
 def _fake_record(index: int, s: int, rng: np.random.Generator, n_layers: int = 2,
                  heads: int = 2) -> Record:
-    arrays = {f"z2z/{v.key}": rng.normal(size=(n_layers, s, s)) for v in flow.LAYER}
+    arrays = {f"z2z/{v.name}": rng.normal(size=(n_layers, s, s)) for v in flow.LAYER}
     for a in flow.ATT:
-        arrays[f"z2u/{a.key}"] = rng.normal(size=(n_layers, s, heads, s))
+        arrays[f"z2u/{a.name}"] = rng.normal(size=(n_layers, s, heads, s))
         for m in flow.MLP:
-            arrays[f"composed/{a.key}/{m.key}"] = rng.normal(size=(n_layers, s, s))
+            arrays[f"composed/{a.name}/{m.name}"] = rng.normal(size=(n_layers, s, s))
     if index == 1:  # a sentence whose direct zero maps are all zero is skipped for them
         arrays["z2z/zero"][:] = 0.0
     words = [f"w{i}" for i in range(s - 3)]
@@ -97,7 +97,7 @@ def test_flow_rows_have_the_spec_columns_and_24_rows(tmp_path):
     row = next(r for r in rows if r["pair_key"] == "lig_itb_att_itbmap_mlp_attitba0")
     l2s, corrs = [], []
     for rec in records:
-        a, b = _reference_metrics(rec.arrays["z2z/itb"],
+        a, b = _reference_metrics(rec.arrays["z2z/self_input_token"],
                                   rec.arrays["composed/itb_map_ratio/att_itb_a0"])
         l2s += a
         corrs += b
@@ -135,11 +135,11 @@ def test_alignment_counts_heads_in_both_directions():
     z[0, 1, 2] = 5.0  # top source of "cat" is "the": head→dep right for det, nsubj wrong
     z[0, 2, 3] = 5.0  # top source of "sat" is "cat": head→dep right for nsubj
     z[0, 0, :] = 100.0  # [CLS] is never a candidate
-    arrays = {f"z2z/{v.key}": z for v in flow.LAYER}
+    arrays = {f"z2z/{v.name}": z for v in flow.LAYER}
     for a in flow.ATT:
-        arrays[f"z2u/{a.key}"] = np.zeros((n_layers, s, 1, s))
+        arrays[f"z2u/{a.name}"] = np.zeros((n_layers, s, 1, s))
         for m in flow.MLP:
-            arrays[f"composed/{a.key}/{m.key}"] = z
+            arrays[f"composed/{a.name}/{m.name}"] = z
     meta = {"index": 0, "words": ["the", "cat", "sat"], "heads": [2, 3, 0],
             "relns": ["det", "nsubj", "root"], "word_ids": [-1, 0, 1, 2, -1]}
     res = alignment([Record(meta, arrays)])
@@ -285,7 +285,7 @@ def test_eight_simulated_devices_equal_one(uninterrupted, tiny_bert, tmp_path, m
         for i in sorted(store.done()):
             r = store.read(i)
             cols = [np.swapaxes(r.arrays[k].astype(np.float64), 1, 2)
-                    for k in ("z2z/itb", "z2z/zero")]
+                    for k in ("z2z/self_input_token", "z2z/zero")]
             fixed = np.swapaxes(ratio.z2z_zero_ratio(*cols), 1, 2)
             assert np.array_equal(fixed.astype(np.float32), r.arrays["z2z/itb_zero_ratio"])
 
@@ -324,8 +324,8 @@ def test_a_record_opens_as_an_explain_result(uninterrupted, tiny_bert):
     from lig_jax.view.records import record_result
 
     rec = Store(uninterrupted).read(4)
-    res = R.load_result(record_result(uninterrupted, 4, layer_baseline="zero",
-                                      att_baseline="itb_map_ratio", mlp_baseline="att_itb_a0"))
+    res = R.load_result(record_result(uninterrupted, 4, baseline_layer="zero",
+                                      baseline_att="itb_map_ratio", baseline_mlp="att_itb_a0"))
     assert res["tokens"] == rec.meta["tokens"]
     assert res["model"] == Store(uninterrupted).manifest()["model"] == str(tiny_bert)
     assert R.routes(res, 1) == ["direct", "composed"]
@@ -336,5 +336,41 @@ def test_a_record_opens_as_an_explain_result(uninterrupted, tiny_bert):
     np.testing.assert_array_equal(scores, rec.arrays["z2u/itb_map_ratio"][0, 2])
     with pytest.raises(LIGError, match="no record for sentence 999"):
         record_result(uninterrupted, 999)
-    with pytest.raises(LIGError, match="unknown att baseline"):
-        record_result(uninterrupted, 1, att_baseline="nope")
+    with pytest.raises(LIGError, match="Unknown att baseline .nope.. Allowed: "):
+        record_result(uninterrupted, 1, baseline_att="nope")
+
+
+def test_format_1_records_read_under_todays_baseline_names(tmp_path):
+    """Format 1 called the ITB baseline "itb"; its records read with the names of
+    `baselines.TABLE` (what view, compare and align look up)."""
+    import json as _json
+
+    from lig_jax.experiment.store import Record
+
+    old = Store(tmp_path / "v1")
+    old.open({"format_version": 1}, resume=True)
+    keys = ("z2z/itb", "z2z/itb_zero_ratio", "z2u/itb", "composed/itb/att_itb_a0",
+            "composed/itb_map_ratio/zero", "total/z2z_itb", "total/z2u_sum_itb", "u2z/zero")
+    old.write(Record({"index": 0}, {k: np.full((1, 2), i) for i, k in enumerate(keys)}))
+    assert _json.loads((tmp_path / "v1" / "run.json").read_text())["format_version"] == 1
+    got = Store(tmp_path / "v1").read(0).arrays
+    assert sorted(got) == sorted((
+        "z2z/self_input_token", "z2z/itb_zero_ratio", "z2u/self_input_token",
+        "composed/self_input_token/att_itb_a0", "composed/itb_map_ratio/zero",
+        "total/z2z_self_input_token", "total/z2u_sum_self_input_token", "u2z/zero"))
+    assert got["composed/self_input_token/att_itb_a0"][0, 0] == 3
+    new = Store(tmp_path / "v2")
+    new.open({"format_version": 2}, resume=True)
+    new.write(Record({"index": 0}, {"z2z/itb": np.zeros((1, 2))}))  # kept as written
+    assert list(Store(tmp_path / "v2").read(0).arrays) == ["z2z/itb"]
+
+
+def test_every_record_key_is_a_baseline_of_the_table(uninterrupted):
+    from lig_jax import baselines
+
+    arrays = Store(uninterrupted).read(0).arrays
+    want = ({f"{q}/{n}" for q in ("z2z", "z2u", "u2z") for n in baselines.names(q)}
+            | {f"composed/{a}/{m}" for a in baselines.names("z2u")
+               for m in baselines.names("u2z")})
+    assert want <= set(arrays)
+    assert not [k for k in arrays if "itb" in k.split("/") or k.endswith("_itb")]

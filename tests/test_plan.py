@@ -45,6 +45,7 @@ def test_explain_plan_for_v5e_from_a_config_only_folder(config_only, tmp_path) -
     p = json.loads(out.read_text())
     assert p["topology"] == "v5e:2x2" and p["num_devices"] == 4
     assert p["device_kind"] == "TPU v5 lite" and p["device_hbm_bytes"]["TPU v5 lite"] == 16 * 2**30
+    assert p["per_device_hbm_bytes"] == 16 * 2**30 and p["devices_per_chip"] == 1
     assert p["mesh"] == [4, 1] and p["fits"] is True  # fewest model devices first
     assert 0 < p["per_device_bytes"] < 2**30
     assert p["per_device_bytes"] >= p["resident_parameter_bytes"] > 0

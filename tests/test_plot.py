@@ -62,10 +62,12 @@ def _flow_rows() -> list[dict]:
     for k, (lv, a, m) in enumerate(flow.pairs()):
         rows.append({
             "pair_name": f"LIG({lv.label}) | ATT({a.label})+MLP({m.label})",
-            "pair_key": f"{lv.tag}_{a.tag}_{m.tag}", "layer_ig_baseline_group": lv.key,
-            "layer_ig_baseline": lv.name, "att_ig_baseline": a.name, "mlp_ig_baseline": m.name,
+            "pair_key": f"{lv.tag}_{a.tag}_{m.tag}", "layer_ig_baseline_group": lv.group,
+            "layer_ig_baseline": lv.reference_name, "att_ig_baseline": a.reference_name,
+            "mlp_ig_baseline": m.reference_name,
             "split": "demo", "sample_start": 0, "sample_end": 9,
-            "layer_ig_dir_suffix": f"x_{lv.name}", "composed_dir_suffix": f"y_{a.name}_{m.name}",
+            "layer_ig_dir_suffix": f"x_{lv.reference_name}",
+            "composed_dir_suffix": f"y_{a.reference_name}_{m.reference_name}",
             "n_pairs": 400, "n_samples": 10, "l2_mean": 1.0 + 0.25 * k, "l2_std": 0.1 + 0.01 * k,
             "corr_mean": -0.9 + 0.075 * k, "corr_std": 0.05,
         })

@@ -59,19 +59,19 @@ def z2z_zero_ratio(itb: np.ndarray, zero: np.ndarray) -> np.ndarray:
     return zero_ratio(itb, zero, j)
 
 
-def z2u_fixed(itb: np.ndarray, targets: np.ndarray, baseline: str,
+def z2u_fixed(itb: np.ndarray, targets: np.ndarray, fix: str | None,
               zero: np.ndarray | None = None, alpha: np.ndarray | None = None) -> np.ndarray:
     """Raw ITB z→u scores [L, T, H, S] (column (t, h) targets token targets[t]) → the
-    scores of `baseline`: "self_input_token" (s_j := 0), "itb_zero_ratio" (with the
-    zero-baseline scores `zero` [L, T, H, S]) or "itb_map_ratio" (with α = A^h_{j,j}
-    [L, T, H]). float64, a new array."""
+    scores after `fix` (a baseline's, `baselines.TABLE`): None (s_j := 0), "zero_ratio"
+    (with the zero-baseline scores `zero` [L, T, H, S]) or "map_ratio" (with
+    α = A^h_{j,j} [L, T, H]). float64, a new array."""
     t = np.asarray(targets)
     scores = np.array(itb, np.float64)
     scores[:, np.arange(t.size), :, t] = 0.0  # s_j := 0 (exactly 0 already)
     j = np.broadcast_to(t[None, :, None], scores.shape[:3])
-    if baseline == "itb_zero_ratio":
+    if fix == "zero_ratio":
         return zero_ratio(scores, zero, j)
-    if baseline == "itb_map_ratio":
+    if fix == "map_ratio":
         return map_ratio(scores, alpha, j)
     return scores
 

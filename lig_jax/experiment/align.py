@@ -62,16 +62,16 @@ def _maps(record: Record, summ: np.ndarray, mean: np.ndarray) -> dict[tuple, np.
 
     out = {}
     for v in LAYER:
-        out[(f"z2z/{v.key}", "z2z_direct", -1)] = words(record.arrays[f"z2z/{v.key}"])
+        out[(f"z2z/{v.name}", "z2z_direct", -1)] = words(record.arrays[f"z2z/{v.name}"])
     for a in ATT:
         for m in MLP:
-            key = f"composed/{a.key}/{m.key}"
+            key = f"composed/{a.name}/{m.name}"
             out[(key, "z2z_composed", -1)] = words(record.arrays[key])
     for a in ATT:
-        scores = record.arrays[f"z2u/{a.key}"]  # [L, T, H, S]
+        scores = record.arrays[f"z2u/{a.name}"]  # [L, T, H, S]
         per_head = np.transpose(scores, (2, 0, 3, 1))  # [H, L, S_src, T]
         for h, m in enumerate(words(per_head)):
-            out[(f"z2u/{a.key}", "z2u_head", h)] = m
+            out[(f"z2u/{a.name}", "z2u_head", h)] = m
     return out
 
 

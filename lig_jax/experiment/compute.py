@@ -25,7 +25,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .. import sharding
+from .. import baselines, sharding
 from ..attribution import compose, ratio
 from ..attribution.integrand import integrate_targets, traced
 from ..attribution.run import Dims, integrand_for, make_plan
@@ -35,10 +35,10 @@ from ..quadrature import make_rule, resolve_rule
 
 AXIS = sharding.DATA
 
-# Record keys of every quantity (docs/spec.md §10 names in brackets).
-Z2Z = ("zero", "itb", "itb_zero_ratio")  # LIG(Zero), LIG(ITB), LIG(ITB-zeroRatio)
-Z2U = ("zero", "itb", "itb_map_ratio", "itb_zero_ratio")  # ATT(Zero|ITB|ITB-map|ITB-zbr)
-U2Z = ("zero", "att_itb_a0")  # MLP(Zero), MLP(ATT-ITB a=0), residual on
+# Every baseline of every quantity (`baselines.TABLE`), and the raw runs they need.
+Z2Z, Z2U, U2Z = (baselines.names(q) for q in ("z2z", "z2u", "u2z"))
+RAW = {q: tuple(dict.fromkeys(r for b in baselines.of(q) for r in b.runs))
+       for q in ("z2z", "z2u", "u2z")}
 
 
 @dataclass(frozen=True)
@@ -128,11 +128,10 @@ class BatchComputer:
         gd, st = nnx.split(self.lm.model.layers[0])
         dims = traced(gd, st, lambda b: Dims.of(b, ffn, sb, 4))
         out = []
-        for name, base in (("zero", "zero"), ("itb", "self_input_token")):
-            for quantity in ("z2z", "z2u"):
-                out.append((f"{quantity}_{name}", integrand_for(quantity, base), quantity))
-        for name in U2Z:
-            out.append((f"u2z_{name}", integrand_for("u2z", name, residual=True), "u2z"))
+        for quantity in ("z2z", "z2u", "u2z"):
+            for r in RAW[quantity]:
+                out.append((f"{quantity}_{r}", integrand_for(quantity, r, residual=True),
+                            quantity))
         return [(key, integ, make_plan(integ, dims, sb, h, self.nodes[path][0].shape[0],
                                        budget), self.nodes[path])
                 for key, integ, path in out]
@@ -206,33 +205,38 @@ def _swap(a: np.ndarray) -> np.ndarray:
 
 
 def derive(raw: dict[str, np.ndarray], length: int, num_heads: int) -> dict[str, np.ndarray]:
-    """Every matrix of a record from one sentence's raw arrays (cut to `length` tokens).
+    """Every matrix of a record from one sentence's raw arrays (cut to `length` tokens),
+    one per row of `baselines.TABLE` (record keys are the baselines' names).
 
     z2z/<b>: [L, S_src, S_tgt]; z2u/<b>: [L, T, H, S_src] (T = S targets);
-    u2z/<b>: [L, T, w]; composed/<att>/<mlp>: [L, S_src, S_tgt]; plus completeness totals.
+    u2z/<b>: [L, T, w]; composed/<att>/<mlp>: [L, S_src, S_tgt]; plus completeness totals
+    per raw run (total/z2z_<raw>, total/z2u_sum_<raw>, total/z2u_<raw>, total/u2z_<raw>).
     Ratio fixes in float64 (docs/spec.md §6), composition as `compose.compose` (docs/spec.md §7).
     """
-    s = length
+    s, t = length, np.arange(length)
     f64 = {k: np.asarray(v, np.float64) for k, v in raw.items()}
     out: dict[str, np.ndarray] = {}
     n_layers = f64["z2z_zero"].shape[0]
-    z2z_zero, z2z_itb = f64["z2z_zero"][:, :s, :s], f64["z2z_itb"][:, :s, :s]
-    out["z2z/zero"], out["z2z/itb"] = z2z_zero, z2z_itb
-    out["z2z/itb_zero_ratio"] = _swap(ratio.z2z_zero_ratio(_swap(z2z_itb), _swap(z2z_zero)))
-    for name in ("zero", "itb"):
-        out[f"total/z2z_{name}"] = f64[f"z2z_total_{name}"][:, :s]
-    u_zero, u_itb, t = f64["z2u_zero"][:, :s, :, :s], f64["z2u_itb"][:, :s, :, :s], np.arange(s)
+    z2z = {r: f64[f"z2z_{r}"][:, :s, :s] for r in RAW["z2z"]}
+    for b in baselines.of("z2z"):
+        m = z2z[b.raw]
+        if b.fix == "zero_ratio":
+            m = _swap(ratio.z2z_zero_ratio(_swap(m), _swap(z2z["zero"])))
+        out[f"z2z/{b.name}"] = m
+    z2u = {r: f64[f"z2u_{r}"][:, :s, :, :s] for r in RAW["z2u"]}
     alpha = np.transpose(f64["self_probs"][:, :, :s], (0, 2, 1))  # [L, T, H]: A^h_{j,j}
-    out["z2u/zero"] = u_zero
-    out["z2u/itb"] = ratio.z2u_fixed(u_itb, t, "self_input_token")
-    out["z2u/itb_map_ratio"] = ratio.z2u_fixed(u_itb, t, "itb_map_ratio", alpha=alpha)
-    out["z2u/itb_zero_ratio"] = ratio.z2u_fixed(u_itb, t, "itb_zero_ratio", zero=u_zero)
-    for name in ("zero", "itb"):
-        out[f"total/z2u_sum_{name}"] = f64[f"z2u_sum_{name}"][:, :s]
-        out[f"total/z2u_{name}"] = f64[f"z2u_total_{name}"][:, :s]
-    for name in U2Z:
-        out[f"u2z/{name}"] = f64[f"u2z_{name}"][:, :s]
-        out[f"total/u2z_{name}"] = f64[f"u2z_total_{name}"][:, :s]
+    for b in baselines.of("z2u"):
+        out[f"z2u/{b.name}"] = z2u[b.raw] if b.raw == "zero" else ratio.z2u_fixed(
+            z2u[b.raw], t, b.fix, zero=z2u["zero"], alpha=alpha)
+    for b in baselines.of("u2z"):
+        out[f"u2z/{b.name}"] = f64[f"u2z_{b.raw}"][:, :s]
+    for r in RAW["z2z"]:
+        out[f"total/z2z_{r}"] = f64[f"z2z_total_{r}"][:, :s]
+    for r in RAW["z2u"]:
+        out[f"total/z2u_sum_{r}"] = f64[f"z2u_sum_{r}"][:, :s]
+        out[f"total/z2u_{r}"] = f64[f"z2u_total_{r}"][:, :s]
+    for r in RAW["u2z"]:
+        out[f"total/u2z_{r}"] = f64[f"u2z_total_{r}"][:, :s]
     for att in Z2U:
         for mlp in U2Z:
             out[f"composed/{att}/{mlp}"] = np.stack([
@@ -240,4 +244,3 @@ def derive(raw: dict[str, np.ndarray], length: int, num_heads: int) -> dict[str,
                                 compose.head_slices(out[f"u2z/{mlp}"][l], num_heads))
                 for l in range(n_layers)]).astype(np.float64)
     return out
-

@@ -15,40 +15,20 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .. import baselines
+from ..baselines import Baseline
 from ..errors import LIGError
 from .store import Record, Store
 from .words import aggregate, aggregation
 
-
-@dataclass(frozen=True)
-class Variant:
-    key: str  # record key suffix (layer-direct: also the CSV's baseline group)
-    name: str  # the reference's baseline name (CSV columns, docs/spec.md §10)
-    label: str  # in pair names
-    tag: str  # in pair keys
-
-
-LAYER = (
-    Variant("zero", "zero", "Zero", "lig_zero"),
-    Variant("itb", "self_input_token", "ITB", "lig_itb"),
-    Variant("itb_zero_ratio", "self_input_token_self_contrib_zero_base_ratio",
-            "ITB-zeroRatio", "lig_itb_zero_ratio"),
-)
-ATT = (
-    Variant("zero", "zero", "Zero", "att0"),
-    Variant("itb", "ITB_raw", "ITB", "att_itb"),
-    Variant("itb_map_ratio", "ITB_map", "ITB-mapRatio", "att_itbmap"),
-    Variant("itb_zero_ratio", "ITB_zero_base_ratio", "ITB-zeroRatio", "att_itb_zbr"),
-)
-MLP = (
-    Variant("zero", "zero", "Zero", "mlp0"),
-    Variant("att_itb_a0", "ATTITBa0", "ATT-ITB-a0", "mlp_attitba0"),
-)
+# The 24 pairs' three tables, in the reference's order (`baselines.TABLE`).
+LAYER = baselines.of("z2z")
+ATT = baselines.of("z2u")
+MLP = baselines.of("u2z")
 COLUMNS = ("pair_name", "pair_key", "layer_ig_baseline_group", "layer_ig_baseline",
            "att_ig_baseline", "mlp_ig_baseline", "split", "sample_start", "sample_end",
            "layer_ig_dir_suffix", "composed_dir_suffix", "n_pairs", "n_samples", "l2_mean",
@@ -58,11 +38,11 @@ TABLE_COLUMNS = ("rank_in_group", "layer_ig_baseline_group", "layer_ig_baseline"
 LEVELS = ("subword", "word")
 
 
-def pairs() -> list[tuple[Variant, Variant, Variant]]:
+def pairs() -> list[tuple[Baseline, Baseline, Baseline]]:
     return [(lv, av, mv) for lv in LAYER for av in ATT for mv in MLP]
 
 
-def pair_key(lv: Variant, av: Variant, mv: Variant) -> str:
+def pair_key(lv: Baseline, av: Baseline, mv: Baseline) -> str:
     """The reference's key of a pair, e.g. `lig_zero_att0_mlp0`."""
     return f"{lv.tag}_{av.tag}_{mv.tag}"
 
@@ -87,8 +67,8 @@ def column_metrics(direct: np.ndarray, composed: np.ndarray) -> tuple[np.ndarray
 
 
 def _maps(record: Record, level: str) -> dict[str, np.ndarray]:
-    keys = [f"z2z/{v.key}" for v in LAYER] + [f"composed/{a.key}/{m.key}"
-                                              for a in ATT for m in MLP]
+    keys = [f"z2z/{v.name}" for v in LAYER] + [f"composed/{a.name}/{m.name}"
+                                               for a in ATT for m in MLP]
     out = {k: record.arrays[k] for k in keys}
     if level == "word":
         summ, mean, _ = aggregation(record.meta["word_ids"])
@@ -106,10 +86,10 @@ def flow_rows(records: Iterable[Record], manifest: dict, level: str = "subword",
     for rec in records:
         maps = _maps(rec, level)
         for lv, a, m in pairs():
-            direct = maps[f"z2z/{lv.key}"]
+            direct = maps[f"z2z/{lv.name}"]
             if not np.any(direct != 0.0):
                 continue
-            l2, corr = column_metrics(direct, maps[f"composed/{a.key}/{m.key}"])
+            l2, corr = column_metrics(direct, maps[f"composed/{a.name}/{m.name}"])
             k = pair_key(lv, a, m)
             acc[k][0].append(l2)
             acc[k][1].append(corr)
@@ -128,11 +108,12 @@ def flow_rows(records: Iterable[Record], manifest: dict, level: str = "subword",
         rows.append({
             "pair_name": f"LIG({lv.label}) | ATT({a.label})+MLP({m.label})",
             "pair_key": k,
-            "layer_ig_baseline_group": lv.key, "layer_ig_baseline": lv.name,
-            "att_ig_baseline": a.name, "mlp_ig_baseline": m.name, "split": split,
+            "layer_ig_baseline_group": lv.group, "layer_ig_baseline": lv.reference_name,
+            "att_ig_baseline": a.reference_name, "mlp_ig_baseline": m.reference_name,
+            "split": split,
             "sample_start": manifest.get("start"), "sample_end": manifest.get("end"),
-            "layer_ig_dir_suffix": f"{prefix}_z_to_z_layer_ig_baseline_{lv.name}",
-            "composed_dir_suffix": f"z_to_z_ATT_{a.name}_MLP_{m.name}",
+            "layer_ig_dir_suffix": f"{prefix}_z_to_z_layer_ig_baseline_{lv.reference_name}",
+            "composed_dir_suffix": f"z_to_z_ATT_{a.reference_name}_MLP_{m.reference_name}",
             "n_pairs": n, "n_samples": len(samples[k]),
             "l2_mean": float(l2.mean()) if n else "", "l2_std": float(l2.std()) if n else "",
             "corr_mean": float(corr.mean()) if n else "",

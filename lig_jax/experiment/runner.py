@@ -28,7 +28,7 @@ from ..loading import LoadedModel, load_model
 from ..sharding import parse_mesh
 from ..version import __version__
 from .compute import BatchComputer, Settings, derive, local_mesh
-from .store import Record, Store
+from .store import FORMAT_VERSION, Record, Store
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def run_experiment(
                        f"sentences 0..{last})")
     lm = load_model(model)
     manifest = {
-        "format_version": 1, "lig_jax": __version__, "model": lm.name,
+        "format_version": FORMAT_VERSION, "lig_jax": __version__, "model": lm.name,
         "model_type": lm.model_type, "checkpoint_sha256": lm.checkpoint_hash,
         "data_path": str(Path(corpus.path).resolve()), "data_sha256": file_sha256(
             Path(corpus.path)), "data_format": corpus.format,

@@ -28,6 +28,17 @@ from ..errors import LIGError
 
 MANIFEST = "run.json"
 RECORDS = "records"
+FORMAT_VERSION = 2  # 2: record keys are the baselines' names (`baselines.py`)
+
+
+def _v1_key(key: str) -> str:
+    """A format-1 record key in today's names: format 1 called the ITB baseline "itb"
+    (z2z/itb, composed/itb/…, total/z2z_itb, …)."""
+    parts = key.split("/")
+    parts = ["self_input_token" if p == "itb" else p for p in parts]
+    if parts[0] == "total" and parts[-1].endswith("_itb"):
+        parts[-1] = parts[-1][:-len("itb")] + "self_input_token"
+    return "/".join(parts)
 FORMAT_VERSION = 1
 
 
@@ -76,6 +87,7 @@ class Store:
         self.root = Path(root)
         self.records = self.root / RECORDS
         self.tag = tag
+        self._version: int | None = None  # the manifest's format_version, once read
 
     # --------------------------------------------------------------- manifest
     def read_manifest(self) -> dict[str, Any] | None:
@@ -106,6 +118,11 @@ class Store:
         if old is None:
             write_atomic(self.root / MANIFEST,
                          (json.dumps(manifest, indent=2) + "\n").encode(), self.tag)
+
+    def _format_version(self) -> int:
+        if self._version is None:
+            self._version = int((self.read_manifest() or {}).get("format_version", 1))
+        return self._version
 
     def manifest(self) -> dict[str, Any]:
         m = self.read_manifest()
@@ -141,6 +158,8 @@ class Store:
             with np.load(path) as z:
                 meta = json.loads(bytes(z["__meta__"]).decode())
                 arrays = {k.replace(".", "/"): z[k] for k in z.files if k != "__meta__"}
+            if self._format_version() == 1:
+                arrays = {_v1_key(k): v for k, v in arrays.items()}
         except FileNotFoundError:
             raise LIGError(f"no record for sentence {index} in {self.root}") from None
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:

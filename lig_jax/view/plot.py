@@ -24,8 +24,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from .. import baselines
 from ..errors import LIGError
-from ..experiment.flow import ATT, LAYER, MLP
 from ..files import write_atomic
 from .result import layers as result_layers
 from .result import load_result, routes, z2z_matrix, z2z_targets
@@ -40,13 +40,14 @@ _TITLE_POINTS = 10
 
 # Experiment A: the order of the 24 pairs (docs/spec.md §10) and how each baseline is shown, from
 # the comparison's own variant tables.
-_GROUP_ORDER = tuple(v.key for v in LAYER)
-_GROUP_LABELS = {v.key: f"LIG({v.label})" for v in LAYER}
-_ATT_ORDER = tuple(v.name for v in ATT)
-_ATT_LABELS = {v.name: v.label for v in ATT}
+LAYER, ATT, MLP = baselines.of("z2z"), baselines.of("z2u"), baselines.of("u2z")
+_GROUP_ORDER = tuple(v.group for v in LAYER)  # as the reference's CSV spells them
+_GROUP_LABELS = {v.group: f"LIG({v.label})" for v in LAYER}
+_ATT_ORDER = tuple(v.reference_name for v in ATT)
+_ATT_LABELS = {v.reference_name: v.label for v in ATT}
 _ATT_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
-_MLP_ORDER = tuple(v.name for v in MLP)
-_MLP_LABELS = {v.name: v.label for v in MLP}
+_MLP_ORDER = tuple(v.reference_name for v in MLP)
+_MLP_LABELS = {v.reference_name: v.label for v in MLP}
 _MLP_HATCHES = ("", "///", "..", "xx")
 
 

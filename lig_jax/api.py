@@ -18,13 +18,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from . import engine, report, results, sharding
+from . import baselines, engine, report, results, sharding
 from .attribution import compose
+from .baselines import GRANULARITY_QUANTITY
 from .boundaries import boundaries_from_config
 from .config import LIGConfig, check_indices, granularity_list, validate
-from .engine import bucket_length
 from .errors import BadText, LIGError
 from .ig import free_host_memory, memory_budget
 from .loading import LoadedModel, load_model
@@ -195,41 +194,28 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
     quirky_u2z = cfg.reference_quirks and lm.model_type in QUIRKY_U2Z_TYPES
     residual = cfg.include_residual_connection or quirky_u2z
 
-    sb = bucket_length(s, lm.config.max_tokens) if cfg.bucket else s
-    pad_targets = list(range(s, sb)) if cfg.target_tokens is None else []
-    key_mask = jnp.arange(sb) < s
-    padded = jnp.asarray(ids + [lm.config.pad_token_id] * (sb - s), jnp.int32)
-
     t = time.perf_counter()
-    graphdef, state = nnx.split(lm.model)
-    if mesh is not None:
-        state = sharding.place_state(state, mesh)
-    # z^(0) … z^(max layer): the blocks above the last requested layer are not needed
-    hidden = jax.block_until_ready(_hidden_states(graphdef, state, padded, key_mask,
-                                                  upto=max(layer_list)))
+    layers = engine.sentence_layers(
+        lm, ids, layer_list, dtype=COMPUTE_DTYPES[cfg.dtype],
+        budget=memory_budget(cfg.memory_budget), mesh=mesh, bucket=cfg.bucket,
+        pad_targets=cfg.target_tokens is None, progress=say)
     timings["hidden_states_s"] = time.perf_counter() - t
-    layers = engine.Layers(lm.model, layer_list, hidden, key_mask, s, pad_targets,
-                           COMPUTE_DTYPES[cfg.dtype], memory_budget(cfg.memory_budget), say,
-                           getattr(lm.config, "intermediate_size", None), mesh)
+    sb = layers.padded_length
     say(f"{s} tokens (bucket {sb}), layers {layer_list}: {', '.join(grans)}")
 
-    def timed(key: str, fn: Callable[[], Any]) -> Any:
-        t = time.perf_counter()
-        out = fn()
-        timings[key] = time.perf_counter() - t
-        return out
-
+    wanted = {q: [getattr(cfg, f"baseline_{g}")] for g, q in GRANULARITY_QUANTITY.items()
+              if g in grans}
+    replayed = cfg.reference_quirks and lm.model_type in GEMMA3_TYPES
+    done = engine.compute(layers, wanted, plans, targets, heads, cfg.method, residual,
+                          replayed)
+    timings.update(done.seconds)
     z2z = att = mlp = None
     if "layer" in grans:
-        z2z = timed("z2z_s", lambda: engine.z2z_matrices(layers, cfg.baseline_layer,
-                                                         plans["z2z"], cfg.method))
-    replayed = cfg.reference_quirks and lm.model_type in GEMMA3_TYPES
+        z2z = (done.maps[f"z2z/{cfg.baseline_layer}"], done.raw[f"z2z/{_raw('z2z', cfg)}"])
     if "att" in grans:
-        att = timed("z2u_s", lambda: engine.z2u_scores(layers, cfg.baseline_att, plans["z2u"],
-                                                       targets, heads, cfg.method, replayed))
+        att = (done.maps[f"z2u/{cfg.baseline_att}"], done.raw[f"z2u/{_raw('z2u', cfg)}"])
     if "mlp" in grans:
-        mlp = timed("u2z_s", lambda: engine.u2z_contributions(
-            layers, cfg.baseline_mlp, plans["u2z"], targets, residual, replayed))
+        mlp = done.raw[f"u2z/{_raw('u2z', cfg)}"]
 
     info = boundaries_from_config(lm.hf_config.to_dict(), cfg.model)
     result = results.Result({
@@ -280,16 +266,16 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
     return result
 
 
+def _raw(quantity: str, cfg: LIGConfig) -> str:
+    """The raw run behind the configured baseline of `quantity` (its completeness)."""
+    name = getattr(cfg, f"baseline_{ {'z2z': 'layer', 'z2u': 'att', 'u2z': 'mlp'}[quantity]}")
+    return baselines.get(quantity, name).raw
+
+
 def _layer_of(res: StepResult, l: int) -> StepResult:
     """The slice of a layer-stacked result for layer position l."""
     return StepResult(tuple(a[l] for a in res.arrays), res.steps[l], res.weight_sum[l],
                       None if res.converged is None else res.converged[l], res.rule)
-
-
-@jax.jit(static_argnames=("graphdef", "upto"))
-def _hidden_states(graphdef: nnx.GraphDef, state: nnx.State, ids: jax.Array,
-                   key_mask: jax.Array, upto: int) -> jax.Array:
-    return nnx.merge(graphdef, state).hidden_states(ids, key_mask, upto)
 
 
 def _versions(lm: LoadedModel) -> dict[str, str]:

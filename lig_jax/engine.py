@@ -163,18 +163,6 @@ def z2z_columns(layers: Layers, baseline: str, plan: StepPlan, method: str) -> S
     return _per_layer(plan.run(at), (layers.num_layers, s))
 
 
-def z2z_matrices(layers: Layers, baseline: str, plan: StepPlan, method: str
-                 ) -> tuple[np.ndarray, StepResult]:
-    """z→z matrices [L, S_src, S_tgt] after any ratio fix (`baselines.TABLE`), and the
-    raw run."""
-    b = baselines.get("z2z", baseline)
-    raw = z2z_columns(layers, b.raw, plan, method)
-    cols = raw.arrays[0]
-    if b.fix == "zero_ratio":
-        cols = ratio.z2z_zero_ratio(cols, z2z_columns(layers, "zero", plan, method).arrays[0])
-    return np.swapaxes(cols, 1, 2), raw
-
-
 def z2u_columns(layers: Layers, baseline: str, plan: StepPlan, targets: list[int],
                 heads: list[int], method: str, replayed: bool = False) -> StepResult:
     """Raw z→u: arrays = (scores [L, T, Hs, S], signed Σ IG [L, T, Hs], f [L, T, Hs])."""
@@ -199,25 +187,6 @@ def self_attention_probs(layers: Layers) -> np.ndarray:
 def _self_probs(graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array,
                 key_mask: jax.Array | None) -> jax.Array:
     return ratio.self_attention_probs(nnx.merge(graphdef, state), z, key_mask)
-
-
-def z2u_scores(layers: Layers, baseline: str, plan: StepPlan, targets: list[int],
-               heads: list[int], method: str, replayed: bool = False
-               ) -> tuple[np.ndarray, StepResult]:
-    """Per-source z→u scores [L, T, Hs, S] after any ratio fix (`baselines.TABLE`), and
-    the raw run."""
-    b = baselines.get("z2u", baseline)
-    raw = z2u_columns(layers, b.raw, plan, targets, heads, method, replayed)
-    if b.raw == "zero":
-        return raw.arrays[0], raw
-    t_idx = np.asarray(targets)
-    zero = alpha = None
-    if b.fix == "zero_ratio":
-        zero = z2u_columns(layers, "zero", plan, targets, heads, method, replayed).arrays[0]
-    elif b.fix == "map_ratio":
-        diag = self_attention_probs(layers)  # [L, H, S_b]: A^h_{j,j}
-        alpha = np.transpose(diag[:, np.asarray(heads)][:, :, t_idx], (0, 2, 1))  # [L, T, Hs]
-    return ratio.z2u_fixed(raw.arrays[0], t_idx, b.fix, zero, alpha), raw
 
 
 def replayed_u_bases(layers: Layers, targets: list[int]) -> list[jax.Array]:
@@ -254,3 +223,92 @@ def _per_layer(res: StepResult, columns: tuple[int, ...]) -> StepResult:
     return StepResult(tuple(split(a) for a in res.arrays), split(res.steps),
                       split(res.weight_sum),
                       None if res.converged is None else split(res.converged), res.rule)
+
+
+# ------------------------------------------------------------------ the compute core
+
+
+def sentence_layers(lm: Any, ids: list[int], layers: list[int], *, dtype: Any, budget: int,
+                    mesh: jax.sharding.Mesh | None = None, bucket: bool = True,
+                    pad_targets: bool = True, progress: Progress | None = None) -> Layers:
+    """Token ids of one sentence → `Layers` (z^(l) of the requested blocks, padded to the
+    sentence's length bucket and masked). `pad_targets`: compute the padding columns too,
+    so the compiled programs are shared by every sentence of the bucket."""
+    s = len(ids)
+    sb = bucket_length(s, lm.config.max_tokens) if bucket else s
+    key_mask = jnp.arange(sb) < s
+    padded = jnp.asarray(list(ids) + [lm.config.pad_token_id] * (sb - s), jnp.int32)
+    graphdef, state = nnx.split(lm.model)
+    if mesh is not None:
+        state = sharding.place_state(state, mesh)
+    # z^(0) … z^(max layer): the blocks above the last requested layer are not needed
+    hidden = jax.block_until_ready(_hidden_states(graphdef, state, padded, key_mask,
+                                                  upto=max(layers)))
+    return Layers(lm.model, layers, hidden, key_mask, s,
+                  list(range(s, sb)) if pad_targets else [], dtype, budget, progress,
+                  getattr(lm.config, "intermediate_size", None), mesh)
+
+
+@jax.jit(static_argnames=("graphdef", "upto"))
+def _hidden_states(graphdef: nnx.GraphDef, state: nnx.State, ids: jax.Array,
+                   key_mask: jax.Array, upto: int) -> jax.Array:
+    return nnx.merge(graphdef, state).hidden_states(ids, key_mask, upto)
+
+
+class Computed:
+    """What `compute` returns: `maps[f"{quantity}/{name}"]` for every requested baseline
+    (after its ratio fix, `baselines.TABLE`) — z2z [L, S_src, S_tgt], z2u [L, T, Hs, S],
+    u2z [L, T, w] — and `raw[f"{quantity}/{raw}"]`, the StepResult of every raw run
+    (completeness: z2z (columns, L_j), z2u (scores, Σ IG, f), u2z (contributions, total))."""
+
+    def __init__(self) -> None:
+        self.maps: dict[str, np.ndarray] = {}
+        self.raw: dict[str, StepResult] = {}
+        self.seconds: dict[str, float] = {}
+
+
+def compute(layers: Layers, wanted: dict[str, Any], plans: dict[str, StepPlan],
+            targets: list[int], heads: list[int], method: str = "fast",
+            residual: bool = True, replayed: bool = False) -> Computed:
+    """The one compute core of explain, explain-batch and Experiment A: every baseline of
+    `wanted` (quantity → baseline names; quantities "z2z", "z2u", "u2z") at every layer of
+    `layers`, each raw run done once however many baselines share it. `plans`: the step
+    plan (fixed or auto) of each quantity's path; `replayed`: the reference's Gemma3
+    quirks (z→u replay, u→z given baselines)."""
+    out = Computed()
+
+    def timed(key: str, fn: Callable[[], Any]) -> Any:
+        t = time.perf_counter()
+        res = fn()
+        out.seconds[key] = out.seconds.get(key, 0.0) + time.perf_counter() - t
+        return res
+
+    rows = {q: [baselines.get(q, n) for n in names] for q, names in wanted.items()}
+    runs = {q: list(dict.fromkeys(r for b in bs for r in b.runs)) for q, bs in rows.items()}
+    for raw in runs.get("z2z", []):
+        out.raw[f"z2z/{raw}"] = timed("z2z_s", lambda r=raw: z2z_columns(
+            layers, r, plans["z2z"], method))
+    for b in rows.get("z2z", []):
+        cols = out.raw[f"z2z/{b.raw}"].arrays[0]
+        if b.fix == "zero_ratio":
+            cols = ratio.z2z_zero_ratio(cols, out.raw["z2z/zero"].arrays[0])
+        out.maps[f"z2z/{b.name}"] = np.swapaxes(cols, 1, 2)
+    for raw in runs.get("z2u", []):
+        out.raw[f"z2u/{raw}"] = timed("z2u_s", lambda r=raw: z2u_columns(
+            layers, r, plans["z2u"], targets, heads, method, replayed))
+    t_idx = np.asarray(targets)
+    alpha = None
+    if any(b.fix == "map_ratio" for b in rows.get("z2u", [])):
+        diag = timed("z2u_s", lambda: self_attention_probs(layers))  # [L, H, S_b]: A^h_{j,j}
+        alpha = np.transpose(diag[:, np.asarray(heads)][:, :, t_idx], (0, 2, 1))  # [L, T, Hs]
+    for b in rows.get("z2u", []):
+        scores = out.raw[f"z2u/{b.raw}"].arrays[0]
+        zero = out.raw["z2u/zero"].arrays[0] if b.fix == "zero_ratio" else None
+        out.maps[f"z2u/{b.name}"] = scores if b.raw == "zero" else ratio.z2u_fixed(
+            scores, t_idx, b.fix, zero, alpha)
+    for raw in runs.get("u2z", []):
+        out.raw[f"u2z/{raw}"] = timed("u2z_s", lambda r=raw: u2z_contributions(
+            layers, r, plans["u2z"], targets, residual, replayed))
+    for b in rows.get("u2z", []):
+        out.maps[f"u2z/{b.name}"] = out.raw[f"u2z/{b.raw}"].arrays[0]
+    return out

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lig_jax import explain, explain_batch
-from lig_jax.api import bucket_length
+from lig_jax.engine import bucket_length
 from lig_jax.attribution import run
 
 TEXTS = ["The cat sat on the mat.", "A dog barked at the mailman twice.", "Hi."]
@@ -82,8 +82,9 @@ def test_chunks_change_nothing(request, model, monkeypatch) -> None:
     plans = []
     real_plan = run.make_plan
 
-    def small_plan(integrand, dims, num_targets, num_heads, num_nodes, budget, **kw):
-        plan = real_plan(integrand, dims, num_targets, num_heads, num_nodes, budget, **kw)
+    def small_plan(integrand, dims, num_targets, num_heads, num_nodes, budget, *args, **kw):
+        plan = real_plan(integrand, dims, num_targets, num_heads, num_nodes, budget, *args,
+                         **kw)
         plan = run.Plan(3, 2, plan.bytes)  # 3 targets per chunk, 2 nodes per step
         plans.append(plan)
         return plan

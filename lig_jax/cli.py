@@ -249,6 +249,10 @@ def describe(
         fail(str(e))
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
+
+
 @app.command()
 def plan(
     model: Annotated[str, typer.Option(help="HF folder (config.json alone is enough), hub id, "
@@ -280,7 +284,6 @@ def plan(
                             sentences=sentences, mesh=mesh, dtype=dtype, steps=steps)
     except LIGError as e:
         fail(str(e))
-    gb = 2**30
     need = out["per_device_bytes"]
     hbm = out["per_device_hbm_bytes"]
     mesh_txt = "x".join(map(str, out["mesh"]))
@@ -290,15 +293,15 @@ def plan(
         f"{out['task']} {out['model']} ({out['model_type']}), {out['seq_len']} tokens, "
         f"{out['sentences']} sentence(s), {what} on {out['topology']} "
         f"({out['num_devices']} × {out['device_kind']}), mesh {mesh_txt} (data x model)",
-        f"per device: {need / gb:.2f} GB" if need is not None else "per device: –",
-        f"fits: {'yes' if out['fits'] else 'no'} ({hbm / gb:.1f} GB per device)",
+        f"per device: {_size(need)}" if need is not None else "per device: –",
+        f"fits: {'yes' if out['fits'] else 'no'} ({_size(hbm)} per device)",
         f"FLOPs: {out['flops']:.3e} ({out['block_forwards_per_node']:.2f} block forwards per "
         "node)" if out["flops"] == out["flops"] else "FLOPs: –",
     ]
     if out["projected_seconds"] is not None:
-        lines.append(f"projected: {out['projected_seconds']:.1f} s at "
+        lines.append(f"projected: {out['projected_seconds']:.3g} s at "
                      f"{out['assumed_utilization']:.0%} of {out['peak_flops_per_s']:.3g} "
-                     f"FLOP/s per chip ({out['dtype']})")
+                     f"FLOP/s per device ({out['dtype']})")
     lines.append(f"compiled in {out['compile_seconds']:.1f} s")
     typer.echo("\n".join(lines))
     if json_out is not None:

@@ -8,7 +8,8 @@ extra), and the very programs the engine runs are lowered and compiled for that 
 
 - explain: per granularity, one chunk of targets of one layer (`attribution.run._whole`,
   the chunk the planner picks for the chip's memory);
-- experiment: Experiment A's whole per-bucket program (`experiment.compute`).
+- experiment: the same chunk programs for every raw run an Experiment-A record needs
+  (`experiment.compute`), within the run's fixed chunk budget.
 
 `memory_analysis()` gives what one chip needs; FLOPs are XLA's counts of the pieces of
 each layer's computation (layer context; per chunk: prepare, one node step, finish; block
@@ -32,7 +33,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from . import sharding
+from . import baselines, sharding
 from .attribution import itb
 from .attribution import run as runner
 from .attribution.integrand import Dims, traced, zero_acc
@@ -84,6 +85,9 @@ def topology_devices(topology: str) -> list[Any]:
         return list(jax.devices())
     from jax.experimental import topologies
 
+    # libtpu takes a machine-wide lock file unless told otherwise; abstract devices need
+    # no exclusive chip, so two plans (or a plan next to a TPU job) may run at once
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     try:
         with _quiet_stderr():
             return list(topologies.get_topology_desc(platform="tpu",
@@ -267,9 +271,6 @@ def plan(model: str, topology: str, seq_len: int, *, granularity: Sequence[str] 
     limit = am.config.max_tokens
     if not 3 <= seq_len <= limit:
         raise LIGError(f"--seq-len {seq_len} is out of range for {model}. Allowed: 3..{limit}")
-    if task == "experiment" and am.family.architecture == "decoder":
-        raise LIGError(f"experiment A needs an encoder with z→u and u→z (BERT family); "
-                       f"{model} is a decoder")
     devices = topology_devices(topology)
     hbm, peak, per_chip = chip(devices)
     gd, st = nnx.split(am.model.layers[0])
@@ -322,21 +323,26 @@ def _plan_on(am: Abstract, mesh: Any, seq: int, granularity: Sequence[str], task
     _, whole = nnx.split(am.model)
     resident = _per_chip_bytes(whole, mesh, itemsize)
     num_layers = len(am.model.layers)
-    if task == "experiment":
-        return _plan_experiment(am, mesh, seq, sentences, steps, hbm, t0, resident)
+    if task == "experiment":  # every raw run of a record, within the fixed chunk budget
+        from .experiment.compute import WANTED, Settings
+
+        jobs = [(f"{q}/{r}", q, r) for q, names in WANTED.items()
+                for r in dict.fromkeys(x for n in names for x in baselines.get(q, n).runs)]
+    else:
+        jobs = [(g, *QUANTITIES[g]) for g in granularity]
     gd, st = nnx.split(am.model.layers[0])
     st_sds = _sds(st, cdt, mesh)
     block = am.model.layers[0]
     heads = block.num_heads
     rep = NamedSharding(mesh, P())
     hidden = (num_layers + 1) * seq * am.config.hidden_size * 4  # z^(0..L) on every chip
-    budget = max(1, int(MEMORY_SHARE * (hbm - resident - hidden)))
+    budget = (Settings().chunk_mb * 2**20 if task == "experiment"
+              else max(1, int(MEMORY_SHARE * (hbm - resident - hidden))))
     dims = traced(gd, st, lambda b: Dims.of(b, am.ffn, seq, itemsize))
     causal = traced(gd, st, lambda b: bool(getattr(b, "causal", False)))
     peak_program, flops, chunks = 0, 0.0, {}
-    for g in granularity:
-        quantity, baseline = QUANTITIES[g]
-        integrand = runner.integrand_for(quantity, baseline)
+    for g, quantity, baseline in jobs:
+        integrand = runner.integrand_for(quantity, baseline, residual=True)
         alphas, weights = _nodes(am.family, quantity, steps, cdt)
         try:
             p = runner.make_plan(integrand, dims, seq, heads, alphas.shape[0], budget, d)
@@ -376,31 +382,5 @@ def _plan_on(am: Abstract, mesh: Any, seq: int, granularity: Sequence[str], task
     return {"mesh": [d, m], "fits": per_device <= hbm, "per_device_bytes": per_device,
             "resident_parameter_bytes": resident, "hidden_state_bytes": hidden,
             "chunks": chunks, "flops": flops,
-            "block_forwards_per_node": flops / forward / max(1, steps - 1),
-            "compile_seconds": time.perf_counter() - t0}
-
-
-def _plan_experiment(am: Abstract, mesh: Any, seq: int, sentences: int, steps: int,
-                     hbm: int, t0: float, resident: int) -> dict[str, Any]:
-    from .experiment.compute import BatchComputer, Settings
-
-    d, m = mesh.shape[sharding.DATA], mesh.shape[sharding.MODEL]
-    computer = BatchComputer.abstract(am, Settings(steps=steps, max_length=seq), mesh)
-    compiled = computer.lower(seq).compile()
-    mem = _memory(compiled)
-    per_device = mem["argument"] + mem["output"] + mem["temp"] - mem["alias"]
-    flops = 0.0
-    gd, st = nnx.split(am.model.layers[0])
-    host_state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, jnp.float32), st)
-    block = am.model.layers[0]
-    for _key, integrand, plan_, (alphas, weights) in computer.jobs(seq):
-        flops += layer_flops(integrand, gd, host_state, seq, block.num_heads, alphas, weights,
-                             plan_, False)
-    calls = math.ceil(sentences / computer.batch_size)
-    flops *= len(am.model.layers) * calls * computer.batch_size
-    forward = block_forward_flops(gd, st, seq) * len(am.model.layers) * sentences
-    return {"mesh": [d, m], "fits": per_device <= hbm, "per_device_bytes": per_device,
-            "resident_parameter_bytes": resident, "memory_analysis": mem,
-            "sentences_per_call": computer.batch_size, "calls": calls, "flops": flops,
             "block_forwards_per_node": flops / forward / max(1, steps - 1),
             "compile_seconds": time.perf_counter() - t0}

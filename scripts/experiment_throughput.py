@@ -7,9 +7,9 @@ built with transformers + torch, the test extras), at sentence lengths of 16/32/
   and head, the self-attention probabilities, u→z zero + att_itb_a0; all layers) from
   `compiled.cost_analysis()` of the per-layer functions compiled with one chunk holding
   every integration node (XLA counts a loop body once), times the number of layers;
-- the measured wall time per sentence of the experiment's own jitted program
-  (`BatchComputer`, after compilation, best of 3) and the achieved GFLOP/s against this
-  machine's measured float32 matmul rate;
+- the measured wall time per sentence of the experiment's own computation
+  (`SentenceComputer`, the compute core; after compilation, best of 3) and the achieved
+  GFLOP/s against this machine's measured float32 matmul rate;
 - a projection for Penn Treebank dev 0–1699 (1,700 sentences) on an H100 and a TPU v4-8
   from those FLOPs: the FLOP bound at the card's peak and at 25 % of it (an assumed
   fraction, not a measurement).
@@ -127,18 +127,18 @@ def sentence_flops(lm, length: int, steps: int, flops_of) -> float:
 
 
 def sentence_seconds(lm, length: int, steps: int, best_of) -> float:
-    """Wall time of the experiment's program for one sentence (compiled, best of 3)."""
+    """Wall time of the experiment's computation for one sentence (compiled, best of 3)."""
     from bench import sentence
 
-    from lig_jax.experiment.compute import BatchComputer, Settings, local_mesh
+    from lig_jax.experiment.compute import SentenceComputer, Settings, local_mesh
 
     ids = lm.tokenizer(sentence(lm.tokenizer, length))["input_ids"]
-    computer = BatchComputer(lm, Settings(steps=steps), local_mesh())
-    computer.run([ids], length)  # compile
+    computer = SentenceComputer(lm, Settings(steps=steps), local_mesh())
+    computer.run(ids)  # compile
     t0 = time.perf_counter()
-    computer.run([ids], length)
+    computer.run(ids)
     once = time.perf_counter() - t0
-    return min(once, best_of(lambda: computer.run([ids], length), 2))
+    return min(once, best_of(lambda: computer.run(ids), 2))
 
 
 if __name__ == "__main__":

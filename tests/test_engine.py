@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from lig_jax import explain, explain_batch
-from lig_jax.engine import bucket_length
 from lig_jax.attribution import run
+from lig_jax.engine import bucket_length
 
 TEXTS = ["The cat sat on the mat.", "A dog barked at the mailman twice.", "Hi."]
 

@@ -46,11 +46,10 @@ def run(
                                                  "instead of stopping.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue a run in an existing --out folder "
                                          "(skip finished sentences).")] = True,
-    per_device: Annotated[int, typer.Option(help="Sentences per device per call.")] = 1,
     mesh: Annotated[str | None, typer.Option(help="DxM: each process's (data, model) mesh "
-                                             "of its first D·M devices — sentences over D, "
-                                             "each block split over M (default: all "
-                                             "local devices on D).")] = None,
+                                             "of its first D·M devices — each sentence's "
+                                             "targets over D, each block split over M "
+                                             "(default: all local devices on D).")] = None,
     chunk_mb: Annotated[int, typer.Option(help="Memory per chunk of integration nodes (fixed "
                                           "per run, so sums are reproducible).")] = 128,
     multi_host: Annotated[bool, typer.Option("--multi-host", help="Start JAX's multi-process "
@@ -81,8 +80,7 @@ def run(
         with ctrl_c_between_records() as check:
             summary = run_experiment(
                 data, model, out, start=start, end=end, fmt=fmt, skip_bad_lines=skip_bad_lines,
-                settings=Settings(steps=steps, max_length=max_length, chunk_mb=chunk_mb,
-                                  per_device=per_device),
+                settings=Settings(steps=steps, max_length=max_length, chunk_mb=chunk_mb),
                 resume=resume, multi_host=multi_host, coordinator=coordinator, mesh=mesh,
                 num_processes=num_processes, process_id=process_id, progress=not quiet, say=say,
                 after_record=check)

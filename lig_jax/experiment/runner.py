@@ -2,9 +2,9 @@
 
 Top-down: read the corpus → keep sentences start..end (inclusive, file indices) → drop
 those with a record (resume) → this process's share (multi-host) → tokenise (sub-word
-tokens + their word index) → length buckets → batches of `per_device` × local devices →
-`BatchComputer` (one jitted, shard_mapped program per bucket) → `derive` → one atomic
-record per sentence, written as soon as its batch is done.
+tokens + their word index) → length buckets (a bucket's sentences share compiled programs)
+→ `SentenceComputer` (the compute core `engine.compute`, on this process's mesh) → one
+atomic record per sentence, written as soon as it is done.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ..files import file_sha256
 from ..loading import LoadedModel, load_model
 from ..sharding import parse_mesh
 from ..version import __version__
-from .compute import BatchComputer, Settings, derive, local_mesh
+from .compute import SentenceComputer, Settings, local_mesh
 from .store import FORMAT_VERSION, Record, Store
 
 
@@ -117,8 +117,8 @@ def run_experiment(
     settings = settings or Settings()
     if settings.steps < 2:
         raise LIGError(f"--steps must be at least 2, got {settings.steps}")
-    if settings.per_device < 1 or settings.chunk_mb < 1 or settings.max_length < 3:
-        raise LIGError("--per-device and --chunk-mb must be ≥ 1 and --max-length ≥ 3")
+    if settings.chunk_mb < 1 or settings.max_length < 3:
+        raise LIGError("--chunk-mb must be ≥ 1 and --max-length ≥ 3")
     if multi_host:  # TPU pods / SLURM / … detect the rest; elsewhere give all three
         try:
             jax.distributed.initialize(coordinator, num_processes, process_id)
@@ -161,7 +161,7 @@ def run_experiment(
     costs = {i: float(bucket_length(t.length, lm.config.max_tokens)) ** 2
              for i, t in items.items()}
     mine = deal(costs, count, rank)
-    computer = BatchComputer(lm, settings, local_mesh(devices, mesh))
+    computer = SentenceComputer(lm, settings, local_mesh(devices, mesh))
     by_bucket: dict[int, list[int]] = {}
     for i in mine:
         by_bucket.setdefault(bucket_length(items[i].length, lm.config.max_tokens), []).append(i)
@@ -174,16 +174,13 @@ def run_experiment(
     bar = tqdm(total=len(mine), unit="sent", disable=not progress, dynamic_ncols=True)
     t0, n_tokens = time.perf_counter(), 0
     try:
-        for length in sorted(by_bucket):
-            group = by_bucket[length]
-            for b in range(0, len(group), computer.batch_size):
-                batch = [items[i] for i in group[b:b + computer.batch_size]]
-                raws = computer.run([t.ids for t in batch], length)
-                for t, raw in zip(batch, raws, strict=True):
-                    store.write(make_record(t, derive(raw, t.length, computer.num_heads)))
-                    n_tokens += t.length
-                    after_record()
-                bar.update(len(batch))
+        for length in sorted(by_bucket):  # a bucket's sentences share compiled programs
+            for i in by_bucket[length]:
+                t = items[i]
+                store.write(make_record(t, computer.run(t.ids)))
+                n_tokens += t.length
+                after_record()
+                bar.update(1)
                 bar.set_postfix(tokens_per_s=f"{n_tokens / (time.perf_counter() - t0):.0f}")
     finally:
         bar.close()

@@ -152,7 +152,7 @@ def _explain(text: str, cfg: LIGConfig, progress: Progress | None, as_lists: boo
     mesh = sharding.make_mesh(cfg.mesh) if cfg.mesh is not None else None
     with _device_context(cfg.device):
         say(f"loading {cfg.model}")
-        lm = load_model(cfg.model)
+        lm = load_model(cfg.model, mesh)
         timings["load_s"] = time.perf_counter() - t0
         return _explain_loaded(lm, text, cfg, say, timings, t0, as_lists, mesh)
 
@@ -311,7 +311,7 @@ def explain_batch(
     say = progress or (lambda _msg: None)
     mesh = sharding.make_mesh(cfg.mesh) if cfg.mesh is not None else None
     with _device_context(cfg.device):
-        lm = load_model(cfg.model)
+        lm = load_model(cfg.model, mesh)
         lengths: list[int | None] = []
         for i, text in enumerate(texts):
             try:

@@ -23,10 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding
 
+from . import sharding
 from .config import DEFAULT_MODEL
 from .errors import LIGError
 from .models import Family, family_for
@@ -144,18 +147,25 @@ def _nest(flat: dict[str, Any]) -> dict:
     return out
 
 
-def build_model(family: Family, cfg: Any, params: dict[str, np.ndarray]) -> nnx.Module:
+def build_model(family: Family, cfg: Any, params: dict[str, np.ndarray],
+                mesh: Mesh | None = None) -> nnx.Module:
     """Instantiate the family's module abstractly and fill it with `params`.
 
     `params` is emptied on the way, so each host array can be freed as soon as its device
-    copy exists (peak memory ≈ one model, not two).
+    copy exists (peak memory ≈ one model, not two). `mesh`: each parameter goes straight
+    to its shards (`sharding.py`), so no device ever holds the whole model.
     """
     abstract = nnx.eval_shape(lambda: family.build(cfg, nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     arrays = {}
+    m = 1 if mesh is None else mesh.shape[sharding.MODEL]
     while params:
         key, value = params.popitem()
-        arrays[key] = jnp.asarray(value)
+        if mesh is None:
+            arrays[key] = jnp.asarray(value)
+        else:
+            spec = sharding.spec_for(key.split("."), value.shape, m)
+            arrays[key] = jax.device_put(value, NamedSharding(mesh, spec))
         del value
     pure = _nest(arrays)
     nnx.replace_by_pure_dict(state, pure)
@@ -372,7 +382,7 @@ def gguf_hf_config(name: str | None) -> Any | None:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_gguf(path: Path, name: str) -> LoadedModel:
+def _load_gguf(path: Path, name: str, mesh: Mesh | None = None) -> LoadedModel:
     from .converters.gguf import GGUFError, open_gguf
 
     try:
@@ -383,7 +393,7 @@ def _load_gguf(path: Path, name: str) -> LoadedModel:
     family = family_for(hf.model_type)
     cfg = family.read_config(hf)
     params, digest, hit = convert_gguf(gg, hf, family, cfg)
-    model = build_model(family, cfg, params)  # consumes params
+    model = build_model(family, cfg, params, mesh)  # consumes params
     try:
         tokenizer = gg.tokenizer(hf)
     except GGUFError as e:
@@ -393,19 +403,21 @@ def _load_gguf(path: Path, name: str) -> LoadedModel:
 
 
 @functools.lru_cache(maxsize=4)
-def _load(folder: Path, name: str) -> LoadedModel:
+def _load(folder: Path, name: str, mesh: Mesh | None = None) -> LoadedModel:
     hf = read_hf_config(folder)
     family = family_for(hf.model_type)
     cfg = family.read_config(hf)
     params, digest, hit = convert_folder(folder, family, cfg)
-    model = build_model(family, cfg, params)  # consumes params
+    model = build_model(family, cfg, params, mesh)  # consumes params
     return LoadedModel(name, folder, hf, family, cfg, model, load_tokenizer(folder), digest, hit)
 
 
-def load_model(name: str | None = None) -> LoadedModel:
-    """Resolve `name` and return the loaded model (cached per process)."""
+def load_model(name: str | None = None, mesh: Mesh | None = None) -> LoadedModel:
+    """Resolve `name` and return the loaded model (cached per process and mesh). `mesh`: a
+    ("data", "model") mesh the parameters are split over as they load (`sharding.py`)."""
     gguf = resolve_gguf(name)
     if gguf is not None:
-        return _load_gguf(gguf.resolve(), name)
+        return _load_gguf(gguf.resolve(), name, mesh)
     folder = resolve_folder(name).resolve()
-    return _load(folder, DEFAULT_MODEL if name is None or name in DEFAULT_ALIASES else name)
+    return _load(folder, DEFAULT_MODEL if name is None or name in DEFAULT_ALIASES else name,
+                 mesh)

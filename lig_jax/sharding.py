@@ -5,8 +5,10 @@ A mesh `D×M` spans the first D·M devices with the axes ("data", "model"):
 - **model** (tensor parallel): every `Dense` of a block is split Megatron-style — the
   ones that fan out into heads or the MLP's hidden units (`COLUMN`) along their output
   dimension, the ones that bring them back (`ROW`) along their input dimension — and the
-  token embedding table along its vocabulary. So with M > 1 no device holds a whole
-  block or the whole model. Norm scales, biases of `ROW` layers and everything else are
+  token embedding table along its vocabulary (along d where M does not divide the
+  vocabulary). So with M > 1 no device holds a whole block or the whole model; loading
+  with a mesh (`loading.load_model(name, mesh)`) puts every parameter straight onto its
+  shards. Norm scales, biases of `ROW` layers and everything else are
   replicated.
 - **data**: a chunk's targets (explain), or the batch's sentences (Experiment A).
 
@@ -59,8 +61,9 @@ def make_mesh(shape: tuple[int, int] | str, devices: Sequence[Any] | None = None
     return Mesh(np.asarray(devs[:d * m]).reshape(d, m), (DATA, MODEL))
 
 
-def _leaf_spec(path: tuple, shape: tuple[int, ...], m: int) -> P:
-    names = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
+def spec_for(names: Sequence[str], shape: tuple[int, ...], m: int) -> P:
+    """The PartitionSpec of one parameter, by its path names (e.g. ["layers", "0",
+    "attention", "self_attn", "query", "kernel"]) and shape, on a model axis of m."""
     names = [n for n in names if n != "value"]
     leaf, owner = names[-1], names[-2] if len(names) > 1 else ""
 
@@ -71,14 +74,19 @@ def _leaf_spec(path: tuple, shape: tuple[int, ...], m: int) -> P:
         spec[axis] = MODEL
         return P(*spec)
 
-    # (a leading axis, e.g. Experiment A's blocks stacked over layers, is never split)
+    # (a leading axis, e.g. blocks stacked over layers, is never split)
     if owner in COLUMN and leaf in ("kernel", "bias"):
         return split(len(shape) - 1)
     if owner in ROW and leaf == "kernel" and len(shape) >= 2:
         return split(len(shape) - 2)
-    if leaf in EMBEDDINGS and len(shape) == 2:
-        return split(0)
+    if leaf in EMBEDDINGS and len(shape) == 2:  # vocabularies are often odd: then along d
+        return split(0) if shape[0] % m == 0 else split(1)
     return P()
+
+
+def _leaf_spec(path: tuple, shape: tuple[int, ...], m: int) -> P:
+    names = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
+    return spec_for(names, shape, m)
 
 
 def state_specs(state: Any, mesh: Mesh) -> Any:

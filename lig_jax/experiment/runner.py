@@ -25,7 +25,6 @@ from ..engine import bucket_length
 from ..errors import LIGError
 from ..files import file_sha256
 from ..loading import LoadedModel, load_model
-from ..sharding import parse_mesh
 from ..version import __version__
 from .compute import SentenceComputer, Settings, local_mesh
 from .store import FORMAT_VERSION, Record, Store
@@ -127,8 +126,6 @@ def run_experiment(
                            "(give --coordinator HOST:PORT --num-processes N --process-id I "
                            "where no cluster is detected)") from None
     rank, count = jax.process_index(), jax.process_count()
-    if mesh is not None:
-        parse_mesh(mesh)
     corpus = read_corpus(data, fmt, skip_bad_lines=skip_bad_lines)
     if corpus.bad_lines:
         say(f"{corpus.path}: left out {corpus.skipped_sentences} sentences with "
@@ -142,7 +139,8 @@ def run_experiment(
     if not selected:
         raise LIGError(f"no sentence of {corpus.path} lies in {start}..{end} (the corpus has "
                        f"sentences 0..{last})")
-    lm = load_model(model)
+    mesh_obj = local_mesh(devices, mesh)
+    lm = load_model(model, mesh_obj)  # parameters straight to their shards
     manifest = {
         "format_version": FORMAT_VERSION, "lig_jax": __version__, "model": lm.name,
         "model_type": lm.model_type, "checkpoint_sha256": lm.checkpoint_hash,
@@ -161,7 +159,7 @@ def run_experiment(
     costs = {i: float(bucket_length(t.length, lm.config.max_tokens)) ** 2
              for i, t in items.items()}
     mine = deal(costs, count, rank)
-    computer = SentenceComputer(lm, settings, local_mesh(devices, mesh))
+    computer = SentenceComputer(lm, settings, mesh_obj)
     by_bucket: dict[int, list[int]] = {}
     for i in mine:
         by_bucket.setdefault(bucket_length(items[i].length, lm.config.max_tokens), []).append(i)

@@ -3,7 +3,7 @@
 Layers, low to high (a module belongs to the longest prefix listed; imports within one
 layer are allowed, cycles are not):
 
-    base        errors, version, files, ig, quadrature, sharding, platforms
+    base        errors, version, files, ig, quadrature, sharding, platforms, baselines
     models      models, converters, data, config, steps
     loading     loading, boundaries
     attribution attribution
@@ -29,7 +29,8 @@ ROOT = Path(lig_jax.__file__).resolve().parent
 CONVERTERS = ROOT.parent / "converters"  # installs as lig_jax.converters (pyproject.toml)
 LAYERS = (
     ("base", ("lig_jax.errors", "lig_jax.version", "lig_jax.files", "lig_jax.ig",
-              "lig_jax.quadrature", "lig_jax.sharding", "lig_jax.platforms")),
+              "lig_jax.quadrature", "lig_jax.sharding", "lig_jax.platforms",
+              "lig_jax.baselines")),
     ("models", ("lig_jax.models", "lig_jax.converters", "lig_jax.data", "lig_jax.config",
                 "lig_jax.steps")),
     ("loading", ("lig_jax.loading", "lig_jax.boundaries")),

@@ -225,6 +225,7 @@ def _same_records(a: Path, b: Path, atol: float, skip: tuple[str, ...] = ()) -> 
                                            atol=atol * scale, err_msg=f"sentence {i} {k}")
 
 
+@pytest.mark.slow
 def test_experiment_a_on_a_decoder(tiny_llama, tmp_path):
     """Experiment A runs on decoders too, through the same core as explain: every baseline's
     maps, causal (no source after its target), and the 24-pair comparison."""

@@ -139,7 +139,8 @@ def test_minilm_on_meshes_equals_one_device(minilm) -> None:
     assert {"z2z", "z2u", "u2z", "z2z_composed"} <= set(out["2x4"]["worst"])
 
 
-@pytest.mark.parametrize("meshes", ["2x3", pytest.param("4x1,1x3", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("meshes", ["2x3", "4x1,1x3"])
 def test_grouped_decoder_on_meshes_equals_one_device(tmp_path, meshes: str) -> None:
     """9 query heads, 3 key/value heads (SmolLM2's grouping): model axis 3."""
     from decoder_fixtures import save_tiny_decoder

@@ -69,6 +69,7 @@ def test_a_model_axis_splits_the_parameters(config_only) -> None:
     assert model["flops"] == pytest.approx(data["flops"], rel=1e-6)  # same job
 
 
+@pytest.mark.slow
 def test_experiment_plan(config_only) -> None:
     from lig_jax.plan import plan
 

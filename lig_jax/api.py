@@ -9,6 +9,7 @@ itself as the flow viewer in Jupyter.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import baselines, engine, report, results, sharding
+from . import baselines, engine, report, results, rows, sharding
 from .attribution import compose
 from .baselines import GRANULARITY_QUANTITY
 from .boundaries import boundaries_from_config
@@ -176,7 +177,8 @@ def _check_host_memory(lm: LoadedModel, s: int, layers: int, targets: int, heads
 
 def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
                     timings: dict[str, float], t0: float, as_lists: bool = False,
-                    mesh: jax.sharding.Mesh | None = None) -> results.Result:
+                    mesh: jax.sharding.Mesh | None = None, share: int = 1) -> results.Result:
+    # share: sentences running at once in this process's memory (host-memory devices)
     grans = granularity_list(cfg.granularity)
     ids, tokens = tokenize(lm, text)
     s = len(ids)
@@ -197,7 +199,7 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
     t = time.perf_counter()
     layers = engine.sentence_layers(
         lm, ids, layer_list, dtype=COMPUTE_DTYPES[cfg.dtype],
-        budget=memory_budget(cfg.memory_budget), mesh=mesh, bucket=cfg.bucket,
+        budget=memory_budget(cfg.memory_budget) // share, mesh=mesh, bucket=cfg.bucket,
         pad_targets=cfg.target_tokens is None, progress=say)
     timings["hidden_states_s"] = time.perf_counter() - t
     sb = layers.padded_length
@@ -294,6 +296,7 @@ def explain_batch(
     on_result: Callable[[int, dict[str, Any]], None] | None = None,
     skip_bad: bool = False,
     on_bad: Callable[[int, str], None] | None = None,
+    between: Callable[[], None] = lambda: None,
     **kwargs: Any,
 ) -> list[dict[str, Any] | None]:
     """`explain` for many sentences with one model load and shared compiled programs.
@@ -302,9 +305,12 @@ def explain_batch(
     longer than the model allows) raises `BadText` ("text K: …", K its 0-based position)
     unless `skip_bad`; then `on_bad(K, message)` is called and its slot of the returned
     list is None. Sentences are padded to length buckets, so each bucket compiles once (the
-    programs stay cached, whatever the order); they run and are returned in input order.
-    `on_result(i, result)` is called as soon as sentence i is done (to write it out before
-    the next one starts). Options as for `explain` (keywords, or `config`).
+    programs stay cached, whatever the order); they are returned in input order.
+    `on_result(i, result)` is called, in input order, as soon as sentence i and those
+    before it are done (to write it out), then `between()` (where a caller raises a stop;
+    the sentences already running still finish and reach `on_result`). With `mesh` "DxM"
+    the data axis deals sentences: D run at once, each on its own M devices. Options as
+    for `explain` (keywords, or `config`).
     """
     cfg = config or LIGConfig(**kwargs)
     validate(cfg)
@@ -324,17 +330,32 @@ def explain_batch(
                     on_bad(i, str(e))
         good = sum(n is not None for n in lengths)
         out: list[dict[str, Any] | None] = [None] * len(texts)
-        done = 0
-        for i, (text, n) in enumerate(zip(texts, lengths, strict=True)):
-            if n is None:
-                continue
-            done += 1
-            say(f"sentence {done}/{good} ({n} tokens)")
-            t0 = time.perf_counter()
-            out[i] = report.explanation(
-                _explain_loaded(lm, text, cfg, lambda _m: None, {}, t0, True, mesh))
-            if on_result is not None:
-                on_result(i, out[i])
+        todo = [i for i, n in enumerate(lengths) if n is not None]
+        # the data axis deals sentences: one worker per data row, each on its 1×M mesh
+        # (a single sentence keeps the whole mesh: its targets are dealt instead)
+        row_meshes = [mesh] if mesh is None or len(todo) == 1 else rows.data_rows(mesh)
+        workers = [(rows.model_on_row(lm, mesh, r) if r is not None else lm, r)
+                   for r in row_meshes]
+        share = len(workers) if jax.devices()[0].platform == "cpu" else 1
+        begun = itertools.count(1)
+
+        def work(worker: tuple[LoadedModel, Any], i: int) -> dict[str, Any]:
+            row_lm, row = worker
+            say(f"sentence {next(begun)}/{good} ({lengths[i]} tokens)")
+            return report.explanation(_explain_loaded(
+                row_lm, texts[i], cfg, lambda _m: None, {}, time.perf_counter(), True,
+                row, share))
+
+        flushed = [0]  # results go out in input order
+
+        def keep(i: int, result: dict[str, Any]) -> None:
+            out[i] = result
+            while flushed[0] < len(todo) and out[todo[flushed[0]]] is not None:
+                if on_result is not None:
+                    on_result(todo[flushed[0]], out[todo[flushed[0]]])
+                flushed[0] += 1
+
+        rows.over_rows(workers, todo, work, keep, between)
     return out
 
 

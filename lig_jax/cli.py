@@ -90,7 +90,8 @@ EXPLAIN_OPTIONS = (
     ("memory_budget", str | None, None, "Memory one chunk of the computation may use, e.g. "
      "4GB or 512MB (default: 40% of the free memory)."),
     ("mesh", str | None, None, "DxM: a (data, model) mesh of the first D·M devices — "
-     "each block split over M (tensor parallel), targets over D; same numbers."),
+     "each block split over M (tensor parallel), a sentence's targets over D "
+     "(explain-batch: the sentences); same numbers."),
 )
 
 
@@ -208,11 +209,10 @@ def explain_batch_cmd(
             def write(k: int, result: dict) -> None:
                 writer.add(todo[k], result)
                 written[0] += 1
-                check()
 
             if todo:
                 explain_batch([lines[i] for i in todo], progress=progress, on_result=write,
-                              skip_bad=skip_bad_lines, on_bad=bad, **options)
+                              between=check, skip_bad=skip_bad_lines, on_bad=bad, **options)
     except BadText as e:
         fail(f"line {todo[e.index] + 1}: {e.reason}; nothing was computed")
     except LIGError as e:

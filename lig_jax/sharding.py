@@ -10,7 +10,8 @@ A mesh `D×M` spans the first D·M devices with the axes ("data", "model"):
   with a mesh (`loading.load_model(name, mesh)`) puts every parameter straight onto its
   shards. Norm scales, biases of `ROW` layers and everything else are
   replicated.
-- **data**: a chunk's targets (explain), or the batch's sentences (Experiment A).
+- **data**: a single sentence's targets (explain), or the sentences themselves
+  (explain-batch, Experiment A: each row of M devices takes whole sentences; `rows.py`).
 
 The compiled programs are the same `jax.jit` programs as on one device: their inputs
 carry `NamedSharding`s and XLA's SPMD partitioner splits the work, so the numbers do not

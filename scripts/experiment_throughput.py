@@ -130,10 +130,10 @@ def sentence_seconds(lm, length: int, steps: int, best_of) -> float:
     """Wall time of the experiment's computation for one sentence (compiled, best of 3)."""
     from bench import sentence
 
-    from lig_jax.experiment.compute import SentenceComputer, Settings, local_mesh
+    from lig_jax.experiment.compute import SentenceComputer, Settings
 
     ids = lm.tokenizer(sentence(lm.tokenizer, length))["input_ids"]
-    computer = SentenceComputer(lm, Settings(steps=steps), local_mesh())
+    computer = SentenceComputer(lm, Settings(steps=steps), None)  # one device
     computer.run(ids)  # compile
     t0 = time.perf_counter()
     computer.run(ids)

@@ -264,11 +264,13 @@ def test_kill_and_resume_gives_the_uninterrupted_records(uninterrupted, tiny_ber
     assert not list((out / "records").glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("mesh", [None, pytest.param("2x4", marks=pytest.mark.slow),
+@pytest.mark.parametrize("mesh", ["2x1", pytest.param(None, marks=pytest.mark.slow),
+                                  pytest.param("2x4", marks=pytest.mark.slow),
                                   pytest.param("1x4", marks=pytest.mark.slow)])
 def test_eight_simulated_devices_equal_one(uninterrupted, tiny_bert, tmp_path, mesh):
-    """8 CPU devices: all of them on the data axis (the default), or a (data, model) mesh
-    with each block split over 4 of them (tiny BERT: 4 heads, MLP 96)."""
+    """8 CPU devices: sentences dealt over the data rows — two of them, all eight (the
+    default) — or a (data, model) mesh with each block split over 4 devices (tiny BERT: 4
+    heads, MLP 96)."""
     out = tmp_path / "eight"
     flags = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8")
     proc = _cli(out, tiny_bert, *(["--mesh", mesh] if mesh else []),
@@ -282,7 +284,7 @@ def test_eight_simulated_devices_equal_one(uninterrupted, tiny_bert, tmp_path, m
     # of each run's own (agreeing) raw maps instead.
     # With the model axis, the head and MLP sums are split over devices as well (summed
     # in another order again): 1e-5 of the scale, as for explain on a mesh.
-    _same_records(uninterrupted, out, atol=1e-6 if mesh is None else 1e-5,
+    _same_records(uninterrupted, out, atol=1e-6 if mesh in (None, "2x1") else 1e-5,
                   skip=("z2z/itb_zero_ratio",))
     for folder in (uninterrupted, out):
         store = Store(folder)
@@ -304,22 +306,56 @@ def test_run_errors_are_one_line(tiny_bert, tmp_path):
     assert missing.returncode == 2 and "not an experiment run folder" in missing.stderr
 
 
-def test_two_processes_share_the_run(uninterrupted, tiny_bert, tmp_path):
+def _two_processes(out: Path, model: Path, *extra: str,
+                   env: dict | None = None) -> tuple[list[int], list[str]]:
     """Multi-host through jax.distributed on this machine: two CPU processes, one store."""
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    out = tmp_path / "two"
-    procs = [_cli(out, tiny_bert, "--multi-host", "--coordinator", f"127.0.0.1:{port}",
-                  "--num-processes", "2", "--process-id", str(i), wait=False)
+    procs = [_cli(out, model, "--multi-host", "--coordinator", f"127.0.0.1:{port}",
+                  "--num-processes", "2", "--process-id", str(i), *extra, env=env,
+                  wait=False)
              for i in range(2)]
     logs = [p.communicate(timeout=600)[1].decode() for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], logs
+    return [p.returncode for p in procs], logs
+
+
+def test_two_processes_share_the_run(uninterrupted, tiny_bert, tmp_path):
+    out = tmp_path / "two"
+    codes, logs = _two_processes(out, tiny_bert)
+    assert codes == [0, 0], logs
     shares = [int(log.split(" sentences computed")[0].split()[-1]) for log in logs]
     assert sum(shares) == int(END) + 1 and min(shares) > 0
     _same_records(uninterrupted, out, atol=1e-6, skip=("z2z/itb_zero_ratio",))
+
+
+def _two_devices_each() -> dict:
+    return {"XLA_FLAGS": (os.environ.get("XLA_FLAGS", "")
+                          + " --xla_force_host_platform_device_count=2").strip()}
+
+
+@pytest.mark.slow
+def test_a_mesh_spans_every_hosts_devices(uninterrupted, tiny_bert, tmp_path):
+    """Two processes × 2 CPU devices: `--mesh 2x2` is one mesh over all four, a row of 2
+    (one model group) in each process; the union of the records equals the 1-device run."""
+    out = tmp_path / "spans"
+    codes, logs = _two_processes(out, tiny_bert, "--mesh", "2x2", env=_two_devices_each())
+    assert codes == [0, 0], logs
+    shares = [int(log.split(" sentences computed")[0].split()[-1]) for log in logs]
+    assert sum(shares) == int(END) + 1 and min(shares) > 0
+    _same_records(uninterrupted, out, atol=1e-5, skip=("z2z/itb_zero_ratio",))
+
+
+def test_a_model_group_across_processes_is_refused(tiny_bert, tmp_path):
+    codes, logs = _two_processes(tmp_path / "across", tiny_bert, "--mesh", "1x4",
+                                 env=_two_devices_each())
+    assert codes == [2, 2], logs
+    for log in logs:
+        assert log.startswith("error: mesh 1x4: a model group of 4 devices would span "
+                              "processes [0, 1]; choose M dividing each host's 2 devices"), log
+        assert len(log.strip().splitlines()) == 1, log
 
 
 def test_a_record_opens_as_an_explain_result(uninterrupted, tiny_bert):

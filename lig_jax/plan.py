@@ -31,10 +31,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from . import baselines, sharding
+from . import baselines, rows, sharding
 from .attribution import itb
 from .attribution import run as runner
 from .attribution.integrand import Dims, traced, zero_acc
@@ -161,6 +161,11 @@ def _per_chip_bytes(state: Any, mesh: Any, itemsize: int) -> int:
     spec_leaves = jax.tree.leaves(specs, is_leaf=lambda x: isinstance(x, P))
     return sum(math.prod(a.shape) * itemsize // (m if any(spec) else 1)
                for a, spec in zip(leaves, spec_leaves, strict=True))
+
+
+def _nbytes(x: Any) -> int:
+    """Bytes of a whole array (or `ShapeDtypeStruct`)."""
+    return math.prod(x.shape) * jnp.dtype(x.dtype).itemsize
 
 
 def _flops(fn: Any, *args: Any) -> float:
@@ -322,7 +327,7 @@ def _plan_on(am: Abstract, mesh: Any, seq: int, granularity: Sequence[str], task
     cdt = COMPUTE_DTYPE_NAMES[dtype]
     d, m = mesh.shape[sharding.DATA], mesh.shape[sharding.MODEL]
     if task == "experiment":  # each row of M devices takes whole sentences
-        mesh = Mesh(mesh.devices[:1], (sharding.DATA, sharding.MODEL))
+        mesh = rows.data_rows(mesh)[0]
     _, whole = nnx.split(am.model)
     resident = _per_chip_bytes(whole, mesh, itemsize)
     num_layers = len(am.model.layers)
@@ -372,9 +377,8 @@ def _plan_on(am: Abstract, mesh: Any, seq: int, granularity: Sequence[str], task
         mem = _memory(compiled)
         # the inputs besides the (resident, already counted) block parameters, per chip;
         # not `argument` minus the block, since jit drops parameters a program never reads
-        inputs = sum(math.prod(s.shape) * jnp.dtype(s.dtype).itemsize // n for s, n in
-                     [*((x, 1) for x in jax.tree.leaves((lay, hs, alphas, weights))),
-                      (tgt, mesh.shape[sharding.DATA])])
+        inputs = (sum(_nbytes(x) for x in jax.tree.leaves((lay, hs, alphas, weights)))
+                  + _nbytes(tgt) // mesh.shape[sharding.DATA])  # replicated; targets dealt
         program = inputs + mem["output"] + mem["temp"] - mem["alias"]
         peak_program = max(peak_program, program)
         host_state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, cdt), st)

@@ -264,6 +264,8 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
                 np.transpose(att[0][pos], (1, 2, 0)),
                 compose.head_slices(mlp.arrays[0][pos], n_heads))
         result.layers[l] = arrays
+    result.meta["completeness"] = results.completeness_summary(result.layers, targets, heads,
+                                                               cfg.auto_tol)
     timings["total_s"] = time.perf_counter() - t0
     return result
 

@@ -20,13 +20,20 @@ import typer
 
 from .baselines import DEFAULTS as DEFAULT_BASELINES
 from .baselines import names as baseline_names
-from .cli_common import ctrl_c_between_records, destination, fail, interrupted, reflow_help
+from .batchfile import BatchWriter, resume_state, span
+from .cli_common import (
+    ctrl_c_between_records,
+    destination,
+    fail,
+    interrupted,
+    reflow_help,
+    report_completeness,
+)
 from .cli_common import progress as progress_printer
 from .config import BASELINES_ATT, BASELINES_LAYER, BASELINES_MLP, DEFAULT_MODEL
 from .errors import BadText, LIGError
 from .files import enable_compilation_cache, write_text
 from .quadrature import RULE_CHOICES
-from .report import BatchWriter, finished_indices
 
 app = typer.Typer(
     add_completion=False,
@@ -127,6 +134,12 @@ def _api_options(given: dict) -> dict:
     return out
 
 
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="Exit with status 3 when a column's relative completeness error is "
+    "above --auto-tol (columns whose scalar change is below 1e-3 of the layer's largest "
+    "are not counted); the result is written first.")]
+
+
 @app.command()
 @_explain_options
 def explain(
@@ -135,10 +148,17 @@ def explain(
                                                 "here instead of stdout: .json, or .npz "
                                                 "for arrays (long inputs).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    strict: StrictOpt = False,
     *,
     options: dict,
 ) -> None:
-    """Compute LIG for TEXT and print the reference's JSON schema (or write it, -o)."""
+    """Compute LIG for TEXT and print the reference's JSON schema (or write it, -o).
+
+    Then one stderr line per quantity gives the IG convergence delta: the worst relative
+    completeness error |Σ attributions − Δf| / |Δf| over the columns whose scalar change
+    is at least 1e-3 of the layer's largest, how many exceed --auto-tol, and how many
+    columns --steps auto left unconverged (the JSON's and .npz's `completeness`).
+    """
     from .api import explain as run_explain
     from .api import explain_arrays
     from .results import save_npz
@@ -148,15 +168,20 @@ def explain(
     progress, start = progress_printer(quiet)
     try:
         if output is not None and output.suffix.lower() == ".npz":
-            save_npz(explain_arrays(text, progress=progress, **options), output)
+            arrays = explain_arrays(text, progress=progress, **options)
+            save_npz(arrays, output)
+            summary = arrays.meta["completeness"]
         else:
-            _write_json(run_explain(text, progress=progress, **options), output)
+            result = run_explain(text, progress=progress, **options)
+            _write_json(result, output)
+            summary = result["completeness"]
     except LIGError as e:
         fail(str(e))
     except KeyboardInterrupt:
         interrupted("nothing was written")
     wrote = f", wrote {output}" if output else ""
     progress(f"done in {time.perf_counter() - start:.1f}s{wrote}")
+    report_completeness(summary, quiet, strict)
 
 
 @app.command("explain-batch")
@@ -169,16 +194,23 @@ def explain_batch_cmd(
     skip_bad_lines: Annotated[bool, typer.Option(
         "--skip-bad-lines", help="Leave out lines that cannot be explained (empty, too "
         "long), counted, instead of stopping before any work.")] = False,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="Delete the results already in --output (and their settings "
+        "file) and start over.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    strict: StrictOpt = False,
     *,
     options: dict,
 ) -> None:
     """Explain every line of a file (all `explain` options apply); each finished sentence is
     on disk before the next starts.
 
-    Every line is checked first: by default a bad line (`line N: …`) stops the run before
-    anything is computed. Re-running with the same output file skips the sentences it
-    already holds (a torn last line from a crash is dropped and redone).
+    Every line is checked first: by default a bad line (`line N: …`, counted from 1) stops
+    the run before anything is computed. Re-running with the same output file resumes: it
+    skips the sentences it already holds (a torn last line from a crash is dropped and
+    redone) and computes lines appended to the file since. The settings and a digest of
+    every line are kept beside the results (OUTPUT.settings.json): a rerun with other
+    settings, or after a line with a result was edited, is refused (--restart starts over).
     """
     from .api import explain_batch
 
@@ -190,9 +222,11 @@ def explain_batch_cmd(
     if not lines:
         fail(f"{texts} is empty: give one sentence per line")
     try:
-        done = finished_indices(output)
+        state = resume_state(output, _batch_settings(options), lines, restart=restart,
+                             source=str(texts))
     except LIGError as e:
         fail(str(e))
+    done = state.done
     todo = [i for i in range(len(lines)) if i not in done]
     enable_compilation_cache()
     progress, _ = progress_printer(quiet)
@@ -200,34 +234,62 @@ def explain_batch_cmd(
 
     def bad(k: int, message: str) -> None:
         skipped.append(todo[k] + 1)
-        progress(f"line {todo[k] + 1}: {message} (left out)")
+        progress(f"line {todo[k] + 1} (index {todo[k]}): {message} (left out)")
 
     progress(f"{len(done)} already in {output}, {len(todo)} to do")
     written = [0]
+    summaries: dict[int, dict] = {}
     try:
-        with ctrl_c_between_records() as check, BatchWriter(output) as writer:
+        with ctrl_c_between_records() as check, BatchWriter(output, state.settings) as writer:
             def write(k: int, result: dict) -> None:
                 writer.add(todo[k], result)
+                summaries[todo[k]] = result["completeness"]
                 written[0] += 1
 
             if todo:
                 explain_batch([lines[i] for i in todo], progress=progress, on_result=write,
                               between=check, skip_bad=skip_bad_lines, on_bad=bad, **options)
     except BadText as e:
-        fail(f"line {todo[e.index] + 1}: {e.reason}; nothing was computed")
+        fail(f"line {todo[e.index] + 1} (index {todo[e.index]}): {e.reason}; nothing was "
+             "computed")
     except LIGError as e:
         fail(str(e) + ("" if written[0] else "; nothing was computed"))
     except KeyboardInterrupt:
         interrupted(f"{len(done) + written[0]} of {len(lines)} sentences are in {output}; "
                      "run the same command again to resume")
     n = len(skipped)
-    left = f"; left out {n} bad line{'s' * (n != 1)} ({_span(skipped)})" if n else ""
+    left = f"; left out {n} bad line{'s' * (n != 1)} ({span(skipped)})" if n else ""
     progress(f"done: {len(done) + written[0]} of {len(lines)} lines in {output}{left}")
+    if summaries:
+        from .results import merge_summaries
+
+        report_completeness(merge_summaries(summaries), quiet, strict)
 
 
-def _span(lines: list[int], most: int = 10) -> str:
-    shown = ", ".join(str(n) for n in lines[:most])
-    return shown + (f", … {len(lines) - most} more" if len(lines) > most else "")
+# Options that do not change the numbers (where and in what memory they are computed).
+_PLACEMENT = ("device", "memory_budget", "mesh")
+
+
+def _batch_settings(options: dict) -> dict:
+    """The explain options that fix a batch's numbers, by flag (`--steps`: 32, …), with the
+    model's aliases of the default model written one way."""
+    from .loading import DEFAULT_ALIASES
+
+    out: dict = {}
+    for key, value in options.items():
+        if key in _PLACEMENT:
+            continue
+        if key == "num_steps":
+            out["--steps"] = value
+        elif key == "include_residual_connection":
+            out["--no-residual"] = not value
+        elif key == "model":
+            out["--model"] = (DEFAULT_MODEL if value in DEFAULT_ALIASES
+                              else str(Path(value).resolve()) if Path(value).exists()
+                              else value)
+        else:
+            out["--" + key.replace("_", "-")] = value
+    return out
 
 
 @app.command()
@@ -343,7 +405,7 @@ def _load_view_source(source: Path, sentence: int | None, index: int | None,
                       baseline_layer: str, baseline_att: str, baseline_mlp: str) -> dict:
     """A result file (.json, .npz), one record of an explain-batch .jsonl (`index`), or one
     sentence of an experiment run folder (`sentence`)."""
-    from .report import load_batch
+    from .batchfile import load_batch
     from .view.records import record_result
     from .view.result import load_result
 

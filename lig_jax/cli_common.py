@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -89,6 +90,55 @@ def progress(quiet: bool) -> tuple[Callable[[str], None], float]:
             typer.echo(f"[{time.perf_counter() - start:6.1f}s] {msg}", err=True)
 
     return say, start
+
+
+QUANTITY_NAMES = {"z2z": "z→z", "z2u": "z→u", "u2z": "u→z"}
+
+
+def _where(at: dict[str, int]) -> str:
+    parts = []
+    if "index" in at:
+        parts.append(f"line {at['index'] + 1} (index {at['index']})")
+    parts += [f"{k} {at[k]}" for k in ("layer", "target", "head") if k in at]
+    return ", ".join(parts)
+
+
+def completeness_lines(summary: dict[str, Any]) -> tuple[list[str], bool]:
+    """One line per quantity of a `results.completeness_summary` (the IG convergence
+    delta: Σ attributions against the scalar's change), and whether any counted column
+    is above the tolerance or any column unconverged."""
+    tol, floor = summary["tolerance"], summary["relevant_change"]
+    lines, bad = [], False
+    for q, name in QUANTITY_NAMES.items():
+        c = summary.get(q)
+        if c is None:
+            continue
+        worst = c["worst_relative_error"]
+        text = (f"completeness {name}: worst relative error {worst:.3g} ({_where(c['worst_at'])})"
+                if worst is not None else f"completeness {name}: no column to judge")
+        text += f"; {c['above_tolerance']} of {c['counted']} columns above --auto-tol {tol:g}"
+        if c["counted"] < c["columns"]:
+            text += (f" ({c['columns'] - c['counted']} more with |Δf| < {floor:g} of the "
+                     "layer's largest, not counted)")
+        if c["unconverged"]:
+            text += f"; {c['unconverged']} not converged at --max-steps"
+        lines.append(text)
+        bad = bad or c["above_tolerance"] > 0 or bool(c["unconverged"])
+    return lines, bad
+
+
+def report_completeness(summary: dict[str, Any], quiet: bool, strict: bool) -> None:
+    """Print the completeness lines on stderr (under -q only when something is off);
+    `strict`: exit status 3 when a counted column is above the tolerance."""
+    lines, bad = completeness_lines(summary)
+    if bad or not quiet:
+        for line in lines:
+            typer.echo(line, err=True)
+    above = sum(summary[q]["above_tolerance"] for q in QUANTITY_NAMES if q in summary)
+    if strict and above:
+        typer.echo(f"strict: {above} column{'s' * (above != 1)} above --auto-tol "
+                   f"{summary['tolerance']:g} (the result is written); exit 3", err=True)
+        raise typer.Exit(3)
 
 
 def reflow_help(app: typer.Typer) -> None:

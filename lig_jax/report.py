@@ -1,17 +1,16 @@
 """A `Result` (arrays) → the reference's JSON schema (docs/spec.md §9), plus our extras.
 
 Orientation everywhere: `matrix[i][j]` = source i → target j. Extra keys beyond the
-reference's: `rule`, `completeness` blocks, `z2z_composed`, `quadrature`, `timings`,
-`versions`. With `lists=False` matrices and contribution vectors stay numpy arrays (the
-schema for reading large .npz results without building Python lists). `load` reads any
-result file (.json, .npz) into the schema; explain-batch's JSON Lines files are written by
-`BatchWriter` and read by `finished_indices` and `load_batch`.
+reference's: `rule`, `completeness` blocks, `z2z_composed`, the top-level `completeness`
+summary (`results.completeness_summary`), `quadrature`, `timings`, `versions`. With
+`lists=False` matrices and contribution vectors stay numpy arrays (the schema for reading
+large .npz results without building Python lists). `load` reads any result file (.json,
+.npz) into the schema (explain-batch's JSON Lines files: `batchfile`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ DESC_U2Z_DECODER = "MLP IG (u -> z), post-attn u to z^(l+1), L2-scalarized"
 DECODER_LAYOUTS = ("pre_ln_decoder", "pre_post_ln_decoder")
 DESC_COMPOSED = "Composed z -> z: sum over heads of ATT IG (z -> u) x MLP IG (u -> z) slice"
 META_KEYS = ("config", "boundaries")
-TAIL_KEYS = ("quadrature", "timings", "versions")
+TAIL_KEYS = ("completeness", "quadrature", "timings", "versions")
 
 
 def floats(a: np.ndarray) -> list:
@@ -185,82 +184,3 @@ def load(source: str | Path | dict[str, Any], lists: bool = False) -> dict[str, 
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise LIGError(f"{source} is not a JSON file ({type(e).__name__}: "
                        f"{str(e).splitlines()[0]})") from None
-
-
-# ----------------------------------------------------------- explain-batch's JSON Lines
-
-def batch_line(index: int, result: dict[str, Any]) -> str:
-    """One record of an explain-batch file: {"index": i (0-based input line), "result"}."""
-    return json.dumps({"index": index, "result": result}, ensure_ascii=False) + "\n"
-
-
-class BatchWriter:
-    """Appends records to an explain-batch file, each flushed to disk before `add`
-    returns; the file is opened at the first record (a run that fails before computing
-    anything leaves no file behind)."""
-
-    def __init__(self, path: Path):
-        self.path, self._fh = path, None
-
-    def add(self, index: int, result: dict[str, Any]) -> None:
-        try:
-            if self._fh is None:
-                self._fh = self.path.open("a", encoding="utf-8")
-            self._fh.write(batch_line(index, result))
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-        except OSError as e:
-            raise LIGError(f"cannot write {self.path}: {e.strerror or e}") from None
-
-    def __enter__(self) -> BatchWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fh is not None:
-            self._fh.close()
-
-
-def _batch_records(path: Path, data: bytes):
-    """(line number, index, record) of every complete line."""
-    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-        try:
-            record = json.loads(line)
-            yield n, int(record["index"]), record
-        except (ValueError, KeyError, TypeError):
-            raise LIGError(f"{path} line {n} is not a lig-jax explain-batch record "
-                           '({"index": i, "result": …})') from None
-
-
-def finished_indices(path: Path) -> set[int]:
-    """Indices already in an explain-batch file; a torn last line (a crash mid-write) is
-    cut off so the rerun appends whole lines."""
-    if not path.exists():
-        return set()
-    try:
-        data = path.read_bytes()
-        keep = data[: data.rfind(b"\n") + 1]  # everything up to the last complete line
-        if len(keep) != len(data):
-            path.write_bytes(keep)
-    except OSError as e:
-        raise LIGError(f"cannot read {path}: {e.strerror or e}") from None
-    return {index for _, index, _ in _batch_records(path, keep)}
-
-
-def load_batch(path: str | Path, index: int) -> dict[str, Any]:
-    """The result of input line `index` (0-based) of an explain-batch file."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise LIGError(f"result file not found: {path}") from None
-    except OSError as e:
-        raise LIGError(f"cannot read {path}: {e.strerror or e}") from None
-    have = []
-    for _, i, record in _batch_records(path, data[: data.rfind(b"\n") + 1]):
-        if i == index:
-            if not isinstance(record.get("result"), dict):
-                raise LIGError(f"{path}: the record of index {index} holds no result")
-            return record["result"]
-        have.append(i)
-    span = f"{min(have)}..{max(have)} ({len(have)} records)" if have else "no records"
-    raise LIGError(f"{path} has no result with index {index}; it holds {span}")

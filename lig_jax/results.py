@@ -64,6 +64,83 @@ def completeness(prefix: str, sums: np.ndarray, change: np.ndarray, weight_sum: 
     return out
 
 
+# A column counts toward the completeness verdict when its scalar change |f(x) − f(x′)| is
+# at least this share of the largest change of its quantity in its layer: a relative error
+# of a near-zero change is rounding (one head reads 645 where Δf = 2.7e-5).
+RELEVANT_CHANGE = 1e-3
+SUMMARY_QUANTITIES = ("z2z", "z2u", "u2z")
+
+
+def completeness_summary(layers: dict[int, dict[str, np.ndarray]], targets: list[int],
+                         heads: list[int], tol: float) -> dict[str, Any]:
+    """The IG convergence delta of a whole result, per quantity: how many columns (one IG
+    problem each: a target, or a (target, head) pair), how many count (|Δf| ≥
+    `RELEVANT_CHANGE` × the layer's largest), the worst relative completeness error among
+    those and where, how many exceed `tol`, and how many an auto step plan left
+    unconverged (None for a fixed step count)."""
+    out: dict[str, Any] = {"tolerance": tol, "relevant_change": RELEVANT_CHANGE}
+    for q in SUMMARY_QUANTITIES:
+        head = f"{q}_completeness/"
+        per = {l: a for l, a in layers.items() if head + "relative_error" in a}
+        if not per:
+            continue
+        columns = counted = above = 0
+        unconverged: int | None = None
+        worst: tuple[float, dict[str, int]] | None = None
+        for l, a in per.items():
+            err = np.asarray(a[head + "relative_error"], np.float64)
+            change = np.abs(np.asarray(a[head + "scalar_change"], np.float64))
+            largest = float(change.max()) if change.size else 0.0
+            keep = (change >= RELEVANT_CHANGE * largest) & (change > 0)
+            columns += err.size
+            counted += int(keep.sum())
+            above += int((keep & ~(err <= tol)).sum())
+            if head + "converged" in a:
+                unconverged = (unconverged or 0) + int((~a[head + "converged"]).sum())
+            if keep.any():
+                masked = np.where(keep, np.nan_to_num(err, nan=np.inf), -1.0)
+                at = np.unravel_index(int(np.argmax(masked)), err.shape)
+                if worst is None or masked[at] > worst[0]:
+                    where = {"layer": int(l)}
+                    if q == "z2z":  # columns are targets (every token)
+                        where["target"] = int(at[0])
+                    else:
+                        where["target"] = int(targets[at[0]])
+                        if q == "z2u":
+                            where["head"] = int(heads[at[1]])
+                    worst = (float(masked[at]), where)
+        worst_err = None if worst is None or not np.isfinite(worst[0]) else worst[0]
+        out[q] = {"columns": columns, "counted": counted,
+                  "worst_relative_error": worst_err,
+                  "worst_at": None if worst is None else worst[1],
+                  "above_tolerance": above, "unconverged": unconverged}
+    return out
+
+
+def merge_summaries(summaries: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """One `completeness_summary` over many sentences (index → summary): counts added, the
+    worst column kept with its sentence's index in `worst_at`."""
+    out: dict[str, Any] = {}
+    for index, summary in summaries.items():
+        for key, value in summary.items():
+            if key not in SUMMARY_QUANTITIES:
+                out.setdefault(key, value)
+                continue
+            have = out.setdefault(key, {"columns": 0, "counted": 0, "worst_relative_error": None,
+                                        "worst_at": None, "above_tolerance": 0,
+                                        "unconverged": None})
+            for k in ("columns", "counted", "above_tolerance"):
+                have[k] += value[k]
+            if value["unconverged"] is not None:
+                have["unconverged"] = (have["unconverged"] or 0) + value["unconverged"]
+            err = value["worst_relative_error"]
+            if err is not None and (have["worst_relative_error"] is None
+                                    or err > have["worst_relative_error"]):
+                have["worst_relative_error"] = err
+                have["worst_at"] = {"index": index, **value["worst_at"]}
+    return out
+
+
 def save_npz(result: Result, path: str | Path) -> Path:
     """Write `result` to `path` atomically (`files.write_atomic`); LIGError if it cannot."""
     arrays = {f"layers/{l}/{k}": v for l, entries in result.layers.items()

@@ -110,6 +110,68 @@ def test_explain_batch_writes_in_file_order_and_resumes(tiny_bert, tmp_path) -> 
             "matrix"]
 
 
+@pytest.mark.parametrize("change,needle", [
+    (["--steps", "3"], "--steps 2 there, 3 now"),
+    (["--layers", "1"], "--layers 0 there, 1 now"),
+    (["--model", "bert-base-uncased"], "--model "),
+    (["--baseline-layer", "zero"], "--baseline-layer self_input_token there, zero now"),
+])
+def test_explain_batch_refuses_to_resume_with_other_settings(batch_run, change, needle):
+    """A rerun into the same results with settings that change the numbers: one line naming
+    the flag, exit 2, the file untouched."""
+    src, out, args = batch_run
+    before = out.read_bytes()
+    res = runner.invoke(app, [*args, *change])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()]
+    assert res.stderr.startswith("error: ") and "other settings" in res.stderr
+    assert needle in res.stderr and "--restart" in res.stderr
+    assert out.read_bytes() == before
+
+
+@pytest.fixture
+def batch_run(tiny_bert, tmp_path):
+    """Two sentences explained into out.jsonl: (input file, results, the arguments)."""
+    src = tmp_path / "in.txt"
+    src.write_text("The cat sat.\nA dog barked.\n")
+    out = tmp_path / "out.jsonl"
+    args = ["explain-batch", str(src), "-o", str(out), "--model", str(tiny_bert), "--steps",
+            "2", "--layers", "0", "--granularity", "layer", "-q"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    return src, out, args
+
+
+def test_explain_batch_resume_checks_the_lines(batch_run) -> None:
+    """An edited line that has a result is refused (named by line and index); appended lines
+    are computed alone; --restart starts over; a results file without its settings file
+    (an older lig-jax) is refused rather than resumed blindly."""
+    src, out, args = batch_run
+    first = out.read_text().splitlines()
+    src.write_text("The cat sat.\nA dog barked twice.\n")
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, res.output
+    assert "line 2 (index 1) differs" in res.stderr and "--restart" in res.stderr
+    src.write_text("The cat sat.\nA dog barked.\nHi.\n")
+    res = runner.invoke(app, [*args[:-1]])
+    assert res.exit_code == 0, res.output
+    assert "2 already in" in res.stderr and "1 to do" in res.stderr
+    lines = out.read_text().splitlines()
+    assert lines[:2] == first and json.loads(lines[2])["index"] == 2
+    res = runner.invoke(app, [*args, "--restart", "--steps", "3"])
+    assert res.exit_code == 0, res.output
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["index"] for r in records] == [0, 1, 2]
+    assert all(r["result"]["config"]["num_steps"] == 3 for r in records)
+    src.write_text("The cat sat.\n")
+    res = runner.invoke(app, [*args, "--steps", "3"])
+    assert res.exit_code == 2 and "holds results for indices 1, 2" in res.stderr, res.output
+    assert "has 1 line now" in res.stderr
+    (out.parent / (out.name + ".settings.json")).unlink()
+    res = runner.invoke(app, [*args, "--steps", "3"])
+    assert res.exit_code == 2 and "not the settings they were computed with" in res.stderr
+
+
 def test_explain_batch_names_a_bad_line_before_computing(tiny_bert, tmp_path) -> None:
     """Empty and over-long lines: `line N: …` and exit 2 before any sentence is computed
     (no output file); --skip-bad-lines computes the rest and counts what it left out."""
@@ -121,7 +183,8 @@ def test_explain_batch_names_a_bad_line_before_computing(tiny_bert, tmp_path) ->
     res = runner.invoke(app, [*base, "-q"])
     assert res.exit_code == 2, res.output
     assert res.stderr.strip().splitlines() == [res.stderr.strip()]
-    assert res.stderr.startswith("error: line 2: text is ") and "tokens long" in res.stderr
+    assert res.stderr.startswith("error: line 2 (index 1): text is ")
+    assert "tokens long" in res.stderr
     assert "nothing was computed" in res.stderr and not out.exists()
     res = runner.invoke(app, [*base, "--skip-bad-lines"])
     assert res.exit_code == 0, res.output
@@ -233,3 +296,29 @@ def test_ctrl_c_says_what_is_on_disk_and_the_rerun_resumes(tiny_bert, tmp_path) 
     res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr
     assert [json.loads(x)["index"] for x in out.read_text().splitlines()] == list(range(n))
+
+
+def test_completeness_is_on_the_screen_and_strict_exits_3(tiny_bert, tmp_path) -> None:
+    """After an explain, one stderr line per quantity with the worst relative completeness
+    error; columns --steps auto leaves unconverged are counted there (even under -q);
+    --strict exits 3 once the result is written; the JSON carries the same summary."""
+    out = tmp_path / "r.json"
+    base = ["explain", "The cat sat.", "--model", str(tiny_bert), "--layers", "0",
+            "--target-tokens", "1,2", "-o", str(out)]
+    res = runner.invoke(app, [*base, "--steps", "8"])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("completeness ")]
+    assert [ln.split(":")[0] for ln in lines] == ["completeness z→z", "completeness z→u",
+                                                  "completeness u→z"]
+    summary = json.loads(out.read_text())["completeness"]
+    assert f"{summary['z2z']['worst_relative_error']:.3g}" in lines[0]
+    assert summary["z2u"]["columns"] == 2 * 4 and summary["u2z"]["columns"] == 2
+    strict = [*base, "--steps", "auto", "--max-steps", "16", "--auto-tol", "1e-9", "-q",
+              "--strict"]
+    res = runner.invoke(app, strict)
+    assert res.exit_code == 3, res.output
+    assert "not converged at --max-steps" in res.stderr and "strict: " in res.stderr
+    summary = json.loads(out.read_text())["completeness"]
+    assert summary["z2z"]["unconverged"] > 0 and summary["tolerance"] == 1e-9
+    res = runner.invoke(app, [*base, "--steps", "64", "-q", "--strict", "--auto-tol", "0.5"])
+    assert res.exit_code == 0, res.output

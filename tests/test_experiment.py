@@ -264,6 +264,26 @@ def test_kill_and_resume_gives_the_uninterrupted_records(uninterrupted, tiny_ber
     assert not list((out / "records").glob(".*.tmp"))
 
 
+def test_a_run_extends_to_more_sentences(uninterrupted, tiny_bert, tmp_path):
+    """A run over sentences 0..3, rerun with --end 9 and the same settings, computes only
+    4..9 and then holds what one run over 0..9 holds; the manifest covers 0..9 (format 2).
+    Other settings are still refused, naming the setting."""
+    out = tmp_path / "grown"
+    first = _cli(out, tiny_bert, "--end", "3")
+    assert first.returncode == 0, first.stderr
+    assert Store(out).done() == {0, 1, 2, 3}
+    again = _cli(out, tiny_bert)
+    assert again.returncode == 0, again.stderr
+    assert "6 sentences computed (4 already done, 10 selected)" in again.stderr
+    _same_records(uninterrupted, out, atol=0.0)
+    manifest = Store(out).manifest()
+    assert (manifest["start"], manifest["end"], manifest["format_version"]) == (0, 9, 2)
+    other = _cli(out, tiny_bert, "--steps", "6")
+    assert other.returncode == 2
+    assert other.stderr.strip().startswith("error:") and "settings:" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1, other.stderr
+
+
 @pytest.mark.parametrize("mesh", ["2x1", pytest.param(None, marks=pytest.mark.slow),
                                   pytest.param("2x4", marks=pytest.mark.slow),
                                   pytest.param("1x4", marks=pytest.mark.slow)])

@@ -107,3 +107,29 @@ def test_a_result_too_big_for_the_machine_is_refused(tiny_llama, monkeypatch) ->
     monkeypatch.setattr(lig_jax.api, "free_host_memory", lambda: 1000)
     with pytest.raises(LIGError, match="choose fewer --layers, --target-tokens"):
         explain(TEXT, model=str(tiny_llama), num_steps=4)
+
+
+def test_completeness_summary_counts_only_columns_that_change() -> None:
+    """The convergence delta per quantity: a column whose |Δf| is below 1e-3 of its layer's
+    largest is not counted (its relative error is rounding); the worst counted column is
+    located by layer, target token and head; unconverged columns are counted."""
+    from lig_jax.results import completeness, completeness_summary, merge_summaries
+
+    z2z = completeness("z2z", np.array([1.0, 2.1, 0.0]), np.array([1.0, 2.0, 1e-6]),
+                       np.ones(3))  # column 2: Δf tiny, relative error 1 → not counted
+    z2u = completeness("z2u", np.array([[1.0, 1.5], [3.0, 3.0]]),
+                       np.array([[1.0, 1.0], [3.0, 3.0]]), np.ones((2, 2)),
+                       np.full((2, 2), 16), np.array([[True, False], [True, True]]))
+    layers = {4: {**z2z, **z2u}}
+    s = completeness_summary(layers, targets=[2, 5], heads=[0, 3], tol=0.01)
+    assert s["z2z"]["columns"] == 3 and s["z2z"]["counted"] == 2
+    assert s["z2z"]["worst_relative_error"] == pytest.approx(0.05)
+    assert s["z2z"]["worst_at"] == {"layer": 4, "target": 1}
+    assert s["z2z"]["above_tolerance"] == 1 and s["z2z"]["unconverged"] is None
+    assert s["z2u"]["worst_relative_error"] == pytest.approx(0.5)
+    assert s["z2u"]["worst_at"] == {"layer": 4, "target": 2, "head": 3}
+    assert s["z2u"]["unconverged"] == 1 and "u2z" not in s
+    both = merge_summaries({0: s, 7: completeness_summary({1: z2z}, [0, 1, 2], [0], 0.01)})
+    assert both["z2z"]["columns"] == 6 and both["z2z"]["above_tolerance"] == 2
+    assert both["z2z"]["worst_at"] == {"index": 0, "layer": 4, "target": 1}
+    assert both["z2u"]["unconverged"] == 1

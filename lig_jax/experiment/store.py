@@ -39,7 +39,14 @@ def _v1_key(key: str) -> str:
     if parts[0] == "total" and parts[-1].endswith("_itb"):
         parts[-1] = parts[-1][:-len("itb")] + "self_input_token"
     return "/".join(parts)
-FORMAT_VERSION = 1
+
+
+RANGE = ("start", "end")  # the sentences asked for so far (a run may be extended)
+
+
+def _brief(value: Any, most: int = 60) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def record_name(index: int) -> str:
@@ -106,12 +113,22 @@ class Store:
             if not resume:
                 raise LIGError(f"{self.root} already holds a run; resume it (the default) "
                                "or choose another --out folder")
-            # the data may move (its sha256 is compared); everything else must match
+            # the data may move (its sha256 is compared) and the range of sentences may
+            # grow (the run is extended); everything else must match
             diff = [k for k in sorted(set(old) | set(manifest))
-                    if k != "data_path" and old.get(k) != manifest.get(k)]
+                    if k not in ("data_path", *RANGE) and old.get(k) != manifest.get(k)]
             if diff:
-                raise LIGError(f"{self.root} holds a run with other settings ({', '.join(diff)}"
-                               f"); use another --out folder or the same settings")
+                shown = "; ".join(f"{k}: {_brief(old.get(k))} there, "
+                                  f"{_brief(manifest.get(k))} now" for k in diff)
+                raise LIGError(f"{self.root} holds a run with other settings ({shown}); use "
+                               "another --out folder or the same settings")
+            wider = ({"start": min(old["start"], manifest["start"]),
+                      "end": max(old["end"], manifest["end"])}
+                     if all(k in old and k in manifest for k in RANGE) else {})
+            if any(old.get(k) != v for k, v in wider.items()):
+                old.update(wider)  # extended: the manifest covers every sentence asked for
+                write_atomic(self.root / MANIFEST,
+                             (json.dumps(old, indent=2) + "\n").encode(), self.tag)
         self.records.mkdir(parents=True, exist_ok=True)
         for stale in self.records.glob(f".*.{self.tag}.tmp"):
             stale.unlink(missing_ok=True)

@@ -28,7 +28,6 @@ an error, so that a comparison never passes without comparing anything.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ import numpy as np
 
 from .errors import LIGError
 from .report import load
+from .validation import check_result
 
 QUANTITIES = ("z2z", "z2u", "token_l2_norm", "u2z", "u2z.l2_total", "z2z_composed")
 MISSING_IN_A = "missing_in_a"
@@ -57,17 +57,6 @@ def _sort_key(key: str) -> tuple[int, int | str]:
 
 def _sorted_keys(keys: Iterable[str]) -> list[str]:
     return sorted(keys, key=_sort_key)
-
-
-def _check_result(obj: Any, name: str) -> None:
-    """Raise unless `obj` looks like a lig result: `layers` object and `tokens` list."""
-    if not isinstance(obj, dict):
-        raise LIGError(f"{name} is not a lig result: the top level is a "
-                       f"{type(obj).__name__}, not an object")
-    if not isinstance(obj.get("layers"), dict):
-        raise LIGError(f"{name} is not a lig result: no top-level 'layers' object")
-    if not isinstance(obj.get("tokens"), list):
-        raise LIGError(f"{name} is not a lig result: no top-level 'tokens' list")
 
 
 def _get(obj: Any, path: Sequence[str], where: str, name: str) -> Any:
@@ -225,8 +214,8 @@ def compare_results(a: dict, b: dict, *,
     """
     if len(names) != 2:
         raise ValueError("names must hold exactly two labels")
-    _check_result(a, names[0])
-    _check_result(b, names[1])
+    check_result(a, names[0])
+    check_result(b, names[1])
     _check_tokens(a, b, names)
     layers_a, layers_b = a["layers"], b["layers"]
     rows: list[dict[str, Any]] = []
@@ -258,31 +247,10 @@ def compare_results(a: dict, b: dict, *,
     return rows
 
 
-def _load(path: str | Path) -> Any:
-    """Parse one JSON or .npz result; unreadable or malformed files raise a one-line
-    `LIGError`."""
-    p = Path(path)
-    if p.suffix.lower() == ".npz":
-        return load(p)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise LIGError(f"cannot read {p}: {e.strerror or e}") from None
-    try:
-        return json.loads(data)
-    except json.JSONDecodeError as e:
-        raise LIGError(f"{p} is not valid JSON: {e.msg} at line {e.lineno} "
-                       f"column {e.colno}") from None
-    except UnicodeDecodeError:
-        raise LIGError(f"{p} is not valid JSON: not UTF-8 text") from None
-    except RecursionError:
-        raise LIGError(f"{p} is not valid JSON: nested too deeply") from None
-
-
 def compare_files(path_a: str | Path, path_b: str | Path) -> list[dict[str, Any]]:
     """Read two result files (JSON or .npz) and `compare_results` them (errors name the files)."""
-    a = _load(path_a)
-    b = _load(path_b)
+    a = load(path_a)
+    b = load(path_b)
     return compare_results(a, b, names=(str(path_a), str(path_b)))
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import LIGError
 from .results import Result, load_npz
+from .validation import check_result
 
 DESC_Z2Z = "Layer-whole IG (z -> z){block}, L2-scalarized"
 DESC_Z2Z_BLOCK = {"pre_ln_decoder": ", decoder block",
@@ -169,18 +170,34 @@ def explanation(result: Result, lists: bool = True) -> dict[str, Any]:
 
 
 def load(source: str | Path | dict[str, Any], lists: bool = False) -> dict[str, Any]:
-    """A result in the JSON schema from a .json file, a .npz file or a dict.
+    """A result in the JSON schema from a .json file, a .npz file or a dict, checked by
+    `validation.check_result` (one `LIGError` line for anything unreadable or malformed).
 
     For .npz the matrices stay numpy arrays unless `lists` (cheap for large results)."""
     if isinstance(source, dict):
-        return source
+        return check_result(source)
     path = Path(source)
     if path.suffix.lower() == ".npz":
-        return explanation(load_npz(path), lists=lists)
+        result = load_npz(path)
+        try:
+            obj = explanation(result, lists=lists)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+            raise LIGError(f"{path} is a damaged lig-jax result: its arrays do not match its "
+                           f"meta ({type(e).__name__})") from None
+        return check_result(obj, str(path))
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise LIGError(f"result file not found: {source}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise LIGError(f"{source} is not a JSON file ({type(e).__name__}: "
-                       f"{str(e).splitlines()[0]})") from None
+    except OSError as e:
+        raise LIGError(f"cannot read {source}: {e.strerror or e}") from None
+    try:
+        obj = json.loads(data)
+    except json.JSONDecodeError as e:
+        raise LIGError(f"{source} is not valid JSON: {e.msg} at line {e.lineno} "
+                       f"column {e.colno}") from None
+    except UnicodeDecodeError:
+        raise LIGError(f"{source} is not valid JSON: not UTF-8 text") from None
+    except RecursionError:
+        raise LIGError(f"{source} is not valid JSON: nested too deeply") from None
+    return check_result(obj, str(source))

@@ -36,7 +36,7 @@ LAYERS = (
     ("loading", ("lig_jax.loading", "lig_jax.boundaries")),
     ("attribution", ("lig_jax.attribution",)),
     ("engine", ("lig_jax.engine", "lig_jax.rows", "lig_jax.results", "lig_jax.report",
-                "lig_jax.batchfile",
+                "lig_jax.batchfile", "lig_jax.validation",
                 "lig_jax.compare")),
     ("api", ("lig_jax.api",)),
     ("experiment", ("lig_jax.experiment", "lig_jax.plan")),

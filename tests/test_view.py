@@ -99,9 +99,8 @@ def test_rounding_to_six_significant_digits() -> None:
     r = tiny_result(["[CLS]", "a", "b", "[SEP]"])
     r["layers"]["4"]["z2z"]["matrix"][1][2] = 0.123456789
     r["layers"]["4"]["z2z"]["matrix"][2][1] = -1.23456789e-8
-    r["layers"]["4"]["z2z"]["matrix"][0][0] = float("nan")
     m = embedded(build_page(r))["layers"]["4"]["direct"]["matrix"]
-    assert m[1][2] == 0.123457 and m[2][1] == -1.23457e-8 and m[0][0] is None
+    assert m[1][2] == 0.123457 and m[2][1] == -1.23457e-8
 
 
 def test_script_breaking_tokens_are_escaped() -> None:
@@ -151,9 +150,13 @@ def test_write_page_and_notebook_html(tmp_path: Path, result: dict) -> None:
 @pytest.mark.parametrize("bad, message", [
     ({"foo": 1}, "is not a lig result"),
     ({"tokens": ["a"], "layers": {}}, "has no layers"),
-    ({"tokens": [], "layers": {"0": {}}}, "non-empty list of strings"),
+    ({"tokens": [], "layers": {"0": {}}}, "no top-level 'tokens' list"),
     ({"tokens": ["a", "b"], "layers": {"0": {"z2z": {"matrix": [[1.0, 2.0]]}}}},
-     "layer 0 z2z matrix is 1×2, expected 2×2"),
+     "layers['0'].z2z.matrix is 1×2, expected 2×2"),
+    ({"tokens": ["a", "b"], "layers": {"0": {"z2z": {"matrix": [[1.0, 2.0], [0.0]]}}}},
+     "layers['0'].z2z.matrix is not a numeric array"),
+    ({"tokens": ["a"], "layers": {"0": {"z2z": {"matrix": [[float("nan")]]}}}},
+     "holds non-finite numbers"),
     ({"tokens": ["a", "b"], "layers": {"0": {"layer_idx": 0}}}, "nothing to view"),
 ])
 def test_bad_results_give_one_line_errors(bad: dict, message: str) -> None:

@@ -62,13 +62,13 @@ def _maps(record: Record, summ: np.ndarray, mean: np.ndarray) -> dict[tuple, np.
 
     out = {}
     for v in LAYER:
-        out[(f"z2z/{v.name}", "z2z_direct", -1)] = words(record.arrays[f"z2z/{v.name}"])
+        out[(f"z2z/{v.name}", "z2z_direct", -1)] = words(record.array(f"z2z/{v.name}"))
     for a in ATT:
         for m in MLP:
             key = f"composed/{a.name}/{m.name}"
-            out[(key, "z2z_composed", -1)] = words(record.arrays[key])
+            out[(key, "z2z_composed", -1)] = words(record.array(key))
     for a in ATT:
-        scores = record.arrays[f"z2u/{a.name}"]  # [L, T, H, S]
+        scores = record.array(f"z2u/{a.name}")  # [L, T, H, S]
         per_head = np.transpose(scores, (2, 0, 3, 1))  # [H, L, S_src, T]
         for h, m in enumerate(words(per_head)):
             out[(f"z2u/{a.name}", "z2u_head", h)] = m

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -36,6 +37,7 @@ COLUMNS = ("pair_name", "pair_key", "layer_ig_baseline_group", "layer_ig_baselin
 TABLE_COLUMNS = ("rank_in_group", "layer_ig_baseline_group", "layer_ig_baseline",
                  "att_ig_baseline", "mlp_ig_baseline", "l2_mean", "n_pairs", "pair_name")
 LEVELS = ("subword", "word")
+NUMERIC_COLUMNS = ("n_pairs", "n_samples", "l2_mean", "l2_std", "corr_mean", "corr_std")
 
 
 def pairs() -> list[tuple[Baseline, Baseline, Baseline]]:
@@ -45,6 +47,9 @@ def pairs() -> list[tuple[Baseline, Baseline, Baseline]]:
 def pair_key(lv: Baseline, av: Baseline, mv: Baseline) -> str:
     """The reference's key of a pair, e.g. `lig_zero_att0_mlp0`."""
     return f"{lv.tag}_{av.tag}_{mv.tag}"
+
+
+PAIR_KEYS = frozenset(pair_key(*p) for p in pairs())
 
 
 def column_metrics(direct: np.ndarray, composed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +74,7 @@ def column_metrics(direct: np.ndarray, composed: np.ndarray) -> tuple[np.ndarray
 def _maps(record: Record, level: str) -> dict[str, np.ndarray]:
     keys = [f"z2z/{v.name}" for v in LAYER] + [f"composed/{a.name}/{m.name}"
                                                for a in ATT for m in MLP]
-    out = {k: record.arrays[k] for k in keys}
+    out = {k: record.array(k) for k in keys}
     if level == "word":
         summ, mean, _ = aggregation(record.meta["word_ids"])
         out = {k: aggregate(v, summ, mean) for k, v in out.items()}
@@ -148,9 +153,27 @@ def read_rows(path: str | Path) -> list[dict]:
             header = tuple(rows[0].keys()) if rows else ()
     except FileNotFoundError:
         raise LIGError(f"comparison CSV not found: {path}") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise LIGError(f"{path} is not a readable comparison CSV ({type(e).__name__})"
+                       ) from None
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise LIGError(f"{path} is not a comparison CSV (missing columns: {', '.join(missing)})")
+    for n, r in enumerate(rows, 2):
+        for c in COLUMNS:
+            value = r.get(c)
+            if value is None:
+                raise LIGError(f"{path} line {n} has fewer cells than the header")
+            if c in NUMERIC_COLUMNS and value != "":
+                try:
+                    number = float(value) if c not in ("n_pairs", "n_samples") else int(value)
+                    if not math.isfinite(number) or number < 0 and c not in ("corr_mean",):
+                        raise ValueError
+                except ValueError:
+                    raise LIGError(f"{path} line {n}: {c} is {value!r}, not a finite number"
+                                   f"{'' if c == 'corr_mean' else ' ≥ 0'}") from None
+        if r["pair_key"] not in PAIR_KEYS:
+            raise LIGError(f"{path} line {n}: unknown pair_key {r['pair_key']!r}")
     return rows
 
 

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,14 +56,66 @@ def record_name(index: int) -> str:
 
 @dataclass
 class Record:
-    """One sentence: `meta` (index, words, heads, relns, tokens, word_ids, …) and arrays."""
+    """One sentence: `meta` (index, words, heads, relns, tokens, word_ids, …) and arrays;
+    `source` names it in errors (its file)."""
 
     meta: dict[str, Any]
     arrays: dict[str, np.ndarray]
+    source: str = "the record"
 
     @property
     def index(self) -> int:
         return int(self.meta["index"])
+
+    def array(self, key: str) -> np.ndarray:
+        """The array `key` (e.g. "z2z/zero"); one `LIGError` line if the record lacks it."""
+        try:
+            return self.arrays[key]
+        except KeyError:
+            raise LIGError(f"{self.source} has no array {key!r}; delete it and run again to "
+                           "recompute that sentence") from None
+
+
+# The trailing axes of each kind of record array (S = the sentence's tokens).
+_MAP_DIMS = {"z2z": "LSS", "composed": "LSS", "z2u": "LSHS", "u2z": "LSW"}
+
+
+def check_record(meta: Any, arrays: dict[str, np.ndarray], index: int, source: str) -> None:
+    """One `LIGError` line unless a record read from disk is well-formed: its metadata
+    (index, tokens, word ids, words) and every map's shape against its tokens, numeric and
+    finite."""
+    bad = f"{source} is malformed"
+    if not isinstance(meta, dict) or meta.get("index") != index:
+        raise LIGError(f"{bad} (its metadata is not the record of sentence {index}); delete "
+                       "it and run again to recompute that sentence")
+    tokens = meta.get("tokens")
+    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str)
+                                                             for t in tokens):
+        raise LIGError(f"{bad}: 'tokens' is not a list of strings")
+    s = len(tokens)
+    ids = meta.get("word_ids")
+    if ids is not None and (not isinstance(ids, list) or len(ids) != s or not all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= -1 for i in ids)):
+        raise LIGError(f"{bad}: 'word_ids' is not one word index (or -1) per token")
+    words = meta.get("words")
+    if words is not None and (not isinstance(words, list) or not all(
+            isinstance(w, str) for w in words)) or (ids and words is not None
+                                                    and max(ids) >= len(words)):
+        raise LIGError(f"{bad}: 'words' is not a list of the sentence's words")
+    for key, a in arrays.items():
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            raise LIGError(f"{bad}: {key} is not numeric")
+        dims = _MAP_DIMS.get(key.split("/")[0])
+        if dims is None:
+            continue
+        ok = a.ndim == len(dims) and all(n == s for n, d in zip(a.shape, dims, strict=True)
+                                         if d == "S")
+        if not ok:
+            raise LIGError(f"{bad}: {key} has shape {list(a.shape)}, expected "
+                           f"[{', '.join(str(s) if d == 'S' else d for d in dims)}] for "
+                           f"{s} tokens")
+        if not np.isfinite(a).all():
+            raise LIGError(f"{bad}: {key} holds non-finite numbers (NaN or infinity)")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -102,9 +155,15 @@ class Store:
         if not path.exists():
             return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise LIGError(f"{path} is not a readable run manifest ({e})") from None
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as e:
+            raise LIGError(f"{path} is not a readable run manifest "
+                           f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                           ) from None
+        if not isinstance(manifest, dict):
+            raise LIGError(f"{path} is not a run manifest (a {type(manifest).__name__}, "
+                           "expected an object)")
+        return manifest
 
     def open(self, manifest: dict[str, Any], resume: bool) -> None:
         """Create the store, or check that an existing one was made with these settings."""
@@ -179,10 +238,12 @@ class Store:
                 arrays = {_v1_key(k): v for k, v in arrays.items()}
         except FileNotFoundError:
             raise LIGError(f"no record for sentence {index} in {self.root}") from None
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError,
+                zlib.error) as e:
             raise LIGError(f"{path} is corrupted ({type(e).__name__}); delete it and run "
                            "again to recompute that sentence") from None
-        return Record(meta, arrays)
+        check_record(meta, arrays, index, str(path))
+        return Record(meta, arrays, str(path))
 
     def __iter__(self) -> Iterator[Record]:
         for index in sorted(self.done()):

@@ -32,7 +32,9 @@ def record_result(folder: str | Path, index: int, *,
         span = f"{have[0]}..{have[-1]}" if have else "none yet"
         raise LIGError(f"{folder} has no record for sentence {index} (finished: {span})")
     rec = store.read(index)
-    a = rec.arrays
+    a = {k: rec.array(k) for k in (f"z2z/{baseline_layer}", f"composed/{baseline_att}/"
+                                   f"{baseline_mlp}", f"z2u/{baseline_att}",
+                                   f"u2z/{baseline_mlp}")}
     tokens = rec.meta["tokens"]
     s = len(tokens)
     z2z = a[f"z2z/{baseline_layer}"]
@@ -58,11 +60,12 @@ def record_result(folder: str | Path, index: int, *,
                              "shape": [s, s], "target_token_idx": list(range(s)),
                              "matrix": np.asarray(comp[layer], float).tolist()},
         }
-    model = manifest.get("model")
-    return {"text": " ".join(rec.meta["words"]), "tokens": tokens,
+    model, settings = manifest.get("model"), manifest.get("settings")
+    return {"text": " ".join(rec.meta.get("words") or tokens), "tokens": tokens,
             "model": DEFAULT_MODEL if model in DEFAULT_ALIASES else model,
             "model_type": manifest.get("model_type"),
-            "config": {"num_steps": manifest.get("settings", {}).get("steps"),
+            "config": {"num_steps": settings.get("steps") if isinstance(settings, dict)
+                       else None,
                        "baseline_layer": baseline_layer, "baseline_att": baseline_att,
                        "baseline_mlp": baseline_mlp, "sentence_index": index},
             "layers": out_layers}

@@ -19,15 +19,7 @@ ROUTES = ("direct", "composed")
 
 def load_result(source: str | Path | dict[str, Any]) -> dict[str, Any]:
     """A result dict from a JSON or .npz file (or a dict), checked to be a lig result."""
-    name = "the result" if isinstance(source, dict) else str(source)
-    obj = load(source, lists=True)
-    if not isinstance(obj, dict) or not isinstance(obj.get("layers"), dict) \
-            or not isinstance(obj.get("tokens"), list):
-        raise LIGError(f"{name} is not a lig result (expected an object with 'tokens' and "
-                       "'layers', as written by `lig-jax explain`)")
-    if not obj["layers"]:
-        raise LIGError(f"{name} has no layers")
-    return obj
+    return load(source, lists=True)  # checked by validation.check_result
 
 
 def layers(result: dict[str, Any]) -> list[int]:

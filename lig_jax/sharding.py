@@ -57,8 +57,10 @@ def make_mesh(shape: tuple[int, int] | str, devices: Sequence[Any] | None = None
     d, m = parse_mesh(shape) if isinstance(shape, str) else shape
     devs = list(jax.devices() if devices is None else devices)
     if d * m > len(devs):
+        hint = ("; on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N in the "
+                "environment gives N devices" if devs[0].platform == "cpu" else "")
         raise LIGError(f"mesh {d}x{m} needs {d * m} devices, {len(devs)} available "
-                       f"({devs[0].platform}); choose D·M ≤ {len(devs)}")
+                       f"({devs[0].platform}); choose D·M ≤ {len(devs)}{hint}")
     return Mesh(np.asarray(devs[:d * m]).reshape(d, m), (DATA, MODEL))
 
 

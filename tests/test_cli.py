@@ -45,14 +45,14 @@ def test_explain_prints_json_to_stdout(tiny_bert) -> None:
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["--baseline-att", "bogus"], "Unknown baseline_att 'bogus'. Allowed:"),
-        (["--granularity", "att,heads"], "Unknown granularity 'heads'"),
-        (["--layers", "7"], "layers index 7 is out of range. Allowed: 0..1"),
+        (["--baseline-att", "bogus"], "Unknown --baseline-att 'bogus'. Allowed:"),
+        (["--granularity", "att,heads"], "Unknown --granularity 'heads'"),
+        (["--layers", "7"], "--layers index 7 is out of range. Allowed: 0..1"),
         (["--layers", "a,b"], "--layers takes comma-separated integers"),
-        (["--target-tokens", "50"], "target_tokens index 50 is out of range"),
-        (["--target-head", "9"], "target_head index 9 is out of range. Allowed: 0..3"),
-        (["--steps", "1"], "num_steps must be >= 2"),
-        (["--rule", "simpson"], "Unknown quadrature rule 'simpson'"),
+        (["--target-tokens", "50"], "--target-tokens index 50 is out of range"),
+        (["--target-head", "9"], "--target-head index 9 is out of range. Allowed: 0..3"),
+        (["--steps", "1"], "--steps must be >= 2"),
+        (["--rule", "simpson"], "Unknown --rule 'simpson'"),
     ],
 )
 def test_explain_bad_input_one_line(tiny_bert, args: list[str], needle: str) -> None:
@@ -322,3 +322,30 @@ def test_completeness_is_on_the_screen_and_strict_exits_3(tiny_bert, tmp_path) -
     assert summary["z2z"]["unconverged"] > 0 and summary["tolerance"] == 1e-9
     res = runner.invoke(app, [*base, "--steps", "64", "-q", "--strict", "--auto-tol", "0.5"])
     assert res.exit_code == 0, res.output
+
+
+def test_version_models_and_switches_in_help() -> None:
+    """--version; `models` lists every family's model types and every bundled alias; help
+    shows switches without a type."""
+    from lig_jax.loading import BUNDLED
+    from lig_jax.models import FAMILIES
+    from lig_jax.version import __version__
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.strip() == f"lig-jax {__version__}"
+    res = runner.invoke(app, ["models"])
+    assert res.exit_code == 0, res.output
+    for f in FAMILIES:
+        assert ", ".join(f.model_types) in res.stdout
+    for b in BUNDLED:
+        assert all(name in res.stdout for name in b.names)
+    res = runner.invoke(app, ["explain", "--help"])
+    assert res.exit_code == 0 and "--no-residual" in res.stdout
+    assert "<bool>" not in res.stdout and "--steps <str>" in res.stdout
+
+
+def test_unknown_model_names_the_choices(tmp_path) -> None:
+    res = runner.invoke(app, ["explain", "x", "--model", str(tmp_path / "nope"), "-q"])
+    assert res.exit_code == 2
+    assert ".gguf file" in res.stderr and "smollm2-135m" in res.stderr
+    assert "lig-jax models" in res.stderr

@@ -52,7 +52,9 @@ def test_cli_refuses_a_mesh_larger_than_the_machine(tiny_bert) -> None:
                                    "--mesh", "2x4", "--layers", "0"])
     assert res.exit_code == 2, res.output
     assert res.stderr.strip().splitlines() == [
-        "error: mesh 2x4 needs 8 devices, 1 available (cpu); choose D·M ≤ 1"]
+        "error: mesh 2x4 needs 8 devices, 1 available (cpu); choose D·M ≤ 1; on a CPU, "
+        "XLA_FLAGS=--xla_force_host_platform_device_count=N in the environment gives N "
+        "devices"]
     res = CliRunner().invoke(app, ["explain", "a b c", "--model", str(tiny_bert),
                                    "--mesh", "2by4"])
     assert res.exit_code == 2 and "DxM" in res.stderr

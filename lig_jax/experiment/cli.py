@@ -21,7 +21,7 @@ from ..errors import LIGError
 from ..files import enable_compilation_cache, write_text
 
 app = typer.Typer(no_args_is_help=True, help="Experiment A: flow consistency over a corpus.",
-                  pretty_exceptions_enable=False)
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 @app.command()

@@ -9,8 +9,10 @@ itself as the flow viewer in Jupyter.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -31,6 +33,7 @@ from .loading import LoadedModel, load_model
 from .quadrature import resolve_rule
 from .steps import StepResult, make_plan
 from .version import __version__
+from .wordlevel import to_word_level
 
 # Families whose reference u→z ignores include_residual_connection and reports the IG sum
 # as l2_total (docs/spec.md §5, §13-B3); reproduced only under `reference_quirks`.
@@ -79,6 +82,33 @@ def tokenize(lm: LoadedModel, text: str) -> tuple[list[int], list[str]]:
     return list(ids), lm.tokenizer.convert_ids_to_tokens(ids)
 
 
+def word_ids(lm: LoadedModel, text: str, num_tokens: int) -> tuple[list[str], list[int]]:
+    """(words, word index per token): the text's whitespace-separated words, and for each
+    of `tokenize`'s tokens the word its first non-space character lies in (−1 for a special
+    token, whose span is empty). Needs a fast tokenizer (offsets); else every token is its
+    own word."""
+    source = text
+    if dict(lm.family.tokenizer_kwargs).get("add_prefix_space") and not text.startswith(" "):
+        source = " " + text
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", source)]
+    words = [source[a:b] for a, b in spans]
+    try:
+        offsets = lm.tokenizer(source, add_special_tokens=lm.family.add_special_tokens,
+                               truncation=False, return_offsets_mapping=True
+                               )["offset_mapping"]
+    except (NotImplementedError, ValueError, TypeError, KeyError):
+        offsets = None
+    if offsets is None or len(offsets) != num_tokens:
+        return [f"#{i}" for i in range(num_tokens)], list(range(num_tokens))
+    starts = [a for a, _ in spans]
+    out = []
+    for start, end in offsets:
+        while start < end and source[start].isspace():
+            start += 1
+        out.append(-1 if end <= start else max(0, bisect.bisect_right(starts, start) - 1))
+    return words, out
+
+
 def explain(
     text: str,
     *,
@@ -102,6 +132,7 @@ def explain(
     reference_quirks: bool = False,
     memory_budget: int | str | None = None,
     mesh: str | None = None,
+    words: bool = False,
     config: LIGConfig | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -119,6 +150,8 @@ def explain(
     share of the free memory. A job that cannot fit even one chunk is refused.
     `mesh`: "DxM" runs on a (data, model) mesh of the first D·M devices: each block split
     over M of them (tensor parallel), each chunk's targets over D; same numbers.
+    `words`: aggregate sub-word tokens to the text's words (`wordlevel.py`: sum over
+    sources, mean over targets); `tokens` are then the words and special tokens.
     `progress` receives short status lines (the CLI prints them on stderr).
     """
     cfg = config or LIGConfig(
@@ -128,6 +161,7 @@ def explain(
         include_residual_connection=include_residual_connection, rule=rule, method=method,
         dtype=dtype, auto_tol=auto_tol, max_steps=max_steps, bucket=bucket,
         reference_quirks=reference_quirks, memory_budget=memory_budget, mesh=mesh,
+        words=words,
     )
     return report.explanation(_explain(text, cfg, progress, as_lists=True))
 
@@ -266,6 +300,9 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
         result.layers[l] = arrays
     result.meta["completeness"] = results.completeness_summary(result.layers, targets, heads,
                                                                cfg.auto_tol)
+    result.meta["words"], result.meta["word_ids"] = word_ids(lm, text, s)
+    if cfg.words:
+        result = to_word_level(result)
     timings["total_s"] = time.perf_counter() - t0
     return result
 

@@ -131,6 +131,8 @@ EXPLAIN_OPTIONS = (
      "instead of the consistent ones (docs/reference-differences.md)."),
     ("memory_budget", str | None, None, "Memory one chunk of the computation may use, e.g. "
      "4GB or 512MB (default: 40% of the free memory)."),
+    ("words", bool, False, "Aggregate sub-word tokens to the text's words (sum over "
+     "sources, mean over targets), for the output, the viewer and plots."),
     ("mesh", str | None, None, "DxM: a (data, model) mesh of the first D·M devices — "
      "each block split over M (tensor parallel), a sentence's targets over D "
      "(explain-batch: the sentences); same numbers."),
@@ -182,6 +184,9 @@ def explain(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the result "
                                                 "here instead of stdout: .json, or .npz "
                                                 "for arrays (long inputs).")] = None,
+    csv: Annotated[Path | None, typer.Option(
+        "--csv", help="Also write a tidy long table here: layer, quantity, head, source, "
+        "source_token, target, target_token, value (z→z, composed z→z, z→u).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     strict: StrictOpt = False,
     *,
@@ -198,13 +203,21 @@ def explain(
     from .api import explain_arrays
     from .results import save_npz
 
-    output = destination(output)
+    output, csv = destination(output), destination(csv)
     enable_compilation_cache()
     progress, start = progress_printer(quiet)
     try:
-        if output is not None and output.suffix.lower() == ".npz":
+        if csv is not None or (output is not None and output.suffix.lower() == ".npz"):
+            from .report import explanation
+            from .tidy import write_csv
+
             arrays = explain_arrays(text, progress=progress, **options)
-            save_npz(arrays, output)
+            if output is not None and output.suffix.lower() == ".npz":
+                save_npz(arrays, output)
+            elif output is not None or csv is None:
+                _write_json(explanation(arrays), output)
+            if csv is not None:
+                write_csv(arrays, csv)
             summary = arrays.meta["completeness"]
         else:
             result = run_explain(text, progress=progress, **options)
@@ -214,7 +227,7 @@ def explain(
         fail(str(e))
     except KeyboardInterrupt:
         interrupted("nothing was written")
-    wrote = f", wrote {output}" if output else ""
+    wrote = "".join(f", wrote {p}" for p in (output, csv) if p is not None)
     progress(f"done in {time.perf_counter() - start:.1f}s{wrote}")
     report_completeness(summary, quiet, strict)
 

@@ -59,6 +59,9 @@ class LIGConfig:
     # "DxM": the blocks split over M devices (tensor parallel) and each chunk's targets
     # over D (`sharding.py`), on the first D·M devices; None = one device (`device`).
     mesh: str | None = None
+    # Aggregate sub-word tokens to the text's words (sum over sources, mean over targets;
+    # `wordlevel.py`): the result's tokens are then words and special tokens.
+    words: bool = False
 
 
 def granularity_list(granularity: str | Sequence[str]) -> list[str]:

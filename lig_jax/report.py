@@ -163,8 +163,8 @@ def explanation(result: Result, lists: bool = True) -> dict[str, Any]:
                                      "description": DESC_COMPOSED, "shape": list(prod.shape),
                                      "target_token_idx": targets, "matrix": vec(prod)}
         out_layers[str(l)] = entry
-    head = {k: meta[k] for k in ("text", "tokens", "model", "model_type", "architecture")
-            if k in meta}
+    head = {k: meta[k] for k in ("text", "tokens", "words", "word_ids", "word_level", "model",
+                                 "model_type", "architecture") if k in meta}
     return {**head, **{k: meta[k] for k in META_KEYS}, "layers": out_layers,
             **{k: meta[k] for k in TAIL_KEYS if k in meta}}
 

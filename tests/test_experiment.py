@@ -20,7 +20,7 @@ from lig_jax.experiment import flow
 from lig_jax.experiment.align import alignment
 from lig_jax.experiment.runner import deal
 from lig_jax.experiment.store import Record, Store
-from lig_jax.experiment.words import to_words
+from lig_jax.words import to_words
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = "4"

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LIGError
+from ..words import aggregate, aggregation
 from .flow import ATT, LAYER, MLP
 from .store import Record, Store
-from .words import aggregate, aggregation
 
 OFFSETS = tuple(k for k in range(-5, 6) if k != 0)
 DIRECTIONS = ("dep2head", "head2dep")

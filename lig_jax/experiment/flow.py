@@ -23,8 +23,8 @@ import numpy as np
 from .. import baselines
 from ..baselines import Baseline
 from ..errors import LIGError
+from ..words import aggregate, aggregation
 from .store import Record, Store
-from .words import aggregate, aggregation
 
 # The 24 pairs' three tables, in the reference's order (`baselines.TABLE`).
 LAYER = baselines.of("z2z")

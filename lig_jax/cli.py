@@ -34,6 +34,7 @@ from .config import BASELINES_ATT, BASELINES_LAYER, BASELINES_MLP, DEFAULT_MODEL
 from .errors import BadText, LIGError
 from .files import enable_compilation_cache, write_text
 from .quadrature import RULE_CHOICES
+from .results import NPZ_DTYPES
 
 app = typer.Typer(
     add_completion=False,
@@ -184,6 +185,9 @@ def explain(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the result "
                                                 "here instead of stdout: .json, or .npz "
                                                 "for arrays (long inputs).")] = None,
+    npz_dtype: Annotated[str, typer.Option(
+        help="With -o r.npz: float32, or float16 for half the size (about 3 significant "
+        "digits).")] = "float32",
     csv: Annotated[Path | None, typer.Option(
         "--csv", help="Also write a tidy long table here: layer, quantity, head, source, "
         "source_token, target, target_token, value (z→z, composed z→z, z→u).")] = None,
@@ -204,6 +208,8 @@ def explain(
     from .results import save_npz
 
     output, csv = destination(output), destination(csv)
+    if npz_dtype not in NPZ_DTYPES:
+        fail(f"Unknown --npz-dtype {npz_dtype!r}. Allowed: {', '.join(NPZ_DTYPES)}")
     enable_compilation_cache()
     progress, start = progress_printer(quiet)
     try:
@@ -213,7 +219,7 @@ def explain(
 
             arrays = explain_arrays(text, progress=progress, **options)
             if output is not None and output.suffix.lower() == ".npz":
-                save_npz(arrays, output)
+                save_npz(arrays, output, npz_dtype)
             elif output is not None or csv is None:
                 _write_json(explanation(arrays), output)
             if csv is not None:
@@ -531,6 +537,8 @@ def plot(
     scale: Annotated[str, typer.Option(help="shared (one colour scale for every layer) | "
                                        "layer (each layer its own, so quiet layers show)")
                      ] = "shared",
+    window: Annotated[str | None, typer.Option(help="i:j — only tokens i..j-1 (0-based) as "
+                                              "sources and targets, e.g. 0:64.")] = None,
     sentence: SentenceOpt = None,
     index: IndexOpt = None,
     baseline_layer: RunBaselineLayer = DEFAULT_BASELINES["z2z"],
@@ -539,7 +547,7 @@ def plot(
 ) -> None:
     """Publication figures: per-layer heatmaps of a result, or the Experiment-A summary."""
     try:
-        from .view.plot import plot_flow, plot_layers
+        from .view.plot import parse_window, plot_flow, plot_layers
     except ImportError as e:
         fail(f"plot needs matplotlib ({e}); pip install matplotlib")
     output = destination(output)
@@ -552,7 +560,8 @@ def plot(
             result = _load_view_source(source, sentence, index, baseline_layer, baseline_att,
                                        baseline_mlp)
             plot_layers(result, output, layers=_int_list("layers", layers), route=route,
-                        absolute=absolute, scale=scale)
+                        absolute=absolute, scale=scale,
+                        window=parse_window(window, len(result["tokens"])))
     except LIGError as e:
         fail(str(e))
     typer.echo(f"wrote {output}", err=True)

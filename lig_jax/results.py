@@ -19,7 +19,9 @@ into the JSON schema (for view, plot and compare).
 from __future__ import annotations
 
 import json
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,12 +143,30 @@ def merge_summaries(summaries: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def save_npz(result: Result, path: str | Path) -> Path:
-    """Write `result` to `path` atomically (`files.write_atomic`); LIGError if it cannot."""
-    arrays = {f"layers/{l}/{k}": v for l, entries in result.layers.items()
-              for k, v in entries.items()}
+NPZ_DTYPES = ("float32", "float16")
+# What reading a damaged .npz (a zip archive) can raise, beyond LIGError.
+NPZ_ERRORS = (OSError, ValueError, KeyError, TypeError, EOFError, RuntimeError,
+              NotImplementedError, zipfile.BadZipFile, zlib.error, struct.error)
+
+
+def save_npz(result: Result, path: str | Path, dtype: str = "float32") -> Path:
+    """Write `result` to `path` atomically (`files.write_atomic`), compressed; the maps
+    (`QUANTITIES`) in `dtype` — float16 halves the file again, at about 3 significant
+    digits (the completeness arrays stay as computed). LIGError if it cannot."""
+    if dtype not in NPZ_DTYPES:
+        raise LIGError(f"Unknown npz dtype {dtype!r}. Allowed: {', '.join(NPZ_DTYPES)}")
+    arrays = {}
+    for l, entries in result.layers.items():
+        for k, v in entries.items():
+            if k in QUANTITIES and dtype == "float16":
+                big = float(np.max(np.abs(v))) if np.size(v) else 0.0
+                if big > np.finfo(np.float16).max:
+                    raise LIGError(f"layer {l} {k} reaches {big:.3g}, beyond float16's "
+                                   f"{np.finfo(np.float16).max:.0f}; write float32")
+                v = np.asarray(v, np.float16)
+            arrays[f"layers/{l}/{k}"] = v
     arrays["meta"] = np.asarray(json.dumps(result.meta, ensure_ascii=False))
-    return write_atomic(path, lambda fh: np.savez(fh, **arrays))
+    return write_atomic(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
 def load_npz(path: str | Path) -> Result:
@@ -167,7 +187,7 @@ def load_npz(path: str | Path) -> Result:
                 layers.setdefault(int(parts[1]), {})[parts[2]] = data[key]
     except FileNotFoundError:
         raise LIGError(f"result file not found: {path}") from None
-    except (OSError, ValueError, zipfile.BadZipFile, KeyError, EOFError) as e:
+    except NPZ_ERRORS as e:
         raise LIGError(f"{path} is not a readable .npz result ({type(e).__name__}: "
                        f"{str(e).splitlines()[0] if str(e) else 'corrupted'})") from None
     fmt = meta.get("format", {}) if isinstance(meta, dict) else {}

@@ -133,3 +133,23 @@ def test_completeness_summary_counts_only_columns_that_change() -> None:
     assert both["z2z"]["columns"] == 6 and both["z2z"]["above_tolerance"] == 2
     assert both["z2z"]["worst_at"] == {"index": 0, "layer": 4, "target": 1}
     assert both["z2u"]["unconverged"] == 1
+
+
+def test_npz_float16_on_request(tiny_result, tmp_path) -> None:
+    """--npz-dtype float16: the maps in float16 (within float16's rounding of the float32
+    values), compressed, readable by every reader; a bad dtype is one line."""
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    save_npz(tiny_result, a)
+    save_npz(tiny_result, b, "float16")
+    half = load_npz(b)
+    for l, arrays in tiny_result.layers.items():
+        for k in ("z2z", "z2u", "u2z", "z2z_composed"):
+            assert half.layers[l][k].dtype == np.float16
+            ref = np.asarray(arrays[k], np.float32)
+            np.testing.assert_allclose(half.layers[l][k].astype(np.float32), ref,
+                                       rtol=2**-10, atol=6e-8)
+        assert half.layers[l]["z2z_completeness/ig_sum"].dtype == np.float64
+    assert b.stat().st_size < a.stat().st_size
+    assert load(b)["tokens"] == tiny_result.tokens
+    with pytest.raises(LIGError, match="Unknown npz dtype 'int8'"):
+        save_npz(tiny_result, b, "int8")

@@ -433,3 +433,67 @@ def test_partial_result_hides_missing_routes(page: Page, tmp_path: Path) -> None
     page.wait(lambda: page.app("data-layer") == "0")
     assert page.app("data-route") == "direct"
     page.assert_clean()
+
+
+def long_result(s: int = 2048, heads: int = 9, width: int = 576) -> dict:
+    """A one-layer result of a 2,048-token SmolLM2 explain's shapes (every granularity),
+    with random numbers and one real word to search for; arrays as an .npz loads them."""
+    rng = np.random.default_rng(7)
+    tokens = ["<s>"] + [f"Ġw{i % 97}" for i in range(1, s)]
+    tokens[1500] = "Ġlighthouse"
+    direct = np.tril(rng.normal(size=(s, s))).T  # causal: source i ≤ target j
+    composed = np.tril(rng.normal(size=(s, s))).T
+    targets = {}
+    for j in range(s):
+        z = np.zeros((heads, s))
+        z[:, : j + 1] = rng.normal(size=(heads, j + 1))
+        targets[str(j)] = {
+            "target_token_idx": j, "target_token": tokens[j],
+            "z2u": {"baseline": "self_input_token", "heads": {
+                str(h): {"contributions": z[h]} for h in range(heads)}},
+            "u2z": {"baseline": "att_itb_a0", "contributions": rng.normal(size=width)}}
+    return {"text": "synthetic", "tokens": tokens, "model": "smollm2-135m",
+            "boundaries": {"num_heads": heads},
+            "layers": {"0": {"layer_idx": 0,
+                             "z2z": {"baseline": "self_input_token", "matrix": direct},
+                             "z2z_composed": {"baseline_att": "self_input_token",
+                                              "baseline_mlp": "att_itb_a0",
+                                              "target_token_idx": list(range(s)),
+                                              "matrix": composed},
+                             "targets": targets}}}
+
+
+def test_a_2048_token_page_is_compact_and_usable(page: Page, tmp_path: Path) -> None:
+    """2,048 tokens, one layer, every granularity: the page is under 10 MB, opens (ready)
+    within 5 s, draws the heatmap on a canvas, the search finds and selects a token, the
+    kept top-k values are the matrix's own, and the full matrices load from the side file."""
+    r = long_result()
+    out = write_page(r, tmp_path / "long.html")
+    size = out.stat().st_size
+    assert size < 10 * 2**20, size
+    side = tmp_path / "long.html.full.js"
+    assert side.is_file() and side.stat().st_size > size
+    page.open(out)
+    assert int(page.app("data-ready-ms")) < 5000  # navigation start → first view drawn
+    assert page.app("data-view") == "heatmap"
+    cells = page.items("#lig-canvas", "data-cells")[0][0]
+    assert cells == str(2048 * 2048)
+    box = page.d.find_element("id", "lig-search")
+    box.send_keys("lighthouse")
+    page.wait(lambda: page.app("data-selected") == "1500")
+    assert page.app("data-matches") == "1"
+    direct = np.asarray(r["layers"]["0"]["z2z"]["matrix"])
+    rows = page.rows("lig-values-in")  # incoming of token 1500: its top-32 sources kept
+    top = sorted(np.argsort(-np.abs(direct[:, 1500]))[:32])
+    kept = sorted(s for s, _, v in rows if v != 0.0)
+    assert kept == [int(i) for i in top]
+    for s, _, v in rows:
+        close(v, direct[s, 1500] if s in top else 0.0)
+    page.click("#lig-load-full")
+    page.wait(lambda: page.app("data-full") == "1")
+    page.wait(lambda: page.app("data-selected") == "1500")
+    for s, _, v in page.rows("lig-values-in"):  # float32 in the side file
+        np.testing.assert_allclose(v, direct[s, 1500], rtol=1e-6, atol=1e-12)
+    page.collect()
+    severe = [e for e in page.console if e.get("level") == "SEVERE"]
+    assert not severe, severe

@@ -16,8 +16,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import zipfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LIGError
+from ..results import NPZ_ERRORS
 
 MANIFEST = "run.json"
 RECORDS = "records"
@@ -238,8 +237,7 @@ class Store:
                 arrays = {_v1_key(k): v for k, v in arrays.items()}
         except FileNotFoundError:
             raise LIGError(f"no record for sentence {index} in {self.root}") from None
-        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError,
-                zlib.error) as e:
+        except NPZ_ERRORS as e:
             raise LIGError(f"{path} is corrupted ({type(e).__name__}); delete it and run "
                            "again to recompute that sentence") from None
         check_record(meta, arrays, index, str(path))

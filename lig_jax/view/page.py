@@ -20,10 +20,21 @@ has this shape (S tokens, T composed target columns, H heads):
                              "u2z": {"baseline", "per_head": [H]}}}}}}   (each if present)
 
 Floats are rounded to 6 significant digits.
+
+Long inputs (more than `COMPACT_FROM` tokens) get a compact page: each route's matrix
+keeps only the `TOP_K` strongest sources of every target column (by |value|), as
+`"sparse": {"k", "idx": [T][k], "val": [T][k]}` with the exact column sums
+`"sums": [T]` (Σ_i |matrix[i][j]|, for per-target normalisation), and each z→u block its
+`TOP_K_Z2U` strongest sources per head; the full direct and composed matrices go to a side
+file (`write_page`: PAGE.full.js, `window.LIG_FULL = {"<l>": {"direct": [S][S],
+"composed": [S][T]}}`), which the page loads on request with a `<script src>` (a
+`file://` page may load scripts beside it where `fetch()` may not). A 2,048-token layer
+then makes a page of a few megabytes instead of hundreds.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
@@ -41,6 +52,9 @@ from . import result as R
 
 FORMAT = "lig-jax-view/1"
 DIGITS = 6
+COMPACT_FROM = 256  # tokens; beyond, the page keeps top-k sources per target
+TOP_K = 32
+TOP_K_Z2U = 8
 SPECIAL_TOKENS = frozenset({"[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]", "<s>", "</s>",
                             "<pad>", "<unk>", "<mask>", "<bos>", "<eos>"})
 _SPECIAL_RE = re.compile(r"^\[.*\]$|^<.*>$", re.DOTALL)
@@ -92,6 +106,32 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
 
+def _ints(array: np.ndarray) -> _Raw:
+    """A 2-D integer array as compact JSON text."""
+    return _Raw("[" + ",".join("[" + ",".join(map(str, row)) + "]"
+                               for row in np.asarray(array).tolist()) + "]")
+
+
+def _top_sources(matrix: np.ndarray, k: int) -> dict[str, Any]:
+    """The `k` largest-|value| sources of each column of [S, T]: {"k", "idx": [T][k],
+    "val": [T][k]} (sources in ascending order within a column)."""
+    m = np.asarray(matrix, np.float64)
+    k = min(k, m.shape[0])
+    mag = np.where(np.isfinite(m), np.abs(m), -1.0)
+    idx = np.sort(np.argpartition(-mag, k - 1, axis=0)[:k], axis=0).T  # [T, k]
+    val = np.take_along_axis(m.T, idx, axis=1)
+    return {"k": k, "idx": _ints(idx), "val": _numbers(val)}
+
+
+def _route_block(matrix: np.ndarray, compact: bool) -> dict[str, Any]:
+    """A route's matrix, whole, or (compact) as top-k sources per target with the exact
+    column sums of |values|."""
+    if not compact:
+        return {"matrix": _numbers(matrix)}
+    sums = np.nansum(np.abs(np.asarray(matrix, np.float64)), axis=0)
+    return {"sparse": _top_sources(matrix, TOP_K), "sums": _numbers(sums)}
+
+
 def _check_shape(what: str, a: np.ndarray, shape: tuple[int, ...]) -> None:
     if a.shape != shape:
         got = "×".join(map(str, a.shape)) or "a scalar"
@@ -99,19 +139,19 @@ def _check_shape(what: str, a: np.ndarray, shape: tuple[int, ...]) -> None:
 
 
 def _layer_payload(result: dict[str, Any], index: int, S: int,
-                   heads: int | None) -> dict[str, Any]:
+                   heads: int | None, compact: bool = False) -> dict[str, Any]:
     """The view data of one layer (see the module docstring), checked."""
     entry = R.layer(result, index)
     out: dict[str, Any] = {}
     have = R.routes(result, index)
     if "direct" in have:
         out["direct"] = {"baseline": entry["z2z"].get("baseline"),
-                         "matrix": _numbers(R.z2z_matrix(result, index, "direct"))}
+                         **_route_block(R.z2z_matrix(result, index, "direct"), compact)}
     if "composed" in have:
         block = entry["z2z_composed"]
         out["composed"] = {"baseline_att": block.get("baseline_att"),
                            "baseline_mlp": block.get("baseline_mlp"),
-                           "matrix": _numbers(R.z2z_matrix(result, index, "composed")),
+                           **_route_block(R.z2z_matrix(result, index, "composed"), compact),
                            "targets": R.z2z_targets(result, index, "composed")}
     tgts: dict[str, Any] = {}
     for j in R.targets(result, index):
@@ -123,7 +163,8 @@ def _layer_payload(result: dict[str, Any], index: int, S: int,
             hs, z = R.z2u_heads(result, index, j)
             _check_shape(f"layer {index} target {j} z→u", z, (len(hs), S))
             item["z2u"] = {"baseline": t["z2u"].get("baseline"), "heads": hs,
-                           "matrix": _numbers(z)}
+                           **({"sparse": _top_sources(z.T, TOP_K_Z2U)} if compact
+                              else {"matrix": _numbers(z)})}
         if "u2z" in t and heads:
             c = np.asarray(t["u2z"].get("contributions", []), np.float64)
             if c.ndim != 1 or c.size % heads:
@@ -138,9 +179,17 @@ def _layer_payload(result: dict[str, Any], index: int, S: int,
 
 
 def view_data(result: dict[str, Any] | str | Path, *, title: str | None = None,
-              layers: Sequence[int] | None = None) -> dict[str, Any]:
-    """The checked view payload of `result` (numeric arrays as `_Raw` JSON text)."""
-    res = R.load_result(result)
+              layers: Sequence[int] | None = None, full_file: str | None = None
+              ) -> dict[str, Any]:
+    """The checked view payload of `result` (numeric arrays as `_Raw` JSON text); compact
+    beyond `COMPACT_FROM` tokens, naming the side file `full_file` (if any) that holds
+    the full matrices."""
+    return _view_data(R.load_result(result), title, layers, full_file)
+
+
+def _view_data(res: dict[str, Any], title: str | None, layers: Sequence[int] | None,
+               full_file: str | None) -> dict[str, Any]:
+    """`view_data` of a result already loaded and checked."""
     tokens = res["tokens"]
     if not tokens or not all(isinstance(t, str) for t in tokens):
         raise LIGError("the result's 'tokens' must be a non-empty list of strings")
@@ -149,9 +198,10 @@ def view_data(result: dict[str, Any] | str | Path, *, title: str | None = None,
     if not order:
         raise LIGError("no layers selected to view")
     heads = R.num_heads(res)
+    compact = S > COMPACT_FROM
     payload_layers: dict[str, Any] = {}
     for index in order:
-        payload_layers[str(index)] = _layer_payload(res, index, S, heads)
+        payload_layers[str(index)] = _layer_payload(res, index, S, heads, compact)
     if not any(payload_layers.values()):
         raise LIGError("the result has nothing to view: no z2z, z2z_composed or targets "
                        "blocks in its layers")
@@ -168,6 +218,8 @@ def view_data(result: dict[str, Any] | str | Path, *, title: str | None = None,
         "config": {k: cfg[k] for k in _CONFIG_KEYS if k in cfg},
         "layer_order": order,
         "layers": payload_layers,
+        "compact": {"top_k": TOP_K, "top_k_z2u": TOP_K_Z2U,
+                    "full_file": full_file} if compact else None,
     }
 
 
@@ -180,25 +232,54 @@ def _script_safe(text: str) -> str:
     return text.replace("<", "\\u003c")
 
 
+def full_data_script(result: dict[str, Any] | str | Path,
+                     layers: Sequence[int] | None = None) -> str:
+    """The side file of a compact page: `window.LIG_FULL = {"<l>": {"<route>": {"shape":
+    [S, T], "f32": base64 of the matrix as little-endian float32, row-major}}}` for every
+    shown layer's direct and composed matrices (a binary blob: the page decodes it in
+    milliseconds, where the same numbers as JSON text take seconds to write and read)."""
+    return _full_script(R.load_result(result), layers)
+
+
+def _full_script(res: dict[str, Any], layers: Sequence[int] | None) -> str:
+    order = R.layers(res) if layers is None else [int(x) for x in layers]
+    full: dict[str, Any] = {}
+    for index in order:
+        full[str(index)] = {}
+        for r in R.routes(res, index):
+            m = np.ascontiguousarray(R.z2z_matrix(res, index, r), "<f4")
+            full[str(index)][r] = {"shape": list(m.shape),
+                                   "f32": base64.b64encode(m.tobytes()).decode("ascii")}
+    return "window.LIG_FULL = " + json.dumps(full) + ";\n"
+
+
 def build_page(result: dict[str, Any] | str | Path, *, title: str | None = None,
-               layers: Sequence[int] | None = None) -> str:
-    """A complete, self-contained HTML document viewing `result` (a dict or a JSON path).
+               layers: Sequence[int] | None = None, full_file: str | None = None) -> str:
+    """A complete HTML document viewing `result` (a dict or a JSON path), self-contained
+    but for the optional side file `full_file` of a compact page (module doc).
 
     `layers` restricts the page to some layers (all by default). Raises `LIGError` (one
     line) when `result` is not a lig result or a requested layer is missing.
     """
-    data = view_data(result, title=title, layers=layers)
+    return _page(R.load_result(result), title, layers, full_file)
+
+
+def _page(res: dict[str, Any], title: str | None, layers: Sequence[int] | None,
+          full_file: str | None) -> str:
+    data = _view_data(res, title, layers, full_file)
     data_json = _script_safe(_dumps(data))
     js = _asset("viewer.js").replace("</script", "<\\/script")
     css = _asset("viewer.css").replace("</style", "<\\/style")
     page_title = html.escape(data["title"])
+    # the side file, and nothing else, may load as a script (a file: URL beside the page)
+    extra_src = " file:" if data["compact"] and full_file else ""
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; \
-style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
+style-src 'unsafe-inline'; script-src 'unsafe-inline'{extra_src}; img-src data:">
 <link rel="icon" href="data:,">
 <title>{page_title}</title>
 <style>
@@ -221,8 +302,15 @@ style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
 def write_page(result: dict[str, Any] | str | Path, out: str | Path, *,
                title: str | None = None, layers: Sequence[int] | None = None) -> Path:
     """Write `build_page(result)` to `out` (`files.write_text`: parents created, written
-    atomically); returns the path."""
-    return write_text(out, build_page(result, title=title, layers=layers))
+    atomically); returns the path. A compact page (beyond `COMPACT_FROM` tokens) gets its
+    side file beside it, OUT.full.js."""
+    res = R.load_result(result)
+    out = Path(out)
+    if len(res["tokens"]) > COMPACT_FROM:
+        side = out.with_name(out.name + ".full.js")
+        write_text(side, _full_script(res, layers))
+        return write_text(out, _page(res, title, layers, side.name))
+    return write_text(out, _page(res, title, layers, None))
 
 
 def notebook_html(result: dict[str, Any] | str | Path, height: int = 640, *,

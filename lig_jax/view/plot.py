@@ -84,14 +84,58 @@ def _shorten(text: str, limit: int = _TEXT_LIMIT) -> str:
 # ----------------------------------------------------------------------------- layers
 
 
-def _panel(result: dict[str, Any], index: int, route: str, absolute: bool
+# Beyond this many tokens on an axis a heatmap gets sparse tick labels (at most MAX_TICKS,
+# each "index token") and a robust colour scale (clipped at the ROBUST_PERCENTILE-th
+# percentile of |values|, said in the colour bar's label).
+SPARSE_FROM = 64
+MAX_TICKS = 40
+ROBUST_PERCENTILE = 99.0
+
+
+def parse_window(text: str | None, size: int | None = None) -> tuple[int, int] | None:
+    """"i:j" → (i, j), tokens i..j−1 (either end may be omitted); checked against `size`."""
+    if text is None:
+        return None
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        lo = int(parts[0]) if parts[0].strip() else 0
+        hi = int(parts[1]) if parts[1].strip() else (size if size is not None else 1 << 30)
+    except ValueError:
+        raise LIGError(f"--window takes i:j (tokens i..j-1, 0-based), e.g. 0:64. Got: "
+                       f"{text!r}") from None
+    if size is not None:
+        hi = min(hi, size)
+    if lo < 0 or hi <= lo:
+        raise LIGError(f"--window {text} is empty or negative; give 0 ≤ i < j"
+                       + (f" ≤ {size}" if size is not None else ""))
+    return lo, hi
+
+
+def _panel(result: dict[str, Any], index: int, route: str, absolute: bool,
+           window: tuple[int, int] | None = None
            ) -> tuple[np.ndarray, list[str], list[str]]:
-    """(data [S_src, S_tgt], source labels [S_src], target labels [S_tgt]) of one layer."""
+    """(data [S_src, S_tgt], source labels [S_src], target labels [S_tgt]) of one layer;
+    `window` (i, j) keeps the sources and targets among tokens i..j−1. Labels carry the
+    token index where the axis will get sparse ticks."""
     matrix = z2z_matrix(result, index, route)
     tokens = [_display(t) for t in result["tokens"]]
     cols = z2z_targets(result, index, route)
-    data = np.abs(matrix) if absolute else matrix
-    return data, tokens, [tokens[j] for j in cols]
+    lo, hi = window or (0, len(tokens))
+    rows = list(range(lo, min(hi, len(tokens))))
+    keep = [c for c, j in enumerate(cols) if lo <= j < hi]
+    if not rows or not keep:
+        raise LIGError(f"--window {lo}:{hi} holds no token of layer {index} (tokens "
+                       f"0..{len(tokens) - 1})")
+    data = matrix[np.ix_(rows, keep)]
+    data = np.abs(data) if absolute else data
+    sparse = max(len(rows), len(keep)) > SPARSE_FROM
+
+    def label(i: int) -> str:
+        return f"{i} {tokens[i]}" if sparse else tokens[i]
+
+    return data, [label(i) for i in rows], [label(cols[c]) for c in keep]
 
 
 def _baselines(result: dict[str, Any], shown: Sequence[int], route: str) -> str:
@@ -128,22 +172,43 @@ def _tick_points(cell: float) -> float:
     return max(2.0, min(8.0, cell * 72 * 0.75))
 
 
-def _norm(panels: Sequence[np.ndarray], absolute: bool) -> Normalize:
-    """One colour scale for all panels: [0, max] if absolute, else [-m, m] centred at 0."""
+def _norm(panels: Sequence[np.ndarray], absolute: bool) -> tuple[Normalize, str]:
+    """One colour scale for all panels: [0, m] if absolute, else [-m, m] centred at 0, with
+    m the largest |value| — or, on panels beyond `SPARSE_FROM` tokens, its
+    `ROBUST_PERCENTILE`-th percentile (one outlier would wash the rest out); the second
+    item says so for the colour bar ("" when not clipped)."""
     finite = [np.abs(p[np.isfinite(p)]) for p in panels]
     top = max((float(f.max()) for f in finite if f.size), default=0.0) or 1.0
-    return Normalize(0.0, top) if absolute else Normalize(-top, top)
+    note = ""
+    if max(max(p.shape) for p in panels) > SPARSE_FROM:
+        values = np.concatenate([f.ravel() for f in finite])
+        q = float(np.percentile(values, ROBUST_PERCENTILE)) if values.size else 0.0
+        if 0.0 < q < top:
+            note = (f"clipped at the {ROBUST_PERCENTILE:g}th percentile of |values|, "
+                    f"{q:.3g} (max {top:.3g})")
+            top = q
+    norm = Normalize(0.0, top) if absolute else Normalize(-top, top)
+    return norm, note
+
+
+def _ticks(n: int) -> list[int]:
+    """Tick positions on an n-cell axis: every cell, or at most MAX_TICKS evenly spaced."""
+    if n <= SPARSE_FROM:
+        return list(range(n))
+    return list(range(0, n, math.ceil(n / MAX_TICKS)))
 
 
 def _draw_heatmap(ax: Axes, data: np.ndarray, rows: list[str], cols: list[str],
                   norm: Normalize, cmap: str, fontsize: float) -> None:
     ax.imshow(data, cmap=cmap, norm=norm, interpolation="nearest", aspect="equal",
               origin="upper")
-    ax.set_xticks(range(len(cols)))
-    ax.set_xticklabels(cols, rotation=60, ha="right", rotation_mode="anchor",
-                       fontsize=fontsize, parse_math=False)
-    ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels(rows, fontsize=fontsize, parse_math=False)
+    xs, ys = _ticks(len(cols)), _ticks(len(rows))
+    size = fontsize if len(xs) == len(cols) and len(ys) == len(rows) else 6.0
+    ax.set_xticks(xs)
+    ax.set_xticklabels([cols[k] for k in xs], rotation=60, ha="right",
+                       rotation_mode="anchor", fontsize=size, parse_math=False)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([rows[k] for k in ys], fontsize=size, parse_math=False)
     ax.tick_params(length=2, pad=1.5)
 
 
@@ -158,7 +223,7 @@ SCALES = ("shared", "layer")
 
 def layers_figure(result: dict[str, Any] | str | Path, *, layers: list[int] | None = None,
                   route: str = "direct", absolute: bool = False,
-                  scale: str = "shared") -> Figure:
+                  scale: str = "shared", window: tuple[int, int] | None = None) -> Figure:
     """The per-layer heatmap grid as a Figure (not saved).
 
     One heatmap per layer in `layers` (default: all layers that have `route`), image data
@@ -166,8 +231,9 @@ def layers_figure(result: dict[str, Any] | str | Path, *, layers: list[int] | No
     centred at 0 for signed values, sequential for absolute ones. `scale="shared"`: one
     colour scale and bar for every layer (magnitudes compare across layers);
     `scale="layer"`: each layer its own scale and bar (a quiet layer next to a loud one
-    still shows its pattern). Missing layers / routes and non-lig inputs raise a one-line
-    LIGError.
+    still shows its pattern). `window` (i, j): tokens i..j−1 only. Beyond `SPARSE_FROM`
+    tokens the ticks are sparse ("index token") and the colour scale robust (`_norm`).
+    Missing layers / routes and non-lig inputs raise a one-line LIGError.
     """
     if scale not in SCALES:
         raise LIGError(f"unknown colour scale {scale!r}; allowed: {', '.join(SCALES)}")
@@ -175,7 +241,7 @@ def layers_figure(result: dict[str, Any] | str | Path, *, layers: list[int] | No
     shown = _default_layers(result, route) if layers is None else [int(l) for l in layers]
     if not shown:
         raise LIGError("no layers to plot")
-    panels = [_panel(result, l, route, absolute) for l in shown]
+    panels = [_panel(result, l, route, absolute, window) for l in shown]
     ncols = min(_MAX_COLS, len(shown))
     nrows = math.ceil(len(shown) / ncols)
     n_src = max(p[0].shape[0] for p in panels)
@@ -186,13 +252,13 @@ def layers_figure(result: dict[str, Any] | str | Path, *, layers: list[int] | No
     width = ncols * (n_tgt * cell + pad + (0.9 if per_layer else 0)) + 1.2
     height = nrows * (n_src * cell + pad + 0.3) + 0.9
     fig = Figure(figsize=(width, height), layout="constrained")
-    shared = _norm([p[0] for p in panels], absolute)
+    shared, shared_note = _norm([p[0] for p in panels], absolute)
     cmap = ABSOLUTE_CMAP if absolute else SIGNED_CMAP
     axes = [fig.add_subplot(nrows, ncols, k + 1) for k in range(len(shown))]
     label = ("|attribution| (source i → target j)" if absolute
              else "attribution (source i → target j)")
     for k, (ax, l, (data, rows, cols)) in enumerate(zip(axes, shown, panels, strict=True)):
-        norm = _norm([data], absolute) if per_layer else shared
+        norm, note = _norm([data], absolute) if per_layer else (shared, shared_note)
         _draw_heatmap(ax, data, rows, cols, norm, cmap, _tick_points(cell))
         ax.set_title(f"layer {l}", fontsize=10)
         if k % ncols == 0:
@@ -200,25 +266,37 @@ def layers_figure(result: dict[str, Any] | str | Path, *, layers: list[int] | No
         if k + ncols >= len(shown):
             ax.set_xlabel("target j", fontsize=9)
         if per_layer:
-            fig.colorbar(ScalarMappable(norm, cmap), ax=ax, shrink=0.85, aspect=20, pad=0.02)
+            bar = fig.colorbar(ScalarMappable(norm, cmap), ax=ax, shrink=0.85, aspect=20,
+                               pad=0.02, extend=_extend(note, absolute))
+            if note:
+                bar.set_label(textwrap.fill(note, 40), fontsize=7)
     if not per_layer:
         bar = fig.colorbar(ScalarMappable(shared, cmap), ax=axes, shrink=0.85, aspect=30,
-                           pad=0.02)
-        bar.set_label(label, fontsize=9)
+                           pad=0.02, extend=_extend(shared_note, absolute))
+        bar.set_label(label + (f"\n{textwrap.fill(shared_note, 50)}" if shared_note else ""),
+                      fontsize=9)
     title = _suptitle(result, shown, route, absolute, width)
+    if window is not None:
+        title += f"\n(tokens {window[0]}..{min(window[1], len(result['tokens'])) - 1})"
     if per_layer:
         title += "\n(each layer on its own colour scale)"
     fig.suptitle(title, fontsize=_TITLE_POINTS, parse_math=False)
     return fig
 
 
+def _extend(note: str, absolute: bool) -> str:
+    """The colour bar's arrows: values beyond a clipped scale exist."""
+    return "neither" if not note else ("max" if absolute else "both")
+
+
 def plot_layers(result: dict[str, Any] | str | Path, out: str | Path, *,
                 layers: list[int] | None = None, route: str = "direct",
-                absolute: bool = False, scale: str = "shared") -> Path:
+                absolute: bool = False, scale: str = "shared",
+                window: tuple[int, int] | None = None) -> Path:
     """Write the per-layer z→z heatmaps of `result` to `out` (.png | .pdf | .svg)."""
     check_suffix(out)
     return save_figure(layers_figure(result, layers=layers, route=route, absolute=absolute,
-                                     scale=scale), out)
+                                     scale=scale, window=window), out)
 
 
 # ----------------------------------------------------------------------------- flow

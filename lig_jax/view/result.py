@@ -19,7 +19,7 @@ ROUTES = ("direct", "composed")
 
 def load_result(source: str | Path | dict[str, Any]) -> dict[str, Any]:
     """A result dict from a JSON or .npz file (or a dict), checked to be a lig result."""
-    return load(source, lists=True)  # checked by validation.check_result
+    return load(source)  # checked by validation.check_result; .npz arrays stay numpy
 
 
 def layers(result: dict[str, Any]) -> list[int]:

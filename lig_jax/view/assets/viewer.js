@@ -23,11 +23,15 @@
   const ABS = [84, 39, 143];
   const app = document.getElementById("lig-app");
 
+  const compact = data.compact || null;
   const state = {
     layer: layerKeys[0],
     route: null,
     routePref: "direct",
-    view: "flow",
+    view: compact ? "heatmap" : "flow",
+    cell: 0,
+    query: "",
+    match: -1,
     selected: null,
     threshold: 0,
     topk: S > 32 ? 3 : 0,
@@ -116,14 +120,50 @@
     return ROUTES.filter((r) => ld[r]);
   }
 
+  /** Rows [nRows] of Float64Array(nCols) from a compact block's top-k per column (the
+   * sources left out are 0); `sparse.idx[c]` / `sparse.val[c]` list column c's sources. */
+  function densify(sparse, nRows, nCols) {
+    const rows = [];
+    for (let i = 0; i < nRows; i++) rows.push(new Float64Array(nCols));
+    sparse.idx.forEach((list, c) => {
+      list.forEach((i, k) => {
+        rows[i][c] = num(sparse.val[c][k]);
+      });
+    });
+    return rows;
+  }
+
+  /** Rows of a side-file matrix: base64 little-endian float32, row-major [S][T]. */
+  function decodeRows(blob) {
+    const bin = atob(blob.f32);
+    const bytes = new Uint8Array(bin.length);
+    for (let k = 0; k < bin.length; k++) bytes[k] = bin.charCodeAt(k);
+    const f32 = new Float32Array(bytes.buffer);
+    const [nRows, nCols] = blob.shape;
+    const rows = [];
+    for (let i = 0; i < nRows; i++) rows.push(f32.subarray(i * nCols, (i + 1) * nCols));
+    return rows;
+  }
+
+  /** A route block's matrix, made dense on first use when the page is compact. */
+  function matrixOf(block, nCols) {
+    if (!block.matrix) {
+      block.matrix = densify(block.sparse, S, nCols);
+      block.approx = true;
+    }
+    return block.matrix;
+  }
+
   /** The current layer/route matrix: {m [S][T], cols [T] target tokens, sums [T], colOf}. */
   function currentMatrix() {
     const ld = layerData();
     const block = state.route ? ld[state.route] : null;
     if (!block) return null;
     const cols = state.route === "direct" ? tokens.map((_, i) => i) : block.targets;
+    matrixOf(block, cols.length);
     const key = state.layer + "/" + state.route;
     let sums = sumCache.get(key);
+    if (!sums && block.sums && block.approx) sums = block.sums.map(num);
     if (!sums) {
       sums = cols.map((_, c) => {
         let s = 0;
@@ -133,8 +173,8 @@
         }
         return s;
       });
-      sumCache.set(key, sums);
     }
+    sumCache.set(key, sums);
     const colOf = new Map(cols.map((j, c) => [j, c]));
     return { m: block.matrix, cols, sums, colOf, block };
   }
@@ -173,7 +213,13 @@
     <button id="lig-view-flow" class="lig-seg" type="button">flow</button>
     <button id="lig-view-heatmap" class="lig-seg" type="button">heatmap</button>
   </div>
+  <div class="lig-group"><span class="lig-label">Find</span>
+    <input id="lig-search" type="search" placeholder="token text" aria-label="find a token"
+      title="tokens containing this text; Enter selects the next match">
+    <output id="lig-search-out"></output>
+  </div>
 </section>
+<p class="lig-compact" id="lig-compact" hidden></p>
 <section class="lig-options" id="lig-options">
   <label title="hide edges whose |shown value| is below this fraction of the layer's largest">
     threshold <input id="lig-threshold" type="range" min="0" max="1" step="0.01" value="0">
@@ -190,6 +236,8 @@
     (<span class="lig-pos">+</span> / <span class="lig-neg">−</span>)</label>
   <label title="[CLS], [SEP], &lt;s&gt;, &lt;/s&gt;, &lt;pad&gt;, [..], &lt;..&gt;">
     <input id="lig-hide-special" type="checkbox"> hide special tokens</label>
+  <label title="heatmap cell size in pixels (0: fit the width)">cell px
+    <input id="lig-cell" type="number" min="0" max="48" step="1" value="0"></label>
   <label>layout <select id="lig-layout">
     <option value="auto">auto</option><option value="rows">rows</option>
     <option value="columns">columns</option></select></label>
@@ -202,7 +250,7 @@
     <div class="lig-scroll" id="lig-flow-wrap"><svg id="lig-flow"
       xmlns="http://www.w3.org/2000/svg"></svg></div>
     <div class="lig-scroll" id="lig-heatmap-wrap" hidden><svg id="lig-heatmap"
-      xmlns="http://www.w3.org/2000/svg"></svg></div>
+      xmlns="http://www.w3.org/2000/svg"></svg><canvas id="lig-canvas" hidden></canvas></div>
     <section id="lig-target-panel" class="lig-panel lig-target-panel"></section>
   </main>
   <aside class="lig-side">
@@ -216,7 +264,8 @@
     "route-composed", "baseline", "view-flow", "view-heatmap", "threshold", "threshold-out",
     "topk", "edge-scale", "node-scale", "normalize", "signed", "hide-special", "layout",
     "tokens", "legend", "empty", "flow-wrap", "flow", "heatmap-wrap", "heatmap", "values",
-    "target-panel", "tooltip", "routes"]) {
+    "target-panel", "tooltip", "routes", "search", "search-out", "compact", "cell",
+    "canvas"]) {
     el[id] = $("lig-" + id);
   }
 
@@ -245,6 +294,44 @@
     `data-token="${i}" title="token ${i}">${esc(t)}</button>`).join("");
   for (const r of ROUTES) {
     if (!layerKeys.some((k) => data.layers[k][r])) el["route-" + r].remove();
+  }
+
+  if (compact) {
+    el.compact.hidden = false;
+    el.compact.innerHTML = `Long input (${S} tokens): this page keeps the ` +
+      `${compact.top_k} strongest sources of each target column (and ${compact.top_k_z2u} ` +
+      `per head for z→u); the others show as 0, per-target normalisation uses the exact ` +
+      `column sums.` + (compact.full_file
+      ? ` <button id="lig-load-full" type="button">load the full matrices</button> ` +
+        `(<code>${esc(compact.full_file)}</code>, beside this page)` : "");
+    const btn = $("lig-load-full");
+    if (btn) {
+      btn.addEventListener("click", () => {
+        btn.disabled = true;
+        const tag = document.createElement("script");
+        tag.src = compact.full_file;
+        tag.onload = () => {
+          const full = window.LIG_FULL || {};
+          for (const [l, routes] of Object.entries(full)) {
+            for (const [r, blob] of Object.entries(routes)) {
+              if (data.layers[l] && data.layers[l][r]) {
+                data.layers[l][r].matrix = decodeRows(blob);
+                data.layers[l][r].approx = false;
+              }
+            }
+          }
+          sumCache.clear();
+          app.dataset.full = "1";
+          btn.textContent = "full matrices loaded";
+          render();
+        };
+        tag.onerror = () => {
+          btn.textContent = "side file not found";
+          app.dataset.full = "error";
+        };
+        document.head.appendChild(tag);
+      });
+    }
   }
 
   /* ---------- flow view ---------- */
@@ -393,6 +480,92 @@
 
   /* ---------- heatmap view ---------- */
 
+  const CANVAS_FROM = 40000;  // cells; beyond, the heatmap is drawn on a canvas
+
+  /** The heatmap as canvas pixels (long inputs): rows = sources, columns = targets; a
+   * click selects the source token, hovering names the cell. */
+  function renderCanvas(mv, vis, vcols, max) {
+    const wrapW = Math.max(360, el["heatmap-wrap"].clientWidth - 4);
+    const margin = 48;
+    const fit = Math.floor((wrapW - margin) / Math.max(1, vcols.length));
+    const cell = state.cell > 0 ? state.cell : clamp(fit, 1, 48);
+    const W = margin + cell * vcols.length;
+    const H = margin + cell * vis.length;
+    const cv = el.canvas;
+    cv.width = W;
+    cv.height = H;
+    const ctx = cv.getContext("2d");
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, W, H);
+    const img = ctx.createImageData(cell * vcols.length, cell * vis.length);
+    const px = img.data;
+    const rowW = cell * vcols.length;
+    const col = [0, 0, 0];
+    const rgb = (v) => {  // colour(v, max, 0) as numbers
+      if (!Number.isFinite(v)) {
+        col[0] = col[1] = col[2] = 204;
+        return;
+      }
+      const t = max > 0 ? Math.min(1, Math.abs(v) / max) : 0;
+      const base = !state.signed ? ABS : v < 0 ? NEG : POS;
+      for (let q = 0; q < 3; q++) col[q] = Math.round(255 + (base[q] - 255) * t);
+    };
+    for (let r = 0; r < vis.length; r++) {
+      const i = vis[r];
+      for (let k = 0; k < vcols.length; k++) {
+        rgb(shown(mv, i, vcols[k]));
+        for (let dy = 0; dy < cell; dy++) {
+          let o = ((r * cell + dy) * rowW + k * cell) * 4;
+          for (let dx = 0; dx < cell; dx++, o += 4) {
+            px[o] = col[0];
+            px[o + 1] = col[1];
+            px[o + 2] = col[2];
+            px[o + 3] = 255;
+          }
+        }
+      }
+    }
+    ctx.putImageData(img, margin, margin);
+    ctx.fillStyle = "#333";
+    ctx.font = "10px sans-serif";
+    const every = Math.max(1, Math.ceil(40 / cell));
+    vcols.forEach((c, k) => {
+      if (k % every === 0) ctx.fillText(String(mv.cols[c]), margin + k * cell, margin - 6);
+    });
+    vis.forEach((i, r) => {
+      if (r % every === 0) ctx.fillText(String(i), 2, margin + r * cell + Math.min(cell, 10));
+    });
+    const sel = state.selected;
+    if (sel !== null) {
+      ctx.strokeStyle = "#000";
+      const r = vis.indexOf(sel);
+      if (r >= 0) ctx.strokeRect(margin, margin + r * cell, rowW, cell);
+      const k = vcols.findIndex((c) => mv.cols[c] === sel);
+      if (k >= 0) ctx.strokeRect(margin + k * cell, margin, cell, cell * vis.length);
+    }
+    const at = (e) => {
+      const b = cv.getBoundingClientRect();
+      const r = Math.floor((e.clientY - b.top - margin) / cell);
+      const k = Math.floor((e.clientX - b.left - margin) / cell);
+      return r >= 0 && r < vis.length && k >= 0 && k < vcols.length ? [vis[r], vcols[k]] : null;
+    };
+    cv.onclick = (e) => {
+      const hit = at(e);
+      if (hit) select(hit[0]);
+    };
+    cv.onmousemove = (e) => {
+      const hit = at(e);
+      if (!hit) return;
+      const [i, c] = hit;
+      el.tooltip.textContent = `${tokText(i)} → ${tokText(mv.cols[c])}: ${full(mv.m[i][c])}`;
+      el.tooltip.hidden = false;
+      el.tooltip.style.left = e.clientX + 14 + "px";
+      el.tooltip.style.top = e.clientY + 14 + "px";
+    };
+    cv.setAttribute("data-cells", String(vis.length * vcols.length));
+    cv.setAttribute("data-cell", String(cell));
+  }
+
   function renderHeatmap(mv) {
     const vis = visibleTokens();
     const vcols = [];
@@ -403,6 +576,14 @@
         const v = shown(mv, i, c);
         if (Number.isFinite(v)) max = Math.max(max, Math.abs(v));
       }
+    }
+    const big = vis.length * vcols.length > CANVAS_FROM;
+    el.canvas.hidden = !big;
+    el.heatmap.style.display = big ? "none" : "";
+    if (big) {
+      el.heatmap.innerHTML = "";
+      renderCanvas(mv, vis, vcols, max);
+      return { max };
     }
     let rowChars = 1;
     for (const i of vis) rowChars = Math.max(rowChars, label(i).length);
@@ -567,6 +748,10 @@
   function z2uChart(z, k) {
     const vis = visibleTokens();
     const heads = z.heads;
+    if (!z.matrix) {  // compact page: top-k sources per head, the others 0
+      const rows = densify(z.sparse, S, heads.length);  // [S][H']
+      z.matrix = heads.map((_, r) => Float64Array.from(rows, (row) => row[r]));
+    }
     let max = 0;
     for (let r = 0; r < heads.length; r++) {
       for (const i of vis) {
@@ -716,7 +901,8 @@
         ? `<span class="lig-swatch lig-grad-signed"></span> − … 0 … +`
         : `<span class="lig-swatch lig-grad-abs"></span> 0 … |max|`;
       legend = `<span>${scale}</span><span>${legend}</span>` +
-        (state.normalize ? "<span>columns normalised (÷ Σ|column|)</span>" : "");
+        (state.normalize ? "<span>columns normalised (÷ Σ|column|)</span>" : "") +
+        (mv.block.approx ? `<span>top ${compact.top_k} sources per target</span>` : "");
     }
     el.legend.innerHTML = legend;
     renderValues(mv);
@@ -731,6 +917,9 @@
     app.dataset.playing = String(!!state.timer);
     app.dataset.renderMs = (performance.now() - t0).toFixed(1);
     app.dataset.renders = String(Number(app.dataset.renders || 0) + 1);
+    if (app.dataset.ready !== "1") {  // ms from the start of navigation to the first view
+      app.dataset.readyMs = performance.now().toFixed(0);
+    }
     app.dataset.ready = "1";
   }
 
@@ -835,6 +1024,59 @@
   el.layout.addEventListener("change", () => {
     state.layout = el.layout.value;
     render();
+  });
+  el.cell.addEventListener("input", () => {
+    state.cell = clamp(Math.floor(Number(el.cell.value) || 0), 0, 48);
+    renderSoon();
+  });
+
+  /** Tokens whose text contains the query (case-insensitive; the tokenizers' word marks
+   * Ġ ▁ ## ignored). */
+  function matches(query) {
+    const q = query.trim().toLowerCase();
+    if (!q) return [];
+    const out = [];
+    tokens.forEach((t, i) => {
+      if (t.replace(/^(Ġ|▁|##)/, "").toLowerCase().includes(q)) out.push(i);
+    });
+    return out;
+  }
+
+  function findNext() {
+    const hits = matches(state.query);
+    app.dataset.matches = String(hits.length);
+    el["search-out"].textContent = state.query ? `${hits.length} match` +
+      (hits.length === 1 ? "" : "es") : "";
+    const hit = new Set(hits);
+    for (const btn of el.tokens.children) {
+      btn.classList.toggle("lig-match", hit.has(Number(btn.dataset.token)));
+    }
+    if (!hits.length) return;
+    state.match = (state.match + 1) % hits.length;
+    const i = hits[state.match];
+    state.selected = i;
+    render();
+    const btn = el.tokens.children[i];
+    if (btn && btn.scrollIntoView) btn.scrollIntoView({ block: "nearest" });
+  }
+
+  let searchTimer = 0;  // typing: search once the keys pause
+  el.search.addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => {
+      state.query = el.search.value;
+      state.match = -1;
+      findNext();
+    }, 250);
+  });
+  el.search.addEventListener("keydown", (e) => {
+    if (e.key !== "Enter") return;
+    clearTimeout(searchTimer);
+    if (state.query !== el.search.value) {
+      state.query = el.search.value;
+      state.match = -1;
+    }
+    findNext();
   });
 
   app.addEventListener("click", (e) => {

@@ -168,7 +168,8 @@ def test_store_refuses_other_settings_and_reports_corruption(tmp_path):
         Store(tmp_path / "run").open({"model": "a", "settings": {"steps": 8}}, resume=True)
     with pytest.raises(LIGError, match="already holds a run"):
         Store(tmp_path / "run").open({"model": "a", "settings": {"steps": 4}}, resume=False)
-    rec = Record({"index": 3, "words": ["x"]}, {"z2z/zero": np.ones((1, 2, 2))})
+    rec = Record({"index": 3, "words": ["x"], "tokens": ["[CLS]", "x"]},
+                 {"z2z/zero": np.ones((1, 2, 2))})
     store.write(rec)
     assert store.done() == {3}
     back = store.read(3)
@@ -411,17 +412,21 @@ def test_format_1_records_read_under_todays_baseline_names(tmp_path):
     old.open({"format_version": 1}, resume=True)
     keys = ("z2z/itb", "z2z/itb_zero_ratio", "z2u/itb", "composed/itb/att_itb_a0",
             "composed/itb_map_ratio/zero", "total/z2z_itb", "total/z2u_sum_itb", "u2z/zero")
-    old.write(Record({"index": 0}, {k: np.full((1, 2), i) for i, k in enumerate(keys)}))
+    shapes = {"z2z": (1, 2, 2), "composed": (1, 2, 2), "z2u": (1, 2, 1, 2), "u2z": (1, 2, 3),
+              "total": (1, 2)}  # [L, S, …] for the S = 2 tokens of the record
+    old.write(Record({"index": 0, "tokens": ["a", "b"]},
+                     {k: np.full(shapes[k.split("/")[0]], i) for i, k in enumerate(keys)}))
     assert _json.loads((tmp_path / "v1" / "run.json").read_text())["format_version"] == 1
     got = Store(tmp_path / "v1").read(0).arrays
     assert sorted(got) == sorted((
         "z2z/self_input_token", "z2z/itb_zero_ratio", "z2u/self_input_token",
         "composed/self_input_token/att_itb_a0", "composed/itb_map_ratio/zero",
         "total/z2z_self_input_token", "total/z2u_sum_self_input_token", "u2z/zero"))
-    assert got["composed/self_input_token/att_itb_a0"][0, 0] == 3
+    assert np.all(got["composed/self_input_token/att_itb_a0"] == 3)
     new = Store(tmp_path / "v2")
     new.open({"format_version": 2}, resume=True)
-    new.write(Record({"index": 0}, {"z2z/itb": np.zeros((1, 2))}))  # kept as written
+    new.write(Record({"index": 0, "tokens": ["a", "b"]},
+                     {"z2z/itb": np.zeros((1, 2, 2))}))  # kept as written
     assert list(Store(tmp_path / "v2").read(0).arrays) == ["z2z/itb"]
 
 

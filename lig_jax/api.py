@@ -82,11 +82,12 @@ def tokenize(lm: LoadedModel, text: str) -> tuple[list[int], list[str]]:
     return list(ids), lm.tokenizer.convert_ids_to_tokens(ids)
 
 
-def word_ids(lm: LoadedModel, text: str, num_tokens: int) -> tuple[list[str], list[int]]:
+def word_ids(lm: LoadedModel, text: str, num_tokens: int
+             ) -> tuple[list[str], list[int]] | None:
     """(words, word index per token): the text's whitespace-separated words, and for each
     of `tokenize`'s tokens the word its first non-space character lies in (−1 for a special
-    token, whose span is empty). Needs a fast tokenizer (offsets); else every token is its
-    own word."""
+    token, whose span is empty; a token of spaces only belongs to the word after it). None
+    where the tokenizer gives no character offsets (a slow tokenizer)."""
     source = text
     if dict(lm.family.tokenizer_kwargs).get("add_prefix_space") and not text.startswith(" "):
         source = " " + text
@@ -98,14 +99,21 @@ def word_ids(lm: LoadedModel, text: str, num_tokens: int) -> tuple[list[str], li
                                )["offset_mapping"]
     except (NotImplementedError, ValueError, TypeError, KeyError):
         offsets = None
-    if offsets is None or len(offsets) != num_tokens:
-        return [f"#{i}" for i in range(num_tokens)], list(range(num_tokens))
+    if offsets is None or len(offsets) != num_tokens or not words:
+        return None
     starts = [a for a, _ in spans]
     out = []
     for start, end in offsets:
-        while start < end and source[start].isspace():
-            start += 1
-        out.append(-1 if end <= start else max(0, bisect.bisect_right(starts, start) - 1))
+        if end <= start:  # a special token
+            out.append(-1)
+            continue
+        first = start
+        while first < end and source[first].isspace():
+            first += 1
+        if first == end:  # spaces only: the word that follows
+            out.append(min(bisect.bisect_left(starts, end), len(words) - 1))
+        else:
+            out.append(max(0, bisect.bisect_right(starts, first) - 1))
     return words, out
 
 
@@ -219,6 +227,14 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
     n_layers, n_heads = lm.config.num_layers, lm.config.num_heads
     layer_list = check_indices("layers", cfg.layers, n_layers)
     targets = check_indices("target_tokens", cfg.target_tokens, s)
+    words = word_ids(lm, text, s)
+    if cfg.words:
+        if words is None:
+            raise LIGError("--words needs a tokenizer with character offsets (a fast "
+                           "tokenizer); this model's gives none")
+        # a word is a target with all its sub-words (its column is their mean)
+        chosen = {words[1][j] for j in targets if words[1][j] >= 0}
+        targets = [j for j in range(s) if j in targets or words[1][j] in chosen]
     if cfg.target_head is not None:
         heads = check_indices("target_head", [cfg.target_head], n_heads)
     else:
@@ -300,7 +316,8 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
         result.layers[l] = arrays
     result.meta["completeness"] = results.completeness_summary(result.layers, targets, heads,
                                                                cfg.auto_tol)
-    result.meta["words"], result.meta["word_ids"] = word_ids(lm, text, s)
+    if words is not None:
+        result.meta["words"], result.meta["word_ids"] = words
     if cfg.words:
         result = to_word_level(result)
     timings["total_s"] = time.perf_counter() - t0

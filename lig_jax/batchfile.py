@@ -52,8 +52,9 @@ class BatchWriter:
     when given) written just before it: a run that fails before computing anything
     leaves no file behind."""
 
-    def __init__(self, path: Path, settings: dict[str, Any] | None = None):
-        self.path, self._fh, self.settings = path, None, settings
+    def __init__(self, path: Path, settings: dict[str, Any] | None = None,
+                 restart: bool = False):
+        self.path, self._fh, self.settings, self.restart = path, None, settings, restart
 
     def add(self, index: int, result: dict[str, Any]) -> None:
         try:
@@ -61,7 +62,8 @@ class BatchWriter:
                 if self.settings is not None:
                     write_text(settings_path(self.path),
                                json.dumps(self.settings, indent=1, ensure_ascii=False) + "\n")
-                self._fh = self.path.open("a", encoding="utf-8")
+                # --restart: the old records go only now, with the first new one ready
+                self._fh = self.path.open("w" if self.restart else "a", encoding="utf-8")
             self._fh.write(batch_line(index, result))
             self._fh.flush()
             os.fsync(self._fh.fileno())
@@ -164,16 +166,13 @@ def resume_state(path: Path, settings: dict[str, Any], lines: list[str], *,
     `lines` are the input's lines now. Refused (one `LIGError` line naming the difference):
     other settings than the file's, an input line changed or removed since its result was
     written, results without a settings file (written before lig-jax kept one). Lines
-    added after the finished ones are still to do. `restart` removes both files first."""
+    added after the finished ones are still to do. `restart`: nothing counts as done, and
+    `BatchWriter(..., restart=True)` replaces both files at the first new record (a run
+    that fails before computing anything leaves the old results as they were)."""
     side = settings_path(path)
     doc = {"format": SETTINGS_FORMAT, "settings": settings,
            "lines": [line_digest(t) for t in lines]}
     if restart:
-        for p in (path, side):
-            try:
-                p.unlink(missing_ok=True)
-            except OSError as e:
-                raise LIGError(f"cannot remove {p} for --restart: {e.strerror or e}") from None
         return ResumeState(set(), doc)
     done = finished_indices(path)
     old = _read_settings(path)
@@ -183,8 +182,10 @@ def resume_state(path: Path, settings: dict[str, Any], lines: list[str], *,
     if old is None:
         raise LIGError(f"{path} holds {len(done)} results but not the settings they were "
                        f"computed with ({side.name} is missing); {how}")
-    changed = [f"{k} {_show(old['settings'].get(k))} there, {_show(v)} now"
-               for k, v in settings.items() if old["settings"].get(k, v) != v]
+    missing = object()
+    changed = [f"{k} not recorded there, {_show(v)} now" if old["settings"].get(k, missing)
+               is missing else f"{k} {_show(old['settings'][k])} there, {_show(v)} now"
+               for k, v in settings.items() if old["settings"].get(k, missing) != v]
     changed += [f"{k} {_show(v)} there, not given now" for k, v in old["settings"].items()
                 if k not in settings]
     if changed:

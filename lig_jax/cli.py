@@ -189,8 +189,9 @@ def explain(
         help="With -o r.npz: float32, or float16 for half the size (about 3 significant "
         "digits).")] = "float32",
     csv: Annotated[Path | None, typer.Option(
-        "--csv", help="Also write a tidy long table here: layer, quantity, head, source, "
-        "source_token, target, target_token, value (z→z, composed z→z, z→u).")] = None,
+        "--csv", help="Write a tidy long table here: layer, quantity, head, source, "
+        "source_token, target, target_token, value (z→z, composed z→z, z→u); with -o as "
+        "well, without it instead of the JSON on stdout.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     strict: StrictOpt = False,
     *,
@@ -210,6 +211,8 @@ def explain(
     output, csv = destination(output), destination(csv)
     if npz_dtype not in NPZ_DTYPES:
         fail(f"Unknown --npz-dtype {npz_dtype!r}. Allowed: {', '.join(NPZ_DTYPES)}")
+    if npz_dtype != "float32" and (output is None or output.suffix.lower() != ".npz"):
+        fail("--npz-dtype applies to an .npz result: give -o RESULT.npz")
     enable_compilation_cache()
     progress, start = progress_printer(quiet)
     try:
@@ -269,8 +272,9 @@ def explain_batch_cmd(
     from .api import explain_batch
 
     output = destination(output)
-    try:
-        lines = texts.read_text(encoding="utf-8").splitlines()
+    try:  # lines end at "\n" only (as editors and `wc -l` count them)
+        lines = texts.read_text(encoding="utf-8").split("\n")
+        lines = [ln.removesuffix("\r") for ln in lines[:-1 if lines[-1] == "" else None]]
     except (OSError, UnicodeDecodeError) as e:
         fail(f"cannot read {texts}: {getattr(e, 'strerror', None) or e}")
     if not lines:
@@ -294,7 +298,8 @@ def explain_batch_cmd(
     written = [0]
     summaries: dict[int, dict] = {}
     try:
-        with ctrl_c_between_records() as check, BatchWriter(output, state.settings) as writer:
+        with ctrl_c_between_records() as check, \
+                BatchWriter(output, state.settings, restart) as writer:
             def write(k: int, result: dict) -> None:
                 writer.add(todo[k], result)
                 summaries[todo[k]] = result["completeness"]
@@ -317,17 +322,20 @@ def explain_batch_cmd(
     if summaries:
         from .results import merge_summaries
 
+        progress(f"completeness of the {len(summaries)} sentences computed in this run:")
         report_completeness(merge_summaries(summaries), quiet, strict)
 
 
-# Options that do not change the numbers (where and in what memory they are computed).
-_PLACEMENT = ("device", "memory_budget", "mesh")
+# Options that do not change the numbers (where and in what memory they are computed, and
+# which of the two implementations of the same integrands computes them).
+_PLACEMENT = ("device", "memory_budget", "mesh", "method")
 
 
 def _batch_settings(options: dict) -> dict:
     """The explain options that fix a batch's numbers, by flag (`--steps`: 32, …), with the
     model's aliases of the default model written one way."""
-    from .loading import DEFAULT_ALIASES
+    from .config import granularity_list
+    from .loading import BUNDLED
 
     out: dict = {}
     for key, value in options.items():
@@ -337,10 +345,12 @@ def _batch_settings(options: dict) -> dict:
             out["--steps"] = value
         elif key == "include_residual_connection":
             out["--no-residual"] = not value
-        elif key == "model":
-            out["--model"] = (DEFAULT_MODEL if value in DEFAULT_ALIASES
-                              else str(Path(value).resolve()) if Path(value).exists()
-                              else value)
+        elif key == "model":  # a bundled checkpoint by its first name, a folder by its path
+            bundled = next((b.names[0] for b in BUNDLED if value in b.names), None)
+            out["--model"] = bundled or (str(Path(value).resolve()) if Path(value).exists()
+                                         else value)
+        elif key == "granularity":
+            out["--granularity"] = sorted(granularity_list(value))
         else:
             out["--" + key.replace("_", "-")] = value
     return out
@@ -555,6 +565,8 @@ def plot(
         if source.suffix.lower() == ".csv":
             from .experiment.flow import read_rows
 
+            if window is not None:
+                fail("--window applies to a result's heatmaps, not to a comparison CSV")
             plot_flow(read_rows(source), output)
         else:
             result = _load_view_source(source, sentence, index, baseline_layer, baseline_att,

@@ -35,7 +35,7 @@ def flag_names(message: str) -> str:
         return _FLAGS.get(word, "--" + word.replace("_", "-"))
 
     for word in (*_KEYWORDS, "num_steps", "include_residual_connection"):
-        message = re.sub(rf"(?<![\w./-]){word}(?![\w/-])", flag(word), message)
+        message = re.sub(rf"(?<![\w./-]){word}(?![\w./-])", flag(word), message)
     for word in _WORDS:
         message = re.sub(rf"^{word}(?= index| must| is empty)", flag(word), message)
         message = re.sub(rf"(?<=Unknown ){word}(?= ')", flag(word), message)

@@ -200,4 +200,6 @@ def load(source: str | Path | dict[str, Any], lists: bool = False) -> dict[str, 
         raise LIGError(f"{source} is not valid JSON: not UTF-8 text") from None
     except RecursionError:
         raise LIGError(f"{source} is not valid JSON: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise LIGError(f"{source} is not valid JSON: {str(e).splitlines()[0]}") from None
     return check_result(obj, str(source))

@@ -92,8 +92,11 @@ def completeness_summary(layers: dict[int, dict[str, np.ndarray]], targets: list
         for l, a in per.items():
             err = np.asarray(a[head + "relative_error"], np.float64)
             change = np.abs(np.asarray(a[head + "scalar_change"], np.float64))
-            largest = float(change.max()) if change.size else 0.0
-            keep = (change >= RELEVANT_CHANGE * largest) & (change > 0)
+            finite = np.isfinite(change)
+            largest = float(change[finite].max()) if finite.any() else 0.0
+            # a column whose change or error is not finite always counts (and fails)
+            broken = ~finite | ~np.isfinite(err)
+            keep = ((change >= RELEVANT_CHANGE * largest) & (change > 0)) | broken
             columns += err.size
             counted += int(keep.sum())
             above += int((keep & ~(err <= tol)).sum())

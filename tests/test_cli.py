@@ -113,7 +113,7 @@ def test_explain_batch_writes_in_file_order_and_resumes(tiny_bert, tmp_path) -> 
 @pytest.mark.parametrize("change,needle", [
     (["--steps", "3"], "--steps 2 there, 3 now"),
     (["--layers", "1"], "--layers 0 there, 1 now"),
-    (["--model", "bert-base-uncased"], "--model "),
+    (["--model", "bert-base-uncased"], "bert-base-uncased now"),
     (["--baseline-layer", "zero"], "--baseline-layer self_input_token there, zero now"),
 ])
 def test_explain_batch_refuses_to_resume_with_other_settings(batch_run, change, needle):
@@ -349,3 +349,25 @@ def test_unknown_model_names_the_choices(tmp_path) -> None:
     assert res.exit_code == 2
     assert ".gguf file" in res.stderr and "smollm2-135m" in res.stderr
     assert "lig-jax models" in res.stderr
+
+
+def test_restart_keeps_the_old_results_until_a_new_one_is_ready(batch_run) -> None:
+    """--restart that fails before computing anything (a bad line) leaves the old results
+    and their settings as they were."""
+    src, out, args = batch_run
+    before = out.read_bytes()
+    side = out.parent / (out.name + ".settings.json")
+    settings = side.read_bytes()
+    src.write_text("The cat sat.\n\n")
+    res = runner.invoke(app, [*args, "--restart"])
+    assert res.exit_code == 2 and "line 2 (index 1)" in res.stderr
+    assert out.read_bytes() == before and side.read_bytes() == settings
+
+
+def test_flag_names_leave_paths_alone() -> None:
+    from lig_jax.cli_common import flag_names
+
+    assert flag_names("cannot read /x/max_steps.txt") == "cannot read /x/max_steps.txt"
+    assert flag_names("cannot read max_steps.txt") == "cannot read max_steps.txt"
+    assert flag_names("max_steps must be an integer >= 16") == "--max-steps must be an " \
+        "integer >= 16"

@@ -168,7 +168,7 @@ def test_store_refuses_other_settings_and_reports_corruption(tmp_path):
         Store(tmp_path / "run").open({"model": "a", "settings": {"steps": 8}}, resume=True)
     with pytest.raises(LIGError, match="already holds a run"):
         Store(tmp_path / "run").open({"model": "a", "settings": {"steps": 4}}, resume=False)
-    rec = Record({"index": 3, "words": ["x"], "tokens": ["[CLS]", "x"]},
+    rec = Record({"index": 3, "words": ["x"], "tokens": ["[CLS]", "x"], "word_ids": [-1, 0]},
                  {"z2z/zero": np.ones((1, 2, 2))})
     store.write(rec)
     assert store.done() == {3}
@@ -279,6 +279,8 @@ def test_a_run_extends_to_more_sentences(uninterrupted, tiny_bert, tmp_path):
     _same_records(uninterrupted, out, atol=0.0)
     manifest = Store(out).manifest()
     assert (manifest["start"], manifest["end"], manifest["format_version"]) == (0, 9, 2)
+    gap = _cli(out, tiny_bert, "--start", "12", "--end", "13")
+    assert gap.returncode == 2 and "holds sentences 0..9" in gap.stderr, gap.stderr
     other = _cli(out, tiny_bert, "--steps", "6")
     assert other.returncode == 2
     assert other.stderr.strip().startswith("error:") and "settings:" in other.stderr
@@ -414,7 +416,7 @@ def test_format_1_records_read_under_todays_baseline_names(tmp_path):
             "composed/itb_map_ratio/zero", "total/z2z_itb", "total/z2u_sum_itb", "u2z/zero")
     shapes = {"z2z": (1, 2, 2), "composed": (1, 2, 2), "z2u": (1, 2, 1, 2), "u2z": (1, 2, 3),
               "total": (1, 2)}  # [L, S, …] for the S = 2 tokens of the record
-    old.write(Record({"index": 0, "tokens": ["a", "b"]},
+    old.write(Record({"index": 0, "tokens": ["a", "b"], "words": ["ab"], "word_ids": [0, 0]},
                      {k: np.full(shapes[k.split("/")[0]], i) for i, k in enumerate(keys)}))
     assert _json.loads((tmp_path / "v1" / "run.json").read_text())["format_version"] == 1
     got = Store(tmp_path / "v1").read(0).arrays
@@ -425,7 +427,7 @@ def test_format_1_records_read_under_todays_baseline_names(tmp_path):
     assert np.all(got["composed/self_input_token/att_itb_a0"] == 3)
     new = Store(tmp_path / "v2")
     new.open({"format_version": 2}, resume=True)
-    new.write(Record({"index": 0, "tokens": ["a", "b"]},
+    new.write(Record({"index": 0, "tokens": ["a", "b"], "words": ["ab"], "word_ids": [0, 0]},
                      {"z2z/itb": np.zeros((1, 2, 2))}))  # kept as written
     assert list(Store(tmp_path / "v2").read(0).arrays) == ["z2z/itb"]
 

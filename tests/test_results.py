@@ -153,3 +153,14 @@ def test_npz_float16_on_request(tiny_result, tmp_path) -> None:
     assert load(b)["tokens"] == tiny_result.tokens
     with pytest.raises(LIGError, match="Unknown npz dtype 'int8'"):
         save_npz(tiny_result, b, "int8")
+
+
+def test_a_non_finite_column_counts_and_fails() -> None:
+    """A NaN scalar change or error is never 'not counted': it is a column above the
+    tolerance (so --strict fails), and the finite columns are still judged."""
+    from lig_jax.results import completeness, completeness_summary
+
+    z2z = completeness("z2z", np.array([1.0, 2.0, 1.0]), np.array([1.0, 2.0, np.nan]),
+                       np.ones(3))
+    s = completeness_summary({0: z2z}, targets=[0, 1, 2], heads=[0], tol=0.01)["z2z"]
+    assert s["counted"] == 3 and s["above_tolerance"] == 1

@@ -471,7 +471,7 @@ def test_a_2048_token_page_is_compact_and_usable(page: Page, tmp_path: Path) -> 
     out = write_page(r, tmp_path / "long.html")
     size = out.stat().st_size
     assert size < 10 * 2**20, size
-    side = tmp_path / "long.html.full.js"
+    side = tmp_path / "long.html.full.0.js"
     assert side.is_file() and side.stat().st_size > size
     page.open(out)
     assert int(page.app("data-ready-ms")) < 5000  # navigation start → first view drawn
@@ -490,7 +490,7 @@ def test_a_2048_token_page_is_compact_and_usable(page: Page, tmp_path: Path) -> 
     for s, _, v in rows:
         close(v, direct[s, 1500] if s in top else 0.0)
     page.click("#lig-load-full")
-    page.wait(lambda: page.app("data-full") == "1")
+    page.wait(lambda: page.app("data-full") == "0")
     page.wait(lambda: page.app("data-selected") == "1500")
     for s, _, v in page.rows("lig-values-in"):  # float32 in the side file
         np.testing.assert_allclose(v, direct[s, 1500], rtol=1e-6, atol=1e-12)

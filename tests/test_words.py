@@ -94,3 +94,17 @@ def test_cli_words_and_csv(tiny_llama, tmp_path) -> None:
                 ["plot", str(out), "-o", str(tmp_path / "w.png")]):
         res = runner.invoke(app, cmd)
         assert res.exit_code == 0, res.output
+
+
+def test_words_with_a_target_subset_take_whole_words(tiny_llama) -> None:
+    """--words with --target-tokens: a chosen sub-word brings its whole word in, so a word
+    column is the mean over all its sub-words (as without a subset)."""
+    options = {"model": str(tiny_llama), "num_steps": 4, "layers": [1], "words": True}
+    full = explain_arrays(TEXT, **options)
+    tok = explain_arrays(TEXT, model=str(tiny_llama), num_steps=4, layers=[1])
+    last = max(j for j, w in enumerate(tok.meta["word_ids"]) if w == 2)  # in "unbelievable"
+    part = explain_arrays(TEXT, target_tokens=[last], **options)
+    unit = full.meta["word_level"]["unit_word"].index(2)
+    assert part.meta["config"]["target_tokens"] == [unit]
+    np.testing.assert_allclose(part.layers[1]["u2z"][0], full.layers[1]["u2z"][unit],
+                               rtol=1e-5, atol=1e-6)

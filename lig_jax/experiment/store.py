@@ -44,6 +44,22 @@ def _v1_key(key: str) -> str:
 RANGE = ("start", "end")  # the sentences asked for so far (a run may be extended)
 
 
+def _widened(old: dict[str, Any], new: dict[str, Any], root: Path) -> dict[str, int]:
+    """The range of sentences a run covers once extended by `new`'s: the union of the two
+    ranges, which must overlap or touch (a run covers one contiguous range)."""
+    if not all(k in old and k in new for k in RANGE):
+        return {}
+    values = [old["start"], old["end"], new["start"], new["end"]]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise LIGError(f"{root}/{MANIFEST} is damaged: its start/end are not integers")
+    (a, b), (c, d) = values[:2], values[2:]
+    if c > b + 1 or a > d + 1:
+        raise LIGError(f"{root} holds sentences {a}..{b}; it can be extended by a range "
+                       f"that overlaps or continues it, not {c}..{d} (use another --out "
+                       "folder)")
+    return {"start": min(a, c), "end": max(b, d)}
+
+
 def _brief(value: Any, most: int = 60) -> str:
     text = json.dumps(value, sort_keys=True)
     return text if len(text) <= most else text[: most - 1] + "…"
@@ -92,15 +108,24 @@ def check_record(meta: Any, arrays: dict[str, np.ndarray], index: int, source: s
                                                              for t in tokens):
         raise LIGError(f"{bad}: 'tokens' is not a list of strings")
     s = len(tokens)
-    ids = meta.get("word_ids")
-    if ids is not None and (not isinstance(ids, list) or len(ids) != s or not all(
-            isinstance(i, int) and not isinstance(i, bool) and i >= -1 for i in ids)):
-        raise LIGError(f"{bad}: 'word_ids' is not one word index (or -1) per token")
+    def ints(value: Any, low: int, high: int) -> bool:
+        return isinstance(value, list) and all(
+            isinstance(i, int) and not isinstance(i, bool) and low <= i <= high
+            for i in value)
+
     words = meta.get("words")
-    if words is not None and (not isinstance(words, list) or not all(
-            isinstance(w, str) for w in words)) or (ids and words is not None
-                                                    and max(ids) >= len(words)):
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
         raise LIGError(f"{bad}: 'words' is not a list of the sentence's words")
+    ids = meta.get("word_ids")
+    if not ints(ids, -1, len(words) - 1) or len(ids) != s:
+        raise LIGError(f"{bad}: 'word_ids' is not one word index (or -1) per token")
+    heads, relns = meta.get("heads"), meta.get("relns")
+    if heads is not None and (not ints(heads, 0, len(words)) or len(heads) != len(words)):
+        raise LIGError(f"{bad}: 'heads' is not one head (0..{len(words)}) per word")
+    if (heads is not None or relns is not None) and (
+            not isinstance(relns, list) or len(relns) != len(words)
+            or not all(isinstance(r, str) for r in relns)):
+        raise LIGError(f"{bad}: 'relns' is not one relation name per word")
     for key, a in arrays.items():
         if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
             raise LIGError(f"{bad}: {key} is not numeric")
@@ -180,9 +205,7 @@ class Store:
                                   f"{_brief(manifest.get(k))} now" for k in diff)
                 raise LIGError(f"{self.root} holds a run with other settings ({shown}); use "
                                "another --out folder or the same settings")
-            wider = ({"start": min(old["start"], manifest["start"]),
-                      "end": max(old["end"], manifest["end"])}
-                     if all(k in old and k in manifest for k in RANGE) else {})
+            wider = _widened(old, manifest, self.root)
             if any(old.get(k) != v for k, v in wider.items()):
                 old.update(wider)  # extended: the manifest covers every sentence asked for
                 write_atomic(self.root / MANIFEST,

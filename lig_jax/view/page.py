@@ -25,10 +25,10 @@ Long inputs (more than `COMPACT_FROM` tokens) get a compact page: each route's m
 keeps only the `TOP_K` strongest sources of every target column (by |value|), as
 `"sparse": {"k", "idx": [T][k], "val": [T][k]}` with the exact column sums
 `"sums": [T]` (Σ_i |matrix[i][j]|, for per-target normalisation), and each z→u block its
-`TOP_K_Z2U` strongest sources per head; the full direct and composed matrices go to a side
-file (`write_page`: PAGE.full.js, `window.LIG_FULL = {"<l>": {"direct": [S][S],
-"composed": [S][T]}}`), which the page loads on request with a `<script src>` (a
-`file://` page may load scripts beside it where `fetch()` may not). A 2,048-token layer
+`TOP_K_Z2U` strongest sources per head; the full direct and composed matrices go to side files,
+one per layer (`write_page`: PAGE.full.<l>.js, float32 in base64), which the page loads
+for the layer on screen on request with a `<script src>` (a `file://` page may load
+scripts beside it where `fetch()` may not). A 2,048-token layer
 then makes a page of a few megabytes instead of hundreds.
 """
 
@@ -189,7 +189,8 @@ def view_data(result: dict[str, Any] | str | Path, *, title: str | None = None,
 
 def _view_data(res: dict[str, Any], title: str | None, layers: Sequence[int] | None,
                full_file: str | None) -> dict[str, Any]:
-    """`view_data` of a result already loaded and checked."""
+    """`view_data` of a result already loaded and checked; `full_file` names the side files
+    (`<full_file>.<layer>.js`)."""
     tokens = res["tokens"]
     if not tokens or not all(isinstance(t, str) for t in tokens):
         raise LIGError("the result's 'tokens' must be a non-empty list of strings")
@@ -219,7 +220,8 @@ def _view_data(res: dict[str, Any], title: str | None, layers: Sequence[int] | N
         "layer_order": order,
         "layers": payload_layers,
         "compact": {"top_k": TOP_K, "top_k_z2u": TOP_K_Z2U,
-                    "full_file": full_file} if compact else None,
+                    "full_files": {str(l): side_name(full_file, l) for l in order}
+                    if full_file else None} if compact else None,
     }
 
 
@@ -232,25 +234,28 @@ def _script_safe(text: str) -> str:
     return text.replace("<", "\\u003c")
 
 
-def full_data_script(result: dict[str, Any] | str | Path,
-                     layers: Sequence[int] | None = None) -> str:
-    """The side file of a compact page: `window.LIG_FULL = {"<l>": {"<route>": {"shape":
-    [S, T], "f32": base64 of the matrix as little-endian float32, row-major}}}` for every
-    shown layer's direct and composed matrices (a binary blob: the page decodes it in
-    milliseconds, where the same numbers as JSON text take seconds to write and read)."""
-    return _full_script(R.load_result(result), layers)
+def side_name(base: str, layer: int) -> str:
+    """The side file of `layer` for a page whose side files are named after `base`."""
+    return f"{base}.{layer}.js"
 
 
-def _full_script(res: dict[str, Any], layers: Sequence[int] | None) -> str:
-    order = R.layers(res) if layers is None else [int(x) for x in layers]
-    full: dict[str, Any] = {}
-    for index in order:
-        full[str(index)] = {}
-        for r in R.routes(res, index):
-            m = np.ascontiguousarray(R.z2z_matrix(res, index, r), "<f4")
-            full[str(index)][r] = {"shape": list(m.shape),
-                                   "f32": base64.b64encode(m.tobytes()).decode("ascii")}
-    return "window.LIG_FULL = " + json.dumps(full) + ";\n"
+def full_data_script(result: dict[str, Any] | str | Path, layer: int) -> str:
+    """One side file of a compact page: `window.LIG_FULL["<l>"] = {"<route>": {"shape":
+    [S, T], "f32": base64 of the matrix as little-endian float32, row-major}}` for layer
+    l's direct and composed matrices (a binary blob: the page decodes it in milliseconds,
+    where the same numbers as JSON text take seconds to write and read). One file per
+    layer, loaded for the layer on screen."""
+    return _full_script(R.load_result(result), layer)
+
+
+def _full_script(res: dict[str, Any], layer: int) -> str:
+    routes: dict[str, Any] = {}
+    for r in R.routes(res, layer):
+        m = np.ascontiguousarray(R.z2z_matrix(res, layer, r), "<f4")
+        routes[r] = {"shape": list(m.shape),
+                     "f32": base64.b64encode(m.tobytes()).decode("ascii")}
+    return ("window.LIG_FULL = window.LIG_FULL || {};\n"
+            f"window.LIG_FULL[{json.dumps(str(layer))}] = {json.dumps(routes)};\n")
 
 
 def build_page(result: dict[str, Any] | str | Path, *, title: str | None = None,
@@ -271,8 +276,8 @@ def _page(res: dict[str, Any], title: str | None, layers: Sequence[int] | None,
     js = _asset("viewer.js").replace("</script", "<\\/script")
     css = _asset("viewer.css").replace("</style", "<\\/style")
     page_title = html.escape(data["title"])
-    # the side file, and nothing else, may load as a script (a file: URL beside the page)
-    extra_src = " file:" if data["compact"] and full_file else ""
+    # the side files may load as scripts: beside the page, as file: URLs or from its server
+    extra_src = " 'self' file:" if data["compact"] and full_file else ""
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -303,13 +308,14 @@ def write_page(result: dict[str, Any] | str | Path, out: str | Path, *,
                title: str | None = None, layers: Sequence[int] | None = None) -> Path:
     """Write `build_page(result)` to `out` (`files.write_text`: parents created, written
     atomically); returns the path. A compact page (beyond `COMPACT_FROM` tokens) gets its
-    side file beside it, OUT.full.js."""
+    side files beside it, OUT.full.<layer>.js."""
     res = R.load_result(result)
     out = Path(out)
     if len(res["tokens"]) > COMPACT_FROM:
-        side = out.with_name(out.name + ".full.js")
-        write_text(side, _full_script(res, layers))
-        return write_text(out, _page(res, title, layers, side.name))
+        base = out.name + ".full"
+        for l in R.layers(res) if layers is None else [int(x) for x in layers]:
+            write_text(out.with_name(side_name(base, l)), _full_script(res, l))
+        return write_text(out, _page(res, title, layers, base))
     return write_text(out, _page(res, title, layers, None))
 
 

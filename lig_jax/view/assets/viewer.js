@@ -124,7 +124,7 @@
    * sources left out are 0); `sparse.idx[c]` / `sparse.val[c]` list column c's sources. */
   function densify(sparse, nRows, nCols) {
     const rows = [];
-    for (let i = 0; i < nRows; i++) rows.push(new Float64Array(nCols));
+    for (let i = 0; i < nRows; i++) rows.push(new Float32Array(nCols));
     sparse.idx.forEach((list, c) => {
       list.forEach((i, k) => {
         rows[i][c] = num(sparse.val[c][k]);
@@ -145,9 +145,20 @@
     return rows;
   }
 
-  /** A route block's matrix, made dense on first use when the page is compact. */
+  /** A route block's matrix, made dense on first use when the page is compact (only the
+   * current layer's dense matrices are kept: 16 MB each at 2,048 tokens). */
   function matrixOf(block, nCols) {
     if (!block.matrix) {
+      for (const k of layerKeys) {
+        if (k === state.layer) continue;
+        for (const r of ROUTES) {
+          const b = data.layers[k][r];
+          if (b && b.approx) {
+            delete b.matrix;
+            delete b.approx;
+          }
+        }
+      }
       block.matrix = densify(block.sparse, S, nCols);
       block.approx = true;
     }
@@ -301,33 +312,39 @@
     el.compact.innerHTML = `Long input (${S} tokens): this page keeps the ` +
       `${compact.top_k} strongest sources of each target column (and ${compact.top_k_z2u} ` +
       `per head for z→u); the others show as 0, per-target normalisation uses the exact ` +
-      `column sums.` + (compact.full_file
-      ? ` <button id="lig-load-full" type="button">load the full matrices</button> ` +
-        `(<code>${esc(compact.full_file)}</code>, beside this page)` : "");
+      `column sums.` + (compact.full_files
+      ? ` <button id="lig-load-full" type="button">load this layer's full matrices</button>` +
+        ` <span id="lig-full-note">(side files <code>${esc(compact.full_files[layerKeys[0]])}` +
+        `</code>, … beside this page)</span>` : "");
     const btn = $("lig-load-full");
     if (btn) {
       btn.addEventListener("click", () => {
+        const layer = state.layer;
+        const name = compact.full_files[layer];
         btn.disabled = true;
         const tag = document.createElement("script");
-        tag.src = compact.full_file;
+        tag.src = name;
         tag.onload = () => {
-          const full = window.LIG_FULL || {};
-          for (const [l, routes] of Object.entries(full)) {
-            for (const [r, blob] of Object.entries(routes)) {
-              if (data.layers[l] && data.layers[l][r]) {
-                data.layers[l][r].matrix = decodeRows(blob);
-                data.layers[l][r].approx = false;
-              }
+          const routes = (window.LIG_FULL || {})[layer] || {};
+          for (const [r, blob] of Object.entries(routes)) {
+            const b = data.layers[layer][r];
+            if (b) {
+              b.sparse = null;
+              b.matrix = decodeRows(blob);
+              b.approx = false;
             }
           }
+          delete (window.LIG_FULL || {})[layer];
           sumCache.clear();
-          app.dataset.full = "1";
-          btn.textContent = "full matrices loaded";
+          app.dataset.full = (app.dataset.full ? app.dataset.full + "," : "") + layer;
+          btn.disabled = false;
           render();
         };
         tag.onerror = () => {
-          btn.textContent = "side file not found";
+          $("lig-full-note").textContent = `${name} could not be loaded (missing, or the ` +
+            `page is not opened as a file)`;
           app.dataset.full = "error";
+          btn.disabled = false;
         };
         document.head.appendChild(tag);
       });
@@ -488,7 +505,11 @@
     const wrapW = Math.max(360, el["heatmap-wrap"].clientWidth - 4);
     const margin = 48;
     const fit = Math.floor((wrapW - margin) / Math.max(1, vcols.length));
-    const cell = state.cell > 0 ? state.cell : clamp(fit, 1, 48);
+    // a canvas side stays ≤ 16,384 px and its area ≤ 1.2e8 px (browsers' limits)
+    const n = Math.max(vis.length, vcols.length, 1);
+    const most = Math.max(1, Math.min(Math.floor(16384 / n),
+      Math.floor(Math.sqrt(1.2e8 / Math.max(1, vis.length * vcols.length)))));
+    const cell = Math.min(most, state.cell > 0 ? state.cell : clamp(fit, 1, 48));
     const W = margin + cell * vcols.length;
     const H = margin + cell * vis.length;
     const cv = el.canvas;
@@ -1121,6 +1142,7 @@
   }
 
   document.addEventListener("mousemove", (e) => {
+    if (e.target === el.canvas) return;  // the canvas names its cells itself
     const t = e.target.closest &&
       e.target.closest(".lig-edge, .lig-cell, .lig-z2u-cell, .lig-u2z-bar, .lig-node");
     const text = t ? tipFor(t) : null;

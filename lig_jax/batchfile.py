@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LIGError
-from .files import write_text
+from .files import read_result_bytes, write_text
 
 SETTINGS_FORMAT = 1
 
@@ -110,12 +110,7 @@ def finished_indices(path: Path) -> set[int]:
 def load_batch(path: str | Path, index: int) -> dict[str, Any]:
     """The result of input line `index` (0-based) of an explain-batch file."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise LIGError(f"result file not found: {path}") from None
-    except OSError as e:
-        raise LIGError(f"cannot read {path}: {e.strerror or e}") from None
+    data = read_result_bytes(path)
     have = []
     for _, i, record in _batch_records(path, data[: data.rfind(b"\n") + 1]):
         if i == index:

@@ -47,6 +47,16 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def read_result_bytes(path: Path | str) -> bytes:
+    """The bytes of a result file; one `LIGError` line if it is missing or unreadable."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise LIGError(f"result file not found: {path}") from None
+    except OSError as e:
+        raise LIGError(f"cannot read {path}: {e.strerror or e}") from None
+
+
 def _reason(e: OSError) -> str:
     return e.strerror or type(e).__name__
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LIGError
+from .files import read_result_bytes
 from .results import Result, load_npz
 from .validation import check_result
 
@@ -185,12 +186,7 @@ def load(source: str | Path | dict[str, Any], lists: bool = False) -> dict[str, 
             raise LIGError(f"{path} is a damaged lig-jax result: its arrays do not match its "
                            f"meta ({type(e).__name__})") from None
         return check_result(obj, str(path))
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise LIGError(f"result file not found: {source}") from None
-    except OSError as e:
-        raise LIGError(f"cannot read {source}: {e.strerror or e}") from None
+    data = read_result_bytes(path)
     try:
         obj = json.loads(data)
     except json.JSONDecodeError as e:

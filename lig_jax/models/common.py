@@ -62,11 +62,12 @@ def attention_mix(
 def rms_norm(x: jax.Array, scale: jax.Array, eps: float, offset: float = 0.0) -> jax.Array:
     """RMSNorm over the last axis: x / sqrt(mean x² + eps) · (offset + scale).
 
-    Written with 1/jnp.sqrt, not lax.rsqrt: a float32 jitted jacrev through rsqrt gave
-    O(1)-wrong Jacobians on CPU (jax 0.10) for ≥ 64 rows.
+    Written as a division by jnp.sqrt: both x · lax.rsqrt(…) and x · (1/jnp.sqrt(…)) (which
+    XLA rewrites to rsqrt) compiled, under jit(vmap(jacrev)), to Jacobians wrong by O(1) on
+    CPU (jax 0.10; tests/test_numerics.py).
     """
     ms = jnp.mean(x * x, axis=-1, keepdims=True)
-    return x * (1.0 / jnp.sqrt(ms + eps)) * (offset + scale)
+    return x / jnp.sqrt(ms + eps) * (offset + scale)
 
 
 def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> jax.Array:

@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from dataclasses import fields
 from typing import Any
 
 import jax
@@ -117,30 +118,33 @@ def word_ids(lm: LoadedModel, text: str, num_tokens: int
     return words, out
 
 
+_D = LIGConfig  # every keyword's default is the config's
+
+
 def explain(
     text: str,
     *,
-    model: str = LIGConfig.model,
-    num_steps: int | str = 32,
-    granularity: str | Sequence[str] = "all",
-    baseline_att: str = LIGConfig.baseline_att,
-    baseline_mlp: str = LIGConfig.baseline_mlp,
-    baseline_layer: str = LIGConfig.baseline_layer,
-    layers: Sequence[int] | None = None,
-    target_tokens: Sequence[int] | None = None,
-    target_head: int | None = None,
-    device: str | None = None,
-    include_residual_connection: bool = True,
-    rule: str = "reference",
-    method: str = "fast",
-    dtype: str = "float32",
-    auto_tol: float = 0.01,
-    max_steps: int = 512,
-    bucket: bool = True,
-    reference_quirks: bool = False,
-    memory_budget: int | str | None = None,
-    mesh: str | None = None,
-    words: bool = False,
+    model: str = _D.model,
+    num_steps: int | str = _D.num_steps,
+    granularity: str | Sequence[str] = _D.granularity,
+    baseline_att: str = _D.baseline_att,
+    baseline_mlp: str = _D.baseline_mlp,
+    baseline_layer: str = _D.baseline_layer,
+    layers: Sequence[int] | None = _D.layers,
+    target_tokens: Sequence[int] | None = _D.target_tokens,
+    target_head: int | None = _D.target_head,
+    device: str | None = _D.device,
+    include_residual_connection: bool = _D.include_residual_connection,
+    rule: str = _D.rule,
+    method: str = _D.method,
+    dtype: str = _D.dtype,
+    auto_tol: float = _D.auto_tol,
+    max_steps: int = _D.max_steps,
+    bucket: bool = _D.bucket,
+    reference_quirks: bool = _D.reference_quirks,
+    memory_budget: int | str | None = _D.memory_budget,
+    mesh: str | None = _D.mesh,
+    words: bool = _D.words,
     config: LIGConfig | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -162,15 +166,8 @@ def explain(
     sources, mean over targets); `tokens` are then the words and special tokens.
     `progress` receives short status lines (the CLI prints them on stderr).
     """
-    cfg = config or LIGConfig(
-        model=model, num_steps=num_steps, granularity=granularity, baseline_att=baseline_att,
-        baseline_mlp=baseline_mlp, baseline_layer=baseline_layer, layers=layers,
-        target_tokens=target_tokens, target_head=target_head, device=device,
-        include_residual_connection=include_residual_connection, rule=rule, method=method,
-        dtype=dtype, auto_tol=auto_tol, max_steps=max_steps, bucket=bucket,
-        reference_quirks=reference_quirks, memory_budget=memory_budget, mesh=mesh,
-        words=words,
-    )
+    given = locals()
+    cfg = config or LIGConfig(**{f.name: given[f.name] for f in fields(LIGConfig)})
     return report.explanation(_explain(text, cfg, progress, as_lists=True))
 
 

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
@@ -25,15 +25,22 @@ from .cli_common import (
     ctrl_c_between_records,
     destination,
     fail,
+    finish,
     interrupted,
-    reflow_help,
     report_completeness,
 )
 from .cli_common import progress as progress_printer
-from .config import BASELINES_ATT, BASELINES_LAYER, BASELINES_MLP, DEFAULT_MODEL
+from .config import (
+    DEFAULT_MODEL,
+    LIGConfig,
+    cli_fields,
+    cli_value,
+    flag_of,
+    from_cli,
+    parse_int_list,
+)
 from .errors import BadText, LIGError
 from .files import enable_compilation_cache, write_text
-from .quadrature import RULE_CHOICES
 from .results import NPZ_DTYPES
 
 app = typer.Typer(
@@ -79,26 +86,6 @@ def models() -> None:
         typer.echo(f"      {b['what']}; {state}")
 
 
-def _int_list(what: str, value: str | None) -> list[int] | None:
-    if value is None or value.strip().lower() in ("", "all"):
-        return None
-    try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        fail(f"--{what} takes comma-separated integers like 0,3,5. Got: {value!r}")
-        return None
-
-
-def _steps(value: str) -> int | str:
-    if value.strip().lower() == "auto":
-        return "auto"
-    try:
-        return int(value)
-    except ValueError:
-        fail(f"--steps takes an integer or 'auto'. Got: {value!r}")
-        return 0
-
-
 def _write_json(obj: object, output: Path | None) -> None:
     text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
     if output is None:
@@ -107,69 +94,32 @@ def _write_json(obj: object, output: Path | None) -> None:
         write_text(output, text)
 
 
-# The options of `explain`, shared by `explain-batch` (one definition; see `_explain_options`).
-EXPLAIN_OPTIONS = (
-    ("model", str, DEFAULT_MODEL, f"HF folder, hub id, .gguf file, or 'default' "
-     f"({DEFAULT_MODEL}, offline)."),
-    ("steps", str, "32", "Integration steps per IG, or 'auto' (double per column until "
-     "--auto-tol completeness)."),
-    ("granularity", str, "all", "all, or a comma list of att, mlp, layer."),
-    ("baseline_att", str, DEFAULT_BASELINES["z2u"], " | ".join(BASELINES_ATT)),
-    ("baseline_mlp", str, DEFAULT_BASELINES["u2z"], " | ".join(BASELINES_MLP)),
-    ("baseline_layer", str, DEFAULT_BASELINES["z2z"], " | ".join(BASELINES_LAYER)),
-    ("layers", str | None, None, "Comma list, e.g. 0,5 (default all)."),
-    ("target_tokens", str | None, None, "Comma list of token indices (default all)."),
-    ("target_head", int | None, None, "One head (default all)."),
-    ("device", str | None, None, "cpu, gpu, gpu:1, tpu (default: JAX's default device)."),
-    ("no_residual", bool, False, "u→z without the MLP's residual connection."),
-    ("rule", str, "reference", " | ".join(RULE_CHOICES)),
-    ("method", str, "fast", "fast (structured integrands) | direct (one reverse pass per "
-     "target); same numbers."),
-    ("dtype", str, "float32", "float32 | bfloat16 (attribution compute)."),
-    ("auto_tol", float, 0.01, "Completeness tolerance of --steps auto."),
-    ("max_steps", int, 512, "Largest step count --steps auto tries."),
-    ("reference_quirks", bool, False, "Decoders: the reference's inconsistent definitions "
-     "instead of the consistent ones (docs/reference-differences.md)."),
-    ("memory_budget", str | None, None, "Memory one chunk of the computation may use, e.g. "
-     "4GB or 512MB (default: 40% of the free memory)."),
-    ("words", bool, False, "Aggregate sub-word tokens to the text's words (sum over "
-     "sources, mean over targets), for the output, the viewer and plots."),
-    ("mesh", str | None, None, "DxM: a (data, model) mesh of the first D·M devices — "
-     "each block split over M (tensor parallel), a sentence's targets over D "
-     "(explain-batch: the sentences); same numbers."),
-)
-
-
 def _explain_options(fn: Callable[..., None]) -> Callable[..., None]:
-    """Give a command every option of EXPLAIN_OPTIONS; it receives them as `options`, a
-    dict of `api.explain` keywords."""
+    """Give a command a flag for every `LIGConfig` field that has one (`config.option`);
+    it receives their values as `options`, a validated-by-`explain` `LIGConfig`."""
+    hints = get_type_hints(LIGConfig)
     params = []
-    for name, kind, default, doc in EXPLAIN_OPTIONS:
-        flag = "--" + name.replace("_", "-")
-        option = typer.Option(flag, help=doc) if kind is bool else typer.Option(help=doc)
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
-                                        default=default, annotation=Annotated[kind, option]))
+    for f in cli_fields():
+        flag, kind = flag_of(f.name), f.metadata["cli_type"] or hints[f.name]
+        default = cli_value(f.name, f.default)
+        if f.metadata["cli_type"] is str and default is not None:
+            default = str(default)
+        names = (flag,) if kind is bool or flag != "--" + f.name.replace("_", "-") else ()
+        params.append(inspect.Parameter(
+            f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+            annotation=Annotated[kind, typer.Option(*names, help=f.metadata["help"])]))
     own = [p for p in inspect.signature(fn, eval_str=True).parameters.values()
            if p.name != "options"]
 
     @functools.wraps(fn)
     def command(**kwargs: object) -> None:
-        given = {name: kwargs.pop(name) for name, *_ in EXPLAIN_OPTIONS}
-        fn(**kwargs, options=_api_options(given))
+        options = LIGConfig(**{f.name: from_cli(f.name, kwargs.pop(f.name))
+                               for f in cli_fields()})
+        fn(**kwargs, options=options)
 
     command.__signature__ = inspect.Signature(own + params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in own + params}
     return command
-
-
-def _api_options(given: dict) -> dict:
-    """CLI option values → `api.explain` keywords (one-line errors for malformed lists)."""
-    out = dict(given)
-    out["num_steps"] = _steps(out.pop("steps"))
-    out["include_residual_connection"] = not out.pop("no_residual")
-    out["layers"] = _int_list("layers", out["layers"])
-    out["target_tokens"] = _int_list("target-tokens", out["target_tokens"])
-    return out
 
 
 StrictOpt = Annotated[bool, typer.Option(
@@ -195,7 +145,7 @@ def explain(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     strict: StrictOpt = False,
     *,
-    options: dict,
+    options: LIGConfig,
 ) -> None:
     """Compute LIG for TEXT and print the reference's JSON schema (or write it, -o).
 
@@ -220,7 +170,7 @@ def explain(
             from .report import explanation
             from .tidy import write_csv
 
-            arrays = explain_arrays(text, progress=progress, **options)
+            arrays = explain_arrays(text, config=options, progress=progress)
             if output is not None and output.suffix.lower() == ".npz":
                 save_npz(arrays, output, npz_dtype)
             elif output is not None or csv is None:
@@ -229,11 +179,9 @@ def explain(
                 write_csv(arrays, csv)
             summary = arrays.meta["completeness"]
         else:
-            result = run_explain(text, progress=progress, **options)
+            result = run_explain(text, config=options, progress=progress)
             _write_json(result, output)
             summary = result["completeness"]
-    except LIGError as e:
-        fail(str(e))
     except KeyboardInterrupt:
         interrupted("nothing was written")
     wrote = "".join(f", wrote {p}" for p in (output, csv) if p is not None)
@@ -257,7 +205,7 @@ def explain_batch_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     strict: StrictOpt = False,
     *,
-    options: dict,
+    options: LIGConfig,
 ) -> None:
     """Explain every line of a file (all `explain` options apply); each finished sentence is
     on disk before the next starts.
@@ -279,11 +227,8 @@ def explain_batch_cmd(
         fail(f"cannot read {texts}: {getattr(e, 'strerror', None) or e}")
     if not lines:
         fail(f"{texts} is empty: give one sentence per line")
-    try:
-        state = resume_state(output, _batch_settings(options), lines, restart=restart,
-                             source=str(texts))
-    except LIGError as e:
-        fail(str(e))
+    state = resume_state(output, _batch_settings(options), lines, restart=restart,
+                         source=str(texts))
     done = state.done
     todo = [i for i in range(len(lines)) if i not in done]
     enable_compilation_cache()
@@ -307,7 +252,8 @@ def explain_batch_cmd(
 
             if todo:
                 explain_batch([lines[i] for i in todo], progress=progress, on_result=write,
-                              between=check, skip_bad=skip_bad_lines, on_bad=bad, **options)
+                              between=check, skip_bad=skip_bad_lines, on_bad=bad,
+                              config=options)
     except BadText as e:
         fail(f"line {todo[e.index] + 1} (index {todo[e.index]}): {e.reason}; nothing was "
              "computed")
@@ -326,33 +272,23 @@ def explain_batch_cmd(
         report_completeness(merge_summaries(summaries), quiet, strict)
 
 
-# Options that do not change the numbers (where and in what memory they are computed, and
-# which of the two implementations of the same integrands computes them).
-_PLACEMENT = ("device", "memory_budget", "mesh", "method")
-
-
-def _batch_settings(options: dict) -> dict:
-    """The explain options that fix a batch's numbers, by flag (`--steps`: 32, …), with the
-    model's aliases of the default model written one way."""
+def _batch_settings(options: LIGConfig) -> dict:
+    """The explain options that fix a batch's numbers, by flag (`--steps`: 16, …; not the
+    placement options), with the default model's aliases written one way."""
     from .config import granularity_list
     from .loading import BUNDLED
 
     out: dict = {}
-    for key, value in options.items():
-        if key in _PLACEMENT:
+    for f in cli_fields():
+        value = getattr(options, f.name)
+        if f.metadata["placement"]:
             continue
-        if key == "num_steps":
-            out["--steps"] = value
-        elif key == "include_residual_connection":
-            out["--no-residual"] = not value
-        elif key == "model":  # a bundled checkpoint by its first name, a folder by its path
+        if f.name == "model":  # a bundled checkpoint by its first name, a folder by its path
             bundled = next((b.names[0] for b in BUNDLED if value in b.names), None)
-            out["--model"] = bundled or (str(Path(value).resolve()) if Path(value).exists()
-                                         else value)
-        elif key == "granularity":
-            out["--granularity"] = sorted(granularity_list(value))
-        else:
-            out["--" + key.replace("_", "-")] = value
+            value = bundled or (str(Path(value).resolve()) if Path(value).exists() else value)
+        elif f.name == "granularity":
+            value = sorted(granularity_list(value))
+        out[flag_of(f.name)] = cli_value(f.name, value)
     return out
 
 
@@ -369,10 +305,7 @@ def describe(
     from .boundaries import describe_boundaries
 
     output = destination(output)
-    try:
-        _write_json(describe_boundaries(model, load_weights=load_weights), output)
-    except LIGError as e:
-        fail(str(e))
+    _write_json(describe_boundaries(model, load_weights=load_weights), output)
 
 
 def _size(n: int) -> str:
@@ -395,7 +328,7 @@ def plan(
     mesh: Annotated[str | None, typer.Option(help="DxM (default: the first that fits, "
                                              "fewest model devices first).")] = None,
     dtype: Annotated[str, typer.Option(help="float32 | bfloat16.")] = "float32",
-    steps: Annotated[int, typer.Option(help="Integration steps.")] = 32,
+    steps: Annotated[int, typer.Option(help="Integration steps.")] = LIGConfig.num_steps,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the plan here "
                                                   "as JSON.")] = None,
 ) -> None:
@@ -405,11 +338,8 @@ def plan(
 
     json_out = destination(json_out)
     grans = [g.strip() for g in granularity.split(",") if g.strip()]
-    try:
-        out = make_plan_for(model, topology, seq_len, granularity=grans, task=task,
-                            sentences=sentences, mesh=mesh, dtype=dtype, steps=steps)
-    except LIGError as e:
-        fail(str(e))
+    out = make_plan_for(model, topology, seq_len, granularity=grans, task=task,
+                        sentences=sentences, mesh=mesh, dtype=dtype, steps=steps)
     need = out["per_device_bytes"]
     hbm = out["per_device_hbm_bytes"]
     mesh_txt = "x".join(map(str, out["mesh"]))
@@ -451,13 +381,10 @@ def compare(
     from .compare import compare_files, format_table
 
     output = destination(output)
-    try:
-        rows = compare_files(a, b)
-        typer.echo(format_table(rows))
-        if output is not None:
-            _write_json(rows, output)
-    except LIGError as e:
-        fail(str(e))
+    rows = compare_files(a, b)
+    typer.echo(format_table(rows))
+    if output is not None:
+        _write_json(rows, output)
     worst = max((r["max_rel"] for r in rows), default=0.0)
     if worst > tol:
         typer.echo(f"FAIL: max relative difference {worst:.3g} > tol {tol:g}", err=True)
@@ -523,12 +450,9 @@ def view(
     from .view.page import write_page
 
     output = destination(output)
-    try:
-        result = _load_view_source(source, sentence, index, baseline_layer, baseline_att,
-                                   baseline_mlp)
-        write_page(result, output)
-    except LIGError as e:
-        fail(str(e))
+    result = _load_view_source(source, sentence, index, baseline_layer, baseline_att,
+                               baseline_mlp)
+    write_page(result, output)
     typer.echo(f"wrote {output}", err=True)
 
 
@@ -561,21 +485,18 @@ def plot(
     except ImportError as e:
         fail(f"plot needs matplotlib ({e}); pip install matplotlib")
     output = destination(output)
-    try:
-        if source.suffix.lower() == ".csv":
-            from .experiment.flow import read_rows
+    if source.suffix.lower() == ".csv":
+        from .experiment.flow import read_rows
 
-            if window is not None:
-                fail("--window applies to a result's heatmaps, not to a comparison CSV")
-            plot_flow(read_rows(source), output)
-        else:
-            result = _load_view_source(source, sentence, index, baseline_layer, baseline_att,
-                                       baseline_mlp)
-            plot_layers(result, output, layers=_int_list("layers", layers), route=route,
-                        absolute=absolute, scale=scale,
-                        window=parse_window(window, len(result["tokens"])))
-    except LIGError as e:
-        fail(str(e))
+        if window is not None:
+            fail("--window applies to a result's heatmaps, not to a comparison CSV")
+        plot_flow(read_rows(source), output)
+    else:
+        result = _load_view_source(source, sentence, index, baseline_layer, baseline_att,
+                                   baseline_mlp)
+        plot_layers(result, output, layers=parse_int_list("--layers", layers), route=route,
+                    absolute=absolute, scale=scale,
+                    window=parse_window(window, len(result["tokens"])))
     typer.echo(f"wrote {output}", err=True)
 
 
@@ -603,7 +524,7 @@ def _add_experiment() -> None:
 
 
 _add_experiment()
-reflow_help(app)
+finish(app)
 
 
 def main() -> None:

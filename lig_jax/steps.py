@@ -18,8 +18,7 @@ import numpy as np
 from .errors import LIGError
 from .quadrature import Rule, make_rule
 
-AUTO_SCHEDULE = (16, 32, 64, 128, 256, 512)
-AUTO_TOL = 0.01
+AUTO_SCHEDULE = (16, 32, 64, 128, 256, 512)  # then `max_steps` (`LIGConfig`) if larger
 
 Compute = Callable[[Rule], tuple[tuple[np.ndarray, ...], np.ndarray]]
 
@@ -75,12 +74,14 @@ class StepPlan:
         return StepResult(tuple(result), steps, wsum, done if self.auto else None, self.rule)
 
 
-def make_plan(rule: str, num_steps: int | str, tol: float = AUTO_TOL,
-              max_steps: int = AUTO_SCHEDULE[-1]) -> StepPlan:
-    """`num_steps` an int, or "auto" (schedule from 16 doubling up to `max_steps`)."""
+def make_plan(rule: str, num_steps: int | str, tol: float | None = None,
+              max_steps: int | None = None) -> StepPlan:
+    """`num_steps` an int, or "auto" (schedule from 16 doubling up to `max_steps`, each
+    column until its relative completeness error is below `tol`; both are then needed,
+    as `config.validate` checked them)."""
     if num_steps == "auto":
-        if not 0 < tol < 1:
-            raise LIGError(f"auto-steps tolerance must be in (0, 1). Got: {tol}")
+        if tol is None or max_steps is None:
+            raise LIGError("--steps auto needs a tolerance and a largest step count")
         schedule = tuple(n for n in AUTO_SCHEDULE if n <= max_steps) or (max_steps,)
         if schedule[-1] != max_steps:
             schedule = (*schedule, max_steps)

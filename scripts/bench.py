@@ -303,7 +303,7 @@ def flop_analysis(lm: Any, ids: Sequence[int], steps: int, rate: float) -> dict[
     import jax.numpy as jnp
     from flax import nnx
 
-    from lig_jax.attribution.run import evaluate
+    from lig_jax.attribution.run import integrand_for, program
     from lig_jax.ig import safe_norm
     from lig_jax.quadrature import make_rule
 
@@ -358,8 +358,8 @@ def flop_analysis(lm: Any, ids: Sequence[int], steps: int, rate: float) -> dict[
             for m in ("fast", "direct")] + [("u2z", "zero", "zero", "fast")]
     for q, base_name, base, method in runs:
         key = f"{q}_{base_name}_{method}" if q != "u2z" else "u2z_zero"
-        compiled = evaluate.lower(gd, st, z, targets, heads, alphas, weights, quantity=q,
-                                  baseline=base, method=method, per_step=n).compile()
+        compiled = program.lower(gd, st, z, targets, heads, alphas, weights, per_step=n,
+                                 integrand=integrand_for(q, base, method)).compile()
         flops_abs[key] = _flops(compiled)
         per_node[key] = flops_abs[key] / block_flops / n
         flop_per_byte[key] = flops_abs[key] / float(_cost(compiled)["bytes accessed"])

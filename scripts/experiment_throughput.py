@@ -103,7 +103,7 @@ def sentence_flops(lm, length: int, steps: int, flops_of) -> float:
     from flax import nnx
 
     from lig_jax.attribution import ratio
-    from lig_jax.attribution.run import evaluate
+    from lig_jax.attribution.run import integrand_for, program
     from lig_jax.quadrature import make_rule
 
     ids = lm.tokenizer(sentence(lm.tokenizer, length))["input_ids"]
@@ -118,9 +118,8 @@ def sentence_flops(lm, length: int, steps: int, flops_of) -> float:
                             ("z2u", ("zero", "self_input_token")),
                             ("u2z", ("zero", "att_itb_a0"))):
         for base in bases:
-            total += flops_of(evaluate.lower(gd, st, z, t, h, alphas, weights,
-                                             quantity=quantity, baseline=base,
-                                             per_step=n).compile())
+            total += flops_of(program.lower(gd, st, z, t, h, alphas, weights, per_step=n,
+                                            integrand=integrand_for(quantity, base)).compile())
     total += flops_of(jax.jit(lambda state, x: ratio.self_attention_probs(
         nnx.merge(gd, state), x)).lower(st, z).compile())
     return total * lm.config.num_layers

@@ -312,7 +312,7 @@ def test_attribution_functions_on_torch_z(tiny: tl.TorchLIG, sharp_bert: Path, r
     import jax.numpy as jnp
     from flax import nnx
 
-    from lig_jax.attribution.run import evaluate
+    from lig_jax.attribution.run import integrand_for, program
     from lig_jax.loading import load_model
     from lig_jax.quadrature import make_rule
 
@@ -325,22 +325,24 @@ def test_attribution_functions_on_torch_z(tiny: tl.TorchLIG, sharp_bert: Path, r
     s = tiny.seq_len
     targets = jnp.arange(s)
     heads = jnp.arange(tiny.num_heads)
+
+    def evaluate(quantity: str, baseline: str, residual: bool = True) -> tuple:
+        return program(graphdef, state, z, targets, heads, alphas, weights, per_step=8,
+                       integrand=integrand_for(quantity, baseline, residual=residual))
+
     for baseline in ("zero", "self_input_token"):
-        cols, total = evaluate(graphdef, state, z, targets, heads, alphas, weights,
-                               quantity="z2z", baseline=baseline)
+        cols, total = evaluate("z2z", baseline)
         ours_m, ours_total = tiny.z2z_raw(layer, baseline, quad)
         assert_columns_close(np.asarray(cols).T, ours_m, 0, f"z2z fn {baseline} {rule}")
         assert_columns_close(np.asarray(total), ours_total, 0, f"z2z fn L_j {baseline}")
-        scores, ig_sum, f = evaluate(graphdef, state, z, targets, heads, alphas, weights,
-                                     quantity="z2u", baseline=baseline)
+        scores, ig_sum, f = evaluate("z2u", baseline)
         ours_scores, ours_sum, ours_f = tiny.z2u_raw(layer, baseline, quad)
         assert_columns_close(np.asarray(scores), ours_scores, -1, f"z2u fn {baseline} {rule}")
         assert_columns_close(np.asarray(ig_sum), ours_sum, -1, f"z2u fn IG sum {baseline}")
         assert_columns_close(np.asarray(f), ours_f, -1, f"z2u fn Δf {baseline}")
     for baseline in ("zero", "att_itb_a0"):
         for residual in (True, False):
-            contrib, l2 = evaluate(graphdef, state, z, targets, heads, alphas, weights,
-                                   quantity="u2z", baseline=baseline, residual=residual)
+            contrib, l2 = evaluate("u2z", baseline, residual)
             ours_c, ours_l2 = tiny.u2z(layer, baseline, quad, residual)
             assert_columns_close(np.asarray(contrib), ours_c, -1,
                                  f"u2z fn {baseline} residual={residual} {rule}")

@@ -23,7 +23,7 @@ from torch_lig_decoder import TorchDecoderLIG
 
 from lig_jax import explain
 from lig_jax.api import tokenize
-from lig_jax.attribution.run import evaluate
+from lig_jax.attribution.run import integrand_for, program
 from lig_jax.loading import load_model
 from lig_jax.quadrature import make_rule
 
@@ -169,11 +169,12 @@ def test_future_rows_do_not_move_past_targets(folders, family: str) -> None:
     targets, heads = jnp.arange(j0 + 1), jnp.arange(lm.config.num_heads)
     every = jnp.arange(z.shape[0])
     for baseline in ("zero", "self_input_token"):
-        m, mm = (evaluate(graphdef, state, x, every, heads, a, w, quantity="z2z",
-                          baseline=baseline, per_step=3)[0] for x in (z, z_mod))  # [T, S]
+        m, mm = (program(graphdef, state, x, every, heads, a, w, per_step=3,
+                         integrand=integrand_for("z2z", baseline))[0]
+                 for x in (z, z_mod))  # [T, S]
         np.testing.assert_allclose(mm[: j0 + 1], m[: j0 + 1], rtol=1e-6, atol=0)
-        u, um = (evaluate(graphdef, state, x, targets, heads, a, w, quantity="z2u",
-                          baseline=baseline, per_step=3) for x in (z, z_mod))
+        u, um = (program(graphdef, state, x, targets, heads, a, w, per_step=3,
+                         integrand=integrand_for("z2u", baseline)) for x in (z, z_mod))
         for got, want in zip(um, u, strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
         assert not np.allclose(mm[-1], m[-1])  # a future target does move

@@ -87,13 +87,44 @@ class Case(NamedTuple):
     folder: Path  # the checkpoint
 
 
-@pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
+_BUILT: dict[str, Case] = {}
+
+
+def _build(entry: tuple[str, str, dict[str, Any]], factory: pytest.TempPathFactory) -> Case:
+    """One case's checkpoint, our model and HF's, built once per module run."""
+    case_id, model_type, overrides = entry
+    if case_id not in _BUILT:
+        folder = save_tiny_decoder(factory.mktemp(case_id), model_type,
+                                   seed=CASES.index(entry), **overrides)
+        hf = transformers.AutoModel.from_pretrained(str(folder),
+                                                    attn_implementation="eager").eval()
+        _BUILT[case_id] = Case(case_id, model_type, overrides, load_model(str(folder)), hf,
+                               folder)
+    return _BUILT[case_id]
+
+
+def _cases(keep: Any) -> dict[str, Any]:
+    chosen = [c for c in CASES if keep(c)]
+    return dict(scope="module", params=chosen, ids=[c[0] for c in chosen])
+
+
+@pytest.fixture(**_cases(lambda c: True))
 def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Case:
-    case_id, model_type, overrides = request.param
-    folder = save_tiny_decoder(tmp_path_factory.mktemp(case_id), model_type,
-                               seed=CASES.index(request.param), **overrides)
-    hf = transformers.AutoModel.from_pretrained(str(folder), attn_implementation="eager").eval()
-    return Case(case_id, model_type, overrides, load_model(str(folder)), hf, folder)
+    return _build(request.param, tmp_path_factory)
+
+
+@pytest.fixture(**_cases(lambda c: c[1] != "gpt2"))
+def rope_case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+              ) -> Case:
+    """The cases with rotary positions (GPT-2 has learned ones)."""
+    return _build(request.param, tmp_path_factory)
+
+
+@pytest.fixture(**_cases(lambda c: not c[2]))
+def plain_case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+               ) -> Case:
+    """The default configuration of each model type."""
+    return _build(request.param, tmp_path_factory)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -204,11 +235,9 @@ def test_config_read_as_saved(case: Case) -> None:
     assert cfg.qkv_bias == (model_type == "qwen2" or bool(overrides.get("attention_bias")))
 
 
-def test_rope_matches_hf(case: Case) -> None:
+def test_rope_matches_hf(rope_case: Case) -> None:
     """Inverse frequencies equal HF's rotary_emb buffer (≤ 1 ulp), cos/sin within 1e-7."""
-    _, model_type, overrides, lm, hf, _ = case
-    if model_type == "gpt2":
-        pytest.skip("GPT-2 has learned positions, no RoPE")
+    _, model_type, overrides, lm, hf, _ = rope_case
     ref = hf.rotary_emb.inv_freq.numpy()
     inv = np.asarray(lm.config.inv_freq, np.float32)
     np.testing.assert_allclose(inv, ref, rtol=2.5e-7, atol=0)
@@ -426,10 +455,8 @@ def test_key_map_names_every_base_tensor_once(case: Case) -> None:
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_missing_tensor_is_a_one_line_error(case: Case, tmp_path: Path) -> None:
-    _, model_type, _, lm, _, folder = case
-    if case.overrides:
-        pytest.skip("checked on the default configuration of each model type")
+def test_missing_tensor_is_a_one_line_error(plain_case: Case, tmp_path: Path) -> None:
+    _, model_type, _, lm, _, folder = plain_case
     target = shutil.copytree(folder, tmp_path / "broken")
     missing = "h.1.mlp.c_fc.weight" if model_type == "gpt2" else "layers.1.self_attn.k_proj.weight"
     tensors = load_file(str(target / "model.safetensors"))
@@ -444,11 +471,9 @@ def test_missing_tensor_is_a_one_line_error(case: Case, tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- tokenizer
 
 
-def test_gpt2_tokenizer_prefix_space(case: Case) -> None:
+def test_gpt2_tokenizer_prefix_space(tmp_path_factory: pytest.TempPathFactory) -> None:
     """The saved folder's tokenizer is GPT-2's BPE; add_prefix_space=True gives ' Hello'."""
-    case_id, model_type, _, lm, hf, folder = case
-    if case_id != "gpt2":
-        pytest.skip("once, on the plain GPT-2 case")
+    case_id, model_type, _, lm, hf, folder = _build(CASES[0], tmp_path_factory)
     tok = transformers.AutoTokenizer.from_pretrained(str(folder), add_prefix_space=True)
     ids = tok("Hello world", add_special_tokens=False)["input_ids"]
     assert ids == [18435, 995]  # " Hello", " world"

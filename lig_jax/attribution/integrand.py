@@ -120,6 +120,12 @@ class Integrand:
         return None
 
 
+def phase(integrand: Integrand, name: str) -> Any:
+    """A `jax.named_scope` for one phase of `integrand` ("layer", "prepare", "nodes",
+    "finish"), so profiler traces and HLO read `lig/Z2uItb/nodes` and the like."""
+    return jax.named_scope(f"lig/{type(integrand).__name__}/{name}")
+
+
 def pad_nodes(alphas: jax.Array, weights: jax.Array, per_step: int
               ) -> tuple[jax.Array, jax.Array]:
     """Nodes as [steps, per_step]; padding nodes get α = 1 (away from any kink) and w = 0."""
@@ -150,7 +156,8 @@ def accumulate(integrand: Integrand, block, ctx: dict, acc: Any, alphas: jax.Arr
 
     if acc is None:
         acc = zero_acc(integrand, block, ctx, per_step, alphas.dtype)
-    acc, _ = jax.lax.scan(body, acc, (a, w))
+    with phase(integrand, "nodes"):
+        acc, _ = jax.lax.scan(body, acc, (a, w))
     return acc
 
 
@@ -159,21 +166,10 @@ def integrate(integrand: Integrand, block, z, targets, heads, alphas, weights, p
     """The whole quantity for one chunk of targets, inside any jitted program (`lay`: the
     layer's shared part, if already computed)."""
     if lay is None:
-        lay = integrand.layer_context(block, z, heads, key_mask)
-    ctx = integrand.prepare(block, lay, targets, heads, extra)
-    return integrand.finish(block, ctx, accumulate(integrand, block, ctx, None, alphas,
-                                                   weights, per_step))
-
-
-def integrate_targets(integrand: Integrand, block, z, targets, heads, alphas, weights,
-                      per_step: int, chunk: int, key_mask=None) -> tuple:
-    """`integrate` for all targets inside one jitted program, `chunk` targets at a time
-    (a `lax.map` over chunks; the last chunk repeats its final target)."""
-    t = targets.shape[0]
-    k = math.ceil(t / chunk)
-    padded = jnp.concatenate([targets, jnp.repeat(targets[-1:], k * chunk - t)])
-    lay = integrand.layer_context(block, z, heads, key_mask)
-    outs = jax.lax.map(lambda tg: integrate(integrand, block, z, tg, heads, alphas, weights,
-                                            per_step, key_mask, lay=lay),
-                       padded.reshape(k, chunk))
-    return jax.tree.map(lambda o: o.reshape(k * chunk, *o.shape[2:])[:t], outs)
+        with phase(integrand, "layer"):
+            lay = integrand.layer_context(block, z, heads, key_mask)
+    with phase(integrand, "prepare"):
+        ctx = integrand.prepare(block, lay, targets, heads, extra)
+    acc = accumulate(integrand, block, ctx, None, alphas, weights, per_step)
+    with phase(integrand, "finish"):
+        return integrand.finish(block, ctx, acc)

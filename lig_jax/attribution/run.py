@@ -26,17 +26,13 @@ from jax.sharding import Mesh
 from .. import sharding
 from ..errors import LIGError
 from .direct import Z2uDirect, Z2zDirect
-from .integrand import Dims, Integrand, accumulate, integrate, integrate_targets, zero_acc
+from .integrand import Dims, Integrand, accumulate, integrate, phase, zero_acc
 from .itb import Z2uItb, Z2zItb
 from .replay import ReplayZ2u
 from .shared import Z2uZero, Z2zZero
 from .u2z import U2z
 
-NODES_PER_STEP = 8  # default nodes per step of `evaluate`
 NODES_PER_CALL = 512  # above this many nodes, one call per block of nodes (progress)
-
-METHODS = ("fast", "direct")
-
 
 def integrand_for(quantity: str, baseline: str, method: str = "fast", **options: Any
                   ) -> Integrand:
@@ -103,39 +99,36 @@ def make_plan(integrand: Integrand, dims: Dims, num_targets: int, num_heads: int
 # ----------------------------------------------------------------- compiled programs
 
 
-@partial(jax.jit, static_argnames=("graphdef", "quantity", "baseline", "method", "residual",
-                                   "per_step", "chunk"))
-def evaluate(graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array, targets: jax.Array,
-             heads: jax.Array, alphas: jax.Array, weights: jax.Array, *, quantity: str,
-             baseline: str, method: str = "fast", residual: bool = True,
-             key_mask: jax.Array | None = None, per_step: int = NODES_PER_STEP,
-             chunk: int | None = None) -> tuple:
-    """One quantity of one block for `targets`, as one jitted program (`chunk` targets at
-    a time; None = all at once). Outputs as in `integrand.py`."""
-    integrand = integrand_for(quantity, baseline, method, residual=residual)
-    return integrate_targets(integrand, nnx.merge(graphdef, state), z, targets, heads, alphas,
-                             weights, per_step, chunk or targets.shape[0], key_mask)
-
+@partial(jax.jit, static_argnames=("graphdef", "integrand", "per_step"))
+def program(graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array, targets: jax.Array,
+            heads: jax.Array, alphas: jax.Array, weights: jax.Array,
+            key_mask: jax.Array | None = None, extra: jax.Array | None = None, *,
+            integrand: Integrand, per_step: int) -> tuple:
+    """`integrand` for one chunk of `targets` (layer context included) as one compiled
+    program, without `run`'s chunking and budget: for FLOP counts of the whole and for
+    tests of the integrands themselves. Outputs as in `integrand.py`."""
+    return integrate(integrand, nnx.merge(graphdef, state), z, targets, heads, alphas,
+                     weights, per_step, key_mask, extra)
 
 
 @partial(jax.jit, static_argnames=("graphdef", "integrand"))
 def _layer(graphdef, state, z, heads, key_mask, *, integrand):
-    return integrand.layer_context(nnx.merge(graphdef, state), z, heads, key_mask)
+    with phase(integrand, "layer"):
+        return integrand.layer_context(nnx.merge(graphdef, state), z, heads, key_mask)
 
 
 @partial(jax.jit, static_argnames=("graphdef", "integrand", "per_step"))
 def _whole(graphdef, state, lay, targets, heads, alphas, weights, extra, *, integrand,
            per_step):
-    block = nnx.merge(graphdef, state)
-    ctx = integrand.prepare(block, lay, targets, heads, extra)
-    acc = accumulate(integrand, block, ctx, None, alphas, weights, per_step)
-    return integrand.finish(block, ctx, acc)
+    return integrate(integrand, nnx.merge(graphdef, state), None, targets, heads, alphas,
+                     weights, per_step, extra=extra, lay=lay)
 
 
 @partial(jax.jit, static_argnames=("graphdef", "integrand", "per_step"))
 def _prepare(graphdef, state, lay, targets, heads, extra, alphas, *, integrand, per_step):
     block = nnx.merge(graphdef, state)
-    ctx = integrand.prepare(block, lay, targets, heads, extra)
+    with phase(integrand, "prepare"):
+        ctx = integrand.prepare(block, lay, targets, heads, extra)
     return ctx, zero_acc(integrand, block, ctx, per_step, alphas.dtype)
 
 
@@ -148,7 +141,8 @@ def _accumulate(graphdef, state, ctx, acc, alphas, weights, *, integrand, per_st
 
 @partial(jax.jit, static_argnames=("graphdef", "integrand"))
 def _finish(graphdef, state, ctx, acc, *, integrand):
-    return integrand.finish(nnx.merge(graphdef, state), ctx, acc)
+    with phase(integrand, "finish"):
+        return integrand.finish(nnx.merge(graphdef, state), ctx, acc)
 
 
 def run(integrand: Integrand, graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array,
@@ -203,5 +197,5 @@ def run(integrand: Integrand, graphdef: nnx.GraphDef, state: nnx.State, z: jax.A
     return tuple(np.concatenate([o[k] for o in outs]) for k in range(len(outs[0])))
 
 
-__all__ = ["METHODS", "Dims", "Integrand", "Plan", "evaluate", "integrand_for", "integrate",
-           "make_plan", "run"]
+__all__ = ["Dims", "Integrand", "Plan", "integrand_for", "integrate", "make_plan", "program",
+           "run"]

@@ -11,14 +11,14 @@ import typer
 from ..cli_common import (
     ctrl_c_between_records,
     destination,
-    fail,
+    finish,
     interrupted,
     progress,
-    reflow_help,
 )
 from ..config import DEFAULT_MODEL
-from ..errors import LIGError
 from ..files import enable_compilation_cache, write_text
+from ..ig import parse_bytes
+from .compute import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Experiment A: flow consistency over a corpus.",
                   pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -36,9 +36,9 @@ def run(
     end: Annotated[int | None, typer.Option(help="Last sentence index, inclusive (default: "
                                             "the last).")] = None,
     steps: Annotated[int, typer.Option(help="Integration steps (the reference's rule on "
-                                       "each path).")] = 32,
+                                       "each path).")] = Settings.steps,
     max_length: Annotated[int, typer.Option(help="Truncate sentences to this many tokens.")
-                          ] = 128,
+                          ] = Settings.max_length,
     fmt: Annotated[str, typer.Option("--format", help="auto | ptb | conllu | conllx | text")
                    ] = "auto",
     skip_bad_lines: Annotated[bool, typer.Option("--skip-bad-lines", help="Leave out "
@@ -52,8 +52,10 @@ def run(
                                              "the M devices of a row, which must lie in "
                                              "one process (default: every device its own "
                                              "row).")] = None,
-    chunk_mb: Annotated[int, typer.Option(help="Memory per chunk of integration nodes (fixed "
-                                          "per run, so sums are reproducible).")] = 128,
+    memory_budget: Annotated[str, typer.Option(
+        help="Memory one chunk of integration nodes may use, e.g. 256MB: fixed per run "
+        "(not a share of the free memory, as in explain), so the sums are the same on "
+        "every machine.")] = f"{Settings.chunk_mb}MB",
     multi_host: Annotated[bool, typer.Option("--multi-host", help="Start JAX's multi-process "
                                              "runtime first (jax.distributed; TPU pods, "
                                              "multi-node GPU): every host runs this same "
@@ -71,7 +73,6 @@ def run(
 
     Each record is on disk before the next sentence starts; rerunning the same command
     resumes (finished sentences are skipped)."""
-    from .compute import Settings
     from .runner import run_experiment
 
     destination(out, folder=True)
@@ -79,15 +80,15 @@ def run(
     say, _ = progress(quiet)
 
     try:
+        settings = Settings(steps=steps, max_length=max_length,
+                            chunk_mb=parse_bytes(memory_budget) // 2**20)
         with ctrl_c_between_records() as check:
             summary = run_experiment(
                 data, model, out, start=start, end=end, fmt=fmt, skip_bad_lines=skip_bad_lines,
-                settings=Settings(steps=steps, max_length=max_length, chunk_mb=chunk_mb),
+                settings=settings,
                 resume=resume, multi_host=multi_host, coordinator=coordinator, mesh=mesh,
                 num_processes=num_processes, process_id=process_id, progress=not quiet, say=say,
                 after_record=check)
-    except LIGError as e:
-        fail(str(e))
     except KeyboardInterrupt:
         interrupted(f"the finished records are in {out}; run the same command again to "
                     "resume")
@@ -111,17 +112,14 @@ def compare(
     """Layer-direct vs composed z→z: the 24 pairs of docs/spec.md §10 (L2, Pearson per column)."""
     from .flow import compare_store, rows_to_csv
 
-    try:
-        csv = destination(csv)
-        rows = compare_store(folder, level, split)
-        text = rows_to_csv(rows)
-        if csv is not None:
-            write_text(csv, text)
-            typer.echo(f"wrote {csv} ({len(rows)} rows, level {level})", err=True)
-        else:
-            typer.echo(text, nl=False)
-    except LIGError as e:
-        fail(str(e))
+    csv = destination(csv)
+    rows = compare_store(folder, level, split)
+    text = rows_to_csv(rows)
+    if csv is not None:
+        write_text(csv, text)
+        typer.echo(f"wrote {csv} ({len(rows)} rows, level {level})", err=True)
+    else:
+        typer.echo(text, nl=False)
 
 
 @app.command()
@@ -133,22 +131,16 @@ def table(
     """Top pairs (smallest mean L2) per layer-direct baseline group."""
     from .flow import TABLE_COLUMNS, compare_store, read_rows, rows_to_csv, top_table
 
-    try:
-        csv = destination(csv)
-        rows = compare_store(source) if source.is_dir() else read_rows(source)
-        best = top_table(rows, top)
-    except LIGError as e:
-        fail(str(e))
+    csv = destination(csv)
+    rows = compare_store(source) if source.is_dir() else read_rows(source)
+    best = top_table(rows, top)
     widths = [max(len(c), *(len(_cell(r[c])) for r in best)) for c in TABLE_COLUMNS]
     typer.echo("  ".join(c.ljust(w) for c, w in zip(TABLE_COLUMNS, widths, strict=True)))
     for r in best:
         typer.echo("  ".join(_cell(r[c]).ljust(w)
                              for c, w in zip(TABLE_COLUMNS, widths, strict=True)))
     if csv is not None:
-        try:
-            write_text(csv, rows_to_csv(best, TABLE_COLUMNS))
-        except LIGError as e:
-            fail(str(e))
+        write_text(csv, rows_to_csv(best, TABLE_COLUMNS))
         typer.echo(f"wrote {csv}", err=True)
 
 
@@ -172,18 +164,15 @@ def align(
     """How often each map's top source word is the gold head (and the reverse)."""
     from .align import align_store, rows_to_csv, summary
 
-    try:
-        csv, output = destination(csv), destination(output)
-        result = align_store(folder)
-        typer.echo(summary(result, relations))
-        if csv is not None:
-            write_text(csv, rows_to_csv(result["rows"]))
-            typer.echo(f"wrote {csv}", err=True)
-        if output is not None:
-            write_text(output, json.dumps(result, indent=1) + "\n")
-            typer.echo(f"wrote {output}", err=True)
-    except LIGError as e:
-        fail(str(e))
+    csv, output = destination(csv), destination(output)
+    result = align_store(folder)
+    typer.echo(summary(result, relations))
+    if csv is not None:
+        write_text(csv, rows_to_csv(result["rows"]))
+        typer.echo(f"wrote {csv}", err=True)
+    if output is not None:
+        write_text(output, json.dumps(result, indent=1) + "\n")
+        typer.echo(f"wrote {output}", err=True)
 
 
-reflow_help(app)
+finish(app)

@@ -4,10 +4,11 @@ Per sentence and layer (docs/spec.md §10): layer-direct z→z, z→u and u→z 
 baseline of `baselines.TABLE` (residual on), computed by `engine.compute` — the same core
 `explain` uses, on any family with the ATT/MLP split, encoders and decoders — plus the
 composed z→z of every (ATT, MLP) pair. Steps follow the reference's rule on each path;
-chunk sizes come from the fixed `--chunk-mb` budget (not from free memory), so the sums
-are the same on every machine. On a ("data", "model") mesh (`sharding.py`) the data axis
-deals sentences — to processes, then to the rows of each process's mesh (`rows.py`) —
-and the model axis splits the blocks; the numbers do not depend on the mesh.
+chunk sizes come from the fixed `--memory-budget` (128MB unless given), not from free
+memory, so the sums are the same on every machine. On a ("data", "model") mesh
+(`sharding.py`) the data axis deals sentences — to processes, then to the rows of each
+process's mesh (`rows.py`) — and the model axis splits the blocks; the numbers do not
+depend on the mesh.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from jax.sharding import Mesh
 
 from .. import baselines, engine, sharding
 from ..attribution import compose
+from ..config import LIGConfig
 from ..errors import LIGError
 from ..loading import LoadedModel
 from ..quadrature import resolve_rule
@@ -34,9 +36,11 @@ WANTED = {q: baselines.names(q) for q in ("z2z", "z2u", "u2z")}
 class Settings:
     """What fixes a run's numbers (kept in the store's manifest; a resume must match)."""
 
-    steps: int = 32
+    steps: int = LIGConfig.num_steps
     max_length: int = 128
-    chunk_mb: int = 128  # bytes budget per chunk of nodes; fixed so chunks (and sums) are too
+    # the memory budget of one chunk of nodes, in MiB (`--memory-budget`, the manifest's
+    # "chunk_mb"); fixed, so the chunks (and the sums) are too
+    chunk_mb: int = 128
 
 
 def process_mesh(shape: str | None = None) -> tuple[Mesh | None, list[int]]:

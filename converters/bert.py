@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from .common import KeySpec, dense_specs, norm_specs
+from .common import KeySpec, base_keys, dense_specs, norm_specs, per_layer
 
 _norm = partial(norm_specs, legacy_names=True)  # old checkpoints: gamma/beta
 
@@ -21,32 +21,30 @@ BASE_PREFIXES = ("bert.", "roberta.", "electra.", "camembert.", "xlm_roberta.", 
 IGNORED_PREFIXES = ("pooler.", "embeddings.position_ids", "embeddings.token_type_ids")
 
 
+LAYER = (
+    *((dense_specs, f"attention.self.{n}", f"attention.self_attn.{n}")
+      for n in ("query", "key", "value")),
+    (dense_specs, "attention.output.dense", "attention.output"),
+    (_norm, "attention.output.LayerNorm", "attention.norm"),
+    (dense_specs, "intermediate.dense", "mlp.intermediate"),
+    (dense_specs, "output.dense", "mlp.output"),
+    (_norm, "output.LayerNorm", "mlp.norm"),
+)
+
+
 def key_map(cfg) -> list[KeySpec]:
     """Every tensor our `EncoderModel` needs and where it lives in a HF state dict."""
-    num_layers, has_projection = cfg.num_layers, cfg.embedding_size != cfg.hidden_size
     specs = [
         KeySpec(("embeddings.word_embeddings.weight",), "embeddings.word"),
         KeySpec(("embeddings.position_embeddings.weight",), "embeddings.position"),
         KeySpec(("embeddings.token_type_embeddings.weight",), "embeddings.token_type"),
         *_norm("embeddings.LayerNorm", "embeddings.norm"),
     ]
-    if has_projection:
+    if cfg.embedding_size != cfg.hidden_size:
         specs += dense_specs("embeddings_project", "embeddings.project")
-    for l in range(num_layers):
-        hf, ours = f"encoder.layer.{l}", f"layers.{l}"
-        for name in ("query", "key", "value"):
-            specs += dense_specs(f"{hf}.attention.self.{name}",
-                                 f"{ours}.attention.self_attn.{name}")
-        specs += dense_specs(f"{hf}.attention.output.dense", f"{ours}.attention.output")
-        specs += _norm(f"{hf}.attention.output.LayerNorm", f"{ours}.attention.norm")
-        specs += dense_specs(f"{hf}.intermediate.dense", f"{ours}.mlp.intermediate")
-        specs += dense_specs(f"{hf}.output.dense", f"{ours}.mlp.output")
-        specs += _norm(f"{hf}.output.LayerNorm", f"{ours}.mlp.norm")
-    return specs
+    return specs + per_layer(cfg.num_layers, "encoder.layer.", LAYER)
 
 
-def base_key_filter(key: str) -> bool:
-    """True for keys that belong to the base encoder (anything else is a task head)."""
-    if key.startswith(IGNORED_PREFIXES):
-        return False
-    return key.startswith(("embeddings.", "encoder.", "embeddings_project."))
+# True for keys that belong to the base encoder (anything else is a task head).
+base_key_filter = base_keys(("embeddings.", "encoder.", "embeddings_project."),
+                            IGNORED_PREFIXES)

@@ -60,6 +60,25 @@ def norm_specs(hf: str, ours: str, bias: bool = True, *, legacy_names: bool = Fa
     return specs
 
 
+Part = tuple[Callable[[str, str], list[KeySpec]], str, str]
+
+
+def per_layer(num_layers: int, hf_layer: str, parts: Sequence[Part]) -> list[KeySpec]:
+    """Every block's specs: for layer l and each (make, hf, ours) of `parts`,
+    `make(f"{hf_layer}{l}.{hf}", f"layers.{l}.{ours}")` (hf_layer such as "encoder.layer.";
+    make such as `dense_specs` or `norm_specs`)."""
+    return [spec for l in range(num_layers) for make, hf, ours in parts
+            for spec in make(f"{hf_layer}{l}.{hf}", f"layers.{l}.{ours}")]
+
+
+def base_keys(roots: tuple[str, ...], ignored: tuple[str, ...] = ()) -> Callable[[str], bool]:
+    """A `base_key_filter`: True for the keys under `roots` (the base model), except those
+    starting with one of `ignored` (buffers, a pooler)."""
+    def is_base_key(key: str) -> bool:
+        return key.startswith(roots) and not (ignored and key.startswith(ignored))
+    return is_base_key
+
+
 def checkpoint_files(folder: Path) -> list[Path]:
     """The weight files of a HF folder, in a stable order."""
     single = folder / "model.safetensors"

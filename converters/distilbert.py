@@ -7,7 +7,7 @@ checkpoint also for `sinusoidal_pos_embds=True`.
 
 from __future__ import annotations
 
-from .common import KeySpec, dense_specs, norm_specs
+from .common import KeySpec, base_keys, dense_specs, norm_specs, per_layer
 
 # Task heads (…ForMaskedLM, …ForSequenceClassification, …) keep the base under
 # "distilbert."; "" = the bare model. Tried in this order.
@@ -17,27 +17,25 @@ BASE_PREFIXES = ("distilbert.", "")
 IGNORED_PREFIXES = ("embeddings.position_ids",)
 
 
+LAYER = (
+    *((dense_specs, f"attention.{hf}", ours) for hf, ours in (
+        ("q_lin", "query"), ("k_lin", "key"), ("v_lin", "value"), ("out_lin", "output"))),
+    (norm_specs, "sa_layer_norm", "attn_norm"),
+    (dense_specs, "ffn.lin1", "ffn_in"),
+    (dense_specs, "ffn.lin2", "ffn_out"),
+    (norm_specs, "output_layer_norm", "out_norm"),
+)
+
+
 def key_map(cfg) -> list[KeySpec]:
     """Every tensor our `DistilBertModel` needs and where it lives in a HF state dict."""
-    specs = [
+    return [
         KeySpec(("embeddings.word_embeddings.weight",), "embeddings.word"),
         KeySpec(("embeddings.position_embeddings.weight",), "embeddings.position"),
         *norm_specs("embeddings.LayerNorm", "embeddings.norm"),
+        *per_layer(cfg.num_layers, "transformer.layer.", LAYER),
     ]
-    for l in range(cfg.num_layers):
-        hf, ours = f"transformer.layer.{l}", f"layers.{l}"
-        for name, mine in (("q_lin", "query"), ("k_lin", "key"), ("v_lin", "value"),
-                           ("out_lin", "output")):
-            specs += dense_specs(f"{hf}.attention.{name}", f"{ours}.{mine}")
-        specs += norm_specs(f"{hf}.sa_layer_norm", f"{ours}.attn_norm")
-        specs += dense_specs(f"{hf}.ffn.lin1", f"{ours}.ffn_in")
-        specs += dense_specs(f"{hf}.ffn.lin2", f"{ours}.ffn_out")
-        specs += norm_specs(f"{hf}.output_layer_norm", f"{ours}.out_norm")
-    return specs
 
 
-def base_key_filter(key: str) -> bool:
-    """True for keys of the base DistilBERT (anything else is a task head or a buffer)."""
-    if key.startswith(IGNORED_PREFIXES):
-        return False
-    return key.startswith(("embeddings.", "transformer."))
+# True for keys of the base DistilBERT (anything else is a task head or a buffer).
+base_key_filter = base_keys(("embeddings.", "transformer."), IGNORED_PREFIXES)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from functools import partial
 
-from .common import KeySpec, dense_specs, norm_specs
+from .common import KeySpec, dense_specs, norm_specs, per_layer
 
 _conv1d = partial(dense_specs, transpose=False)  # Conv1D weights are [in, out]
 
@@ -23,18 +23,20 @@ BASE_PREFIXES = ("transformer.", "")
 _MASK_BUFFER = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
 
 
+LAYER = (
+    (norm_specs, "ln_1", "ln_1"),
+    (_conv1d, "attn.c_attn", "attn.c_attn"),
+    (_conv1d, "attn.c_proj", "attn.c_proj"),
+    (norm_specs, "ln_2", "ln_2"),
+    (_conv1d, "mlp.c_fc", "mlp.c_fc"),
+    (_conv1d, "mlp.c_proj", "mlp.c_proj"),
+)
+
+
 def key_map(cfg) -> list[KeySpec]:
     """Every tensor our `GPT2Model` needs and where it lives in a HF state dict."""
-    specs = [KeySpec(("wte.weight",), "wte"), KeySpec(("wpe.weight",), "wpe")]
-    for l in range(cfg.num_layers):
-        hf, ours = f"h.{l}", f"layers.{l}"
-        specs += norm_specs(f"{hf}.ln_1", f"{ours}.ln_1")
-        specs += _conv1d(f"{hf}.attn.c_attn", f"{ours}.attn.c_attn")
-        specs += _conv1d(f"{hf}.attn.c_proj", f"{ours}.attn.c_proj")
-        specs += norm_specs(f"{hf}.ln_2", f"{ours}.ln_2")
-        specs += _conv1d(f"{hf}.mlp.c_fc", f"{ours}.mlp.c_fc")
-        specs += _conv1d(f"{hf}.mlp.c_proj", f"{ours}.mlp.c_proj")
-    return specs
+    return [KeySpec(("wte.weight",), "wte"), KeySpec(("wpe.weight",), "wpe"),
+            *per_layer(cfg.num_layers, "h.", LAYER)]
 
 
 def base_key_filter(key: str) -> bool:

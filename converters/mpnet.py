@@ -8,7 +8,7 @@ one of our blocks gets its own copy (the same HF tensor feeds one KeySpec per la
 
 from __future__ import annotations
 
-from .common import KeySpec, dense_specs, norm_specs
+from .common import KeySpec, base_keys, dense_specs, norm_specs, per_layer
 
 # Task heads (…ForMaskedLM, …ForSequenceClassification, …) keep the base under "mpnet.";
 # "" = the bare model. Tried in this order.
@@ -20,27 +20,26 @@ IGNORED_PREFIXES = ("pooler.", "embeddings.position_ids")
 SHARED_BIAS = "encoder.relative_attention_bias.weight"
 
 
+LAYER = (
+    *((dense_specs, f"attention.attn.{hf}", ours) for hf, ours in (
+        ("q", "query"), ("k", "key"), ("v", "value"), ("o", "output"))),
+    (norm_specs, "attention.LayerNorm", "attn_norm"),
+    (dense_specs, "intermediate.dense", "ffn_in"),
+    (dense_specs, "output.dense", "ffn_out"),
+    (norm_specs, "output.LayerNorm", "out_norm"),
+    (lambda hf, ours: [KeySpec((SHARED_BIAS,), ours)], "", "relative_bias"),
+)
+
+
 def key_map(cfg) -> list[KeySpec]:
     """Every tensor our `MPNetModel` needs and where it lives in a HF state dict."""
-    specs = [
+    return [
         KeySpec(("embeddings.word_embeddings.weight",), "embeddings.word"),
         KeySpec(("embeddings.position_embeddings.weight",), "embeddings.position"),
         *norm_specs("embeddings.LayerNorm", "embeddings.norm"),
+        *per_layer(cfg.num_layers, "encoder.layer.", LAYER),
     ]
-    for l in range(cfg.num_layers):
-        hf, ours = f"encoder.layer.{l}", f"layers.{l}"
-        for name, mine in (("q", "query"), ("k", "key"), ("v", "value"), ("o", "output")):
-            specs += dense_specs(f"{hf}.attention.attn.{name}", f"{ours}.{mine}")
-        specs += norm_specs(f"{hf}.attention.LayerNorm", f"{ours}.attn_norm")
-        specs += dense_specs(f"{hf}.intermediate.dense", f"{ours}.ffn_in")
-        specs += dense_specs(f"{hf}.output.dense", f"{ours}.ffn_out")
-        specs += norm_specs(f"{hf}.output.LayerNorm", f"{ours}.out_norm")
-        specs.append(KeySpec((SHARED_BIAS,), f"{ours}.relative_bias"))
-    return specs
 
 
-def base_key_filter(key: str) -> bool:
-    """True for keys of the base MPNet (pooler, buffers and task heads are False)."""
-    if key.startswith(IGNORED_PREFIXES):
-        return False
-    return key.startswith(("embeddings.", "encoder."))
+# True for keys of the base MPNet (pooler, buffers and task heads are False).
+base_key_filter = base_keys(("embeddings.", "encoder."), IGNORED_PREFIXES)

@@ -23,16 +23,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import baselines, engine, report, results, rows, sharding
+from . import baselines, engine, results, rows, schema, sharding
 from .attribution import compose
 from .baselines import GRANULARITY_QUANTITY
 from .boundaries import boundaries_from_config
 from .config import LIGConfig, check_indices, granularity_list, validate
 from .errors import BadText, LIGError
-from .ig import free_host_memory, memory_budget
 from .loading import LoadedModel, load_model
+from .memory import free_host_memory, memory_budget
 from .quadrature import resolve_rule
-from .steps import StepResult, make_plan
+from .steps import StepResult, step_plan
 from .version import __version__
 from .wordlevel import to_word_level
 
@@ -168,7 +168,7 @@ def explain(
     """
     given = locals()
     cfg = config or LIGConfig(**{f.name: given[f.name] for f in fields(LIGConfig)})
-    return report.explanation(_explain(text, cfg, progress, as_lists=True))
+    return schema.explanation(_explain(text, cfg, progress, as_lists=True))
 
 
 # A float in a Python list costs ~32 bytes (the float object and its pointer), 4× numpy's.
@@ -178,7 +178,7 @@ LIST_BYTES_PER_FLOAT = 32
 def explain_arrays(text: str, *, config: LIGConfig | None = None,
                    progress: Progress | None = None, **kwargs: Any) -> results.Result:
     """`explain` as arrays (`results.Result`: the JSON schema's metadata and per-layer numpy
-    arrays), for large inputs and `.npz` files; `report.explanation(result)` gives the dict.
+    arrays), for large inputs and `.npz` files; `schema.explanation(result)` gives the dict.
     Options as for `explain` (keywords, or `config`)."""
     return _explain(text, config or LIGConfig(**kwargs), progress, as_lists=False)
 
@@ -236,7 +236,7 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
         heads = check_indices("target_head", [cfg.target_head], n_heads)
     else:
         heads = list(range(n_heads))
-    plans = {p: make_plan(resolve_rule(cfg.rule, r), cfg.num_steps, cfg.auto_tol, cfg.max_steps)
+    plans = {p: step_plan(resolve_rule(cfg.rule, r), cfg.num_steps, cfg.auto_tol, cfg.max_steps)
              for p, r in lm.family.reference_rules}
     _check_host_memory(lm, s, len(layer_list), len(targets), len(heads), grans, as_lists)
     decoder = lm.family.architecture == "decoder"
@@ -307,9 +307,7 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
             arrays.update(results.completeness("u2z", contrib.sum(axis=1), total,
                                                raw.weight_sum, raw.steps, raw.converged))
         if att is not None and mlp is not None and len(heads) == n_heads:
-            arrays["z2z_composed"] = compose.compose(
-                np.transpose(att[0][pos], (1, 2, 0)),
-                compose.head_slices(mlp.arrays[0][pos], n_heads))
+            arrays["z2z_composed"] = compose.composed(att[0][pos], mlp.arrays[0][pos])
         result.layers[l] = arrays
     result.meta["completeness"] = results.completeness_summary(result.layers, targets, heads,
                                                                cfg.auto_tol)
@@ -395,7 +393,7 @@ def explain_batch(
         def work(worker: tuple[LoadedModel, Any], i: int) -> dict[str, Any]:
             row_lm, row = worker
             say(f"sentence {next(begun)}/{good} ({lengths[i]} tokens)")
-            return report.explanation(_explain_loaded(
+            return schema.explanation(_explain_loaded(
                 row_lm, texts[i], cfg, lambda _m: None, {}, time.perf_counter(), True,
                 row, share))
 

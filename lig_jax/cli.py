@@ -167,7 +167,7 @@ def explain(
     progress, start = progress_printer(quiet)
     try:
         if csv is not None or (output is not None and output.suffix.lower() == ".npz"):
-            from .report import explanation
+            from .schema import explanation
             from .tidy import write_csv
 
             arrays = explain_arrays(text, config=options, progress=progress)
@@ -308,10 +308,6 @@ def describe(
     _write_json(describe_boundaries(model, load_weights=load_weights), output)
 
 
-def _size(n: int) -> str:
-    return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
-
-
 @app.command()
 def plan(
     model: Annotated[str, typer.Option(help="HF folder (config.json alone is enough), hub id, "
@@ -334,32 +330,14 @@ def plan(
 ) -> None:
     """Compile a job for hardware this machine need not have, from shapes alone, and say
     what each chip needs (memory, FLOPs, projected time)."""
-    from .plan import plan as make_plan_for
+    from .plan import format_plan
+    from .plan import plan as plan_job
 
     json_out = destination(json_out)
     grans = [g.strip() for g in granularity.split(",") if g.strip()]
-    out = make_plan_for(model, topology, seq_len, granularity=grans, task=task,
-                        sentences=sentences, mesh=mesh, dtype=dtype, steps=steps)
-    need = out["per_device_bytes"]
-    hbm = out["per_device_hbm_bytes"]
-    mesh_txt = "x".join(map(str, out["mesh"]))
-    what = (f"{', '.join(out['granularity'])}" if out["task"] == "explain"
-            else "every quantity of a record")
-    lines = [
-        f"{out['task']} {out['model']} ({out['model_type']}), {out['seq_len']} tokens, "
-        f"{out['sentences']} sentence(s), {what} on {out['topology']} "
-        f"({out['num_devices']} × {out['device_kind']}), mesh {mesh_txt} (data x model)",
-        f"per device: {_size(need)}" if need is not None else "per device: –",
-        f"fits: {'yes' if out['fits'] else 'no'} ({_size(hbm)} per device)",
-        f"FLOPs: {out['flops']:.3e} ({out['block_forwards_per_node']:.2f} block forwards per "
-        "node)" if out["flops"] == out["flops"] else "FLOPs: –",
-    ]
-    if out["projected_seconds"] is not None:
-        lines.append(f"projected: {out['projected_seconds']:.3g} s at "
-                     f"{out['assumed_utilization']:.0%} of {out['peak_flops_per_s']:.3g} "
-                     f"FLOP/s per device ({out['dtype']})")
-    lines.append(f"compiled in {out['compile_seconds']:.1f} s")
-    typer.echo("\n".join(lines))
+    out = plan_job(model, topology, seq_len, granularity=grans, task=task,
+                   sentences=sentences, mesh=mesh, dtype=dtype, steps=steps)
+    typer.echo(format_plan(out))
     if json_out is not None:
         write_text(json_out, json.dumps(out, indent=2) + "\n")
     if not out["fits"]:

@@ -30,6 +30,8 @@ def flag_names(message: str) -> str:
     "granularity is empty")."""
     for f in cli_fields():
         word, flag = f.name, flag_of(f.name)
+        if word == "model":  # also a positional argument (describe MODEL): left as it is
+            continue
         if "_" in word:
             message = re.sub(rf"(?<![\w./-]){word}(?![\w./-])", flag, message)
         else:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LIGError
-from .report import load
+from .schema import load
 from .validation import check_result
 
 QUANTITIES = ("z2z", "z2u", "token_l2_norm", "u2z", "u2z.l2_total", "z2z_composed")

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import baselines
 from .errors import LIGError, choice_error
-from .ig import parse_bytes
+from .memory import parse_bytes
 from .quadrature import RULE_CHOICES, TRAPEZOID_RULES
 from .sharding import parse_mesh
 
@@ -109,7 +109,7 @@ class LIGConfig:
     reference_quirks: bool = option(
         False, "Decoders: the reference's inconsistent definitions instead of the "
         "consistent ones (docs/reference-differences.md).")
-    # bytes one chunk may use on the device; None: a share of the free memory (`ig.py`)
+    # bytes one chunk may use on the device; None: a share of the free memory (`memory.py`)
     memory_budget: int | str | None = option(
         None, "Memory one chunk of the computation may use, e.g. 4GB or 512MB (default: "
         "40% of the free memory).", cli_type=str | None, placement=True)

@@ -2,7 +2,7 @@
 
 `Layers` holds the selected blocks' parameters (in the compute dtype) and their inputs
 z^(l), padded to the sentence's length bucket. Each quantity runs layer by layer: the
-integrand's plan (targets per chunk, nodes per step) comes from the memory budget, the
+integrand's chunking (targets per chunk, nodes per step) comes from the memory budget, the
 chunks run as compiled programs shared by every layer of one structure and every
 sentence of the bucket, and each layer's results come back to the host before the next
 layer starts. The step plan (fixed or auto) sees every (layer, target[, head]) as a
@@ -23,7 +23,7 @@ from flax import nnx
 
 from . import baselines, sharding
 from .attribution import ratio, replay
-from .attribution.run import Dims, integrand_for, make_plan, run
+from .attribution.run import Dims, chunking, integrand_for, run
 from .quadrature import Rule
 from .steps import StepPlan, StepResult, relative_error
 
@@ -118,7 +118,7 @@ class Layers:
                 graphdef, state = self.blocks[pos]
                 z = self.z(l)
             alphas, weights = self.nodes(rule, integrand.keeps_zero_node)
-            plan = make_plan(integrand, self.dims, len(all_targets), len(heads),
+            plan = chunking(integrand, self.dims, len(all_targets), len(heads),
                              alphas.shape[0], self.budget, self.data_devices)
             label = (f"layer {l} ({pos + 1}/{self.num_layers}): {quantity} {baseline}, "
                      f"{rule.num_steps} steps")

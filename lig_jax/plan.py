@@ -35,7 +35,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from . import baselines, rows, sharding
-from .attribution import itb
+from .attribution import blockscan
 from .attribution import run as runner
 from .attribution.integrand import Dims, traced, zero_acc
 from .config import GRANULARITIES, LIGConfig
@@ -107,7 +107,7 @@ def chip(devices: Sequence[Any]) -> tuple[int, float, int]:
     device = devices[0]
     kind = device.device_kind
     if device.platform == "cpu":  # this machine: its free memory, no stated peak
-        from .ig import free_host_memory
+        from .memory import free_host_memory
 
         return free_host_memory(), float("nan"), 1
     if device.platform == "gpu":
@@ -174,11 +174,13 @@ def _flops(fn: Any, *args: Any) -> float:
 
 
 def layer_flops(integrand: Any, graphdef: Any, state: Any, seq: int, heads: int,
-                alphas: Any, weights: Any, plan: runner.Plan, causal: bool) -> float:
+                alphas: Any, weights: Any, plan: runner.Chunking, causal: bool,
+                count: Any = _flops) -> float:
     """XLA-counted FLOPs of one layer's quantity as the engine runs it: the layer context
     once, per chunk its prepare, ⌈n/k⌉ node steps and the finish. Block loops are unrolled
     over the blocks a chunk's targets see (causal); FLOPs are affine in that count, so each
-    piece is counted at 1 and 2 blocks and extended. `state` may be abstract."""
+    piece is counted at 1 and 2 blocks and extended. `state` may be abstract. `count(fn,
+    *args)`: FLOPs of one jitted function (default: XLA's count before optimisation)."""
     d = jax.tree.leaves(state)[0].dtype
     z = jax.ShapeDtypeStruct((seq, graphdef_hidden(graphdef, state)), d)
     hs = jnp.arange(heads)
@@ -191,26 +193,26 @@ def layer_flops(integrand: Any, graphdef: Any, state: Any, seq: int, heads: int,
     def ctx_of(st: Any, zz: Any) -> Any:
         return integrand.layer_context(merged(st), zz, hs, km)
 
-    f_layer = _flops(ctx_of, state, z)
+    f_layer = count(ctx_of, state, z)
     lay = jax.eval_shape(ctx_of, state, z)
     a_k, w_k = alphas[:k], weights[:k]
-    size = min(seq, itb.BLOCK)
-    nb = -(-seq // size) if seq > itb.BLOCK else 1
+    size = min(seq, blockscan.BLOCK)
+    nb = -(-seq // size) if seq > blockscan.BLOCK else 1
 
     def pieces(hi: int) -> tuple[float, float, float]:
         t0 = jnp.arange(tc)
-        with itb.unrolled_blocks(0, hi):
+        with blockscan.unrolled_blocks(0, hi):
             def prep(st, ly, tg):
                 return integrand.prepare(merged(st), ly, tg, hs)
 
             ctx = jax.eval_shape(prep, state, lay, t0)
             acc = jax.eval_shape(lambda st, c: zero_acc(integrand, merged(st), c, k,
                                                         alphas.dtype), state, ctx)
-            f_prep = _flops(prep, state, lay, t0)
-            f_upd = _flops(lambda st, c, ac, al, wt: integrand.update(merged(st), c, ac, al,
+            f_prep = count(prep, state, lay, t0)
+            f_upd = count(lambda st, c, ac, al, wt: integrand.update(merged(st), c, ac, al,
                                                                         wt),
                            state, ctx, acc, a_k, w_k)
-            f_fin = _flops(lambda st, c, ac: integrand.finish(merged(st), c, ac), state, ctx,
+            f_fin = count(lambda st, c, ac: integrand.finish(merged(st), c, ac), state, ctx,
                            acc)
         return f_prep, f_upd, f_fin
 
@@ -353,7 +355,7 @@ def _plan_on(am: Abstract, mesh: Any, seq: int, granularity: Sequence[str], task
         integrand = runner.integrand_for(quantity, baseline, residual=True)
         alphas, weights = _nodes(am.family, quantity, steps, cdt)
         try:
-            p = runner.make_plan(integrand, dims, seq, heads, alphas.shape[0], budget,
+            p = runner.chunking(integrand, dims, seq, heads, alphas.shape[0], budget,
                                  mesh.shape[sharding.DATA])
         except LIGError:
             return {"mesh": [d, m], "fits": False, "per_device_bytes": None,
@@ -396,3 +398,31 @@ def _plan_on(am: Abstract, mesh: Any, seq: int, granularity: Sequence[str], task
             "chunks": chunks, "flops": flops,
             "block_forwards_per_node": flops / forward / max(1, steps - 1),
             "compile_seconds": time.perf_counter() - t0}
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
+
+
+def format_plan(out: dict[str, Any]) -> str:
+    """A plan (the JSON fields of `plan`) as the lines `lig-jax plan` prints."""
+    need = out["per_device_bytes"]
+    hbm = out["per_device_hbm_bytes"]
+    mesh_txt = "x".join(map(str, out["mesh"]))
+    what = (f"{', '.join(out['granularity'])}" if out["task"] == "explain"
+            else "every quantity of a record")
+    lines = [
+        f"{out['task']} {out['model']} ({out['model_type']}), {out['seq_len']} tokens, "
+        f"{out['sentences']} sentence(s), {what} on {out['topology']} "
+        f"({out['num_devices']} × {out['device_kind']}), mesh {mesh_txt} (data x model)",
+        f"per device: {_size(need)}" if need is not None else "per device: –",
+        f"fits: {'yes' if out['fits'] else 'no'} ({_size(hbm)} per device)",
+        f"FLOPs: {out['flops']:.3e} ({out['block_forwards_per_node']:.2f} block forwards per "
+        "node)" if out["flops"] == out["flops"] else "FLOPs: –",
+    ]
+    if out["projected_seconds"] is not None:
+        lines.append(f"projected: {out['projected_seconds']:.3g} s at "
+                     f"{out['assumed_utilization']:.0%} of {out['peak_flops_per_s']:.3g} "
+                     f"FLOP/s per device ({out['dtype']})")
+    lines.append(f"compiled in {out['compile_seconds']:.1f} s")
+    return "\n".join(lines)

@@ -10,9 +10,9 @@ config, boundaries, quadrature, timings, versions) and, per layer, numpy arrays
     <q>_completeness/<name>           per column: ig_sum, scalar_change, weight_sum,
                                       relative_error (+ steps_used, converged for auto)
 
-`report.explanation` turns it into the reference's JSON dict; `save_npz` writes it as one
+`schema.explanation` turns it into the reference's JSON dict; `save_npz` writes it as one
 .npz (keys `layers/<l>/<name>` and `meta`, a JSON string), so a 2,048-token result is
-megabytes of arrays instead of a gigabyte of JSON text. `report.load` reads either file
+megabytes of arrays instead of a gigabyte of JSON text. `schema.load` reads either file
 into the JSON schema (for view, plot and compare).
 """
 

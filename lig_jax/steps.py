@@ -74,8 +74,8 @@ class StepPlan:
         return StepResult(tuple(result), steps, wsum, done if self.auto else None, self.rule)
 
 
-def make_plan(rule: str, num_steps: int | str, tol: float | None = None,
-              max_steps: int | None = None) -> StepPlan:
+def step_plan(rule: str, num_steps: int | str, tol: float | None = None,
+             max_steps: int | None = None) -> StepPlan:
     """`num_steps` an int, or "auto" (schedule from 16 doubling up to `max_steps`, each
     column until its relative completeness error is below `tol`; both are then needed,
     as `config.validate` checked them)."""

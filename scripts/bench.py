@@ -303,8 +303,8 @@ def flop_analysis(lm: Any, ids: Sequence[int], steps: int, rate: float) -> dict[
     import jax.numpy as jnp
     from flax import nnx
 
+    from lig_jax.attribution.norm import safe_norm
     from lig_jax.attribution.run import integrand_for, program
-    from lig_jax.ig import safe_norm
     from lig_jax.quadrature import make_rule
 
     gd, st = nnx.split(lm.model.layers[0])

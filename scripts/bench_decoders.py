@@ -122,61 +122,22 @@ def integrand_flops(lm: Any, z: Any, quantity: str, baseline: str, steps: int,
     prepare, ⌈n/k⌉ node steps and the finish. Block loops are unrolled over the blocks the
     chunk's targets see (causal); FLOPs are affine in that block count, so each piece is
     counted at 1 and 2 blocks and extended."""
-    import jax
-    import jax.numpy as jnp
     from flax import nnx
 
-    from lig_jax.attribution import itb
-    from lig_jax.attribution.integrand import zero_acc
-    from lig_jax.attribution.run import Dims, integrand_for, make_plan
+    from lig_jax.attribution.run import Dims, chunking, integrand_for
+    from lig_jax.plan import layer_flops
 
     block = lm.model.layers[0]
     gd, st = nnx.split(block)
     s = z.shape[0]
-    heads = jnp.arange(block.num_heads)
     alphas, weights = _nodes(lm, quantity, steps)
     n = alphas.shape[0]
     integ = integrand_for(quantity, baseline)
     dims = Dims.of(block, lm.config.intermediate_size, s, 4)
-    plan = make_plan(integ, dims, s, block.num_heads, n, budget)
+    plan = chunking(integ, dims, s, block.num_heads, n, budget)
     tc, k = plan.targets_per_chunk, plan.nodes_per_step
-    km = jnp.ones(s, bool)
-    def merged(state):
-        return nnx.merge(gd, state)
-
-    f_layer = _flops(lambda state, zz: integ.layer_context(merged(state), zz, heads, km), st, z)
-    lay = jax.eval_shape(lambda state, zz: integ.layer_context(merged(state), zz, heads, km),
-                         st, z)
-    a_k, w_k = alphas[:k], weights[:k]
-    size = min(s, itb.BLOCK)
-    nb = -(-s // size) if s > itb.BLOCK else 1
-
-    def pieces(hi: int, t: Any) -> tuple[float, float, float]:
-        with itb.unrolled_blocks(0, hi):
-            def prep(state, ly, tg):
-                return integ.prepare(merged(state), ly, tg, heads)
-
-            ctx = jax.eval_shape(prep, st, lay, t)
-            acc = jax.eval_shape(lambda state, c: zero_acc(integ, merged(state), c, k,
-                                                           alphas.dtype), st, ctx)
-            f_prep = _flops(prep, st, lay, t)
-            f_upd = _flops(lambda state, c, ac, al, wt: integ.update(merged(state), c, ac,
-                                                                      al, wt),
-                           st, ctx, acc, a_k, w_k)
-            f_fin = _flops(lambda state, c, ac: integ.finish(merged(state), c, ac), st, ctx,
-                           acc)
-        return f_prep, f_upd, f_fin
-
-    t0 = jnp.arange(tc)
-    one = pieces(1, t0)
-    two = pieces(2, t0) if nb > 1 else one
-    steps_per_chunk = math.ceil(n / k)
-    total = f_layer
-    for c in range(math.ceil(s / tc)):
-        last = min(s, (c + 1) * tc)  # causal: the chunk sees sources < last
-        hi = -(-last // size) if nb > 1 else 1
-        p, u, f = (a + (hi - 1) * (b - a) for a, b in zip(one, two, strict=True))
-        total += p + steps_per_chunk * u + f
+    total = layer_flops(integ, gd, st, s, block.num_heads, alphas, weights, plan, causal=True,
+                        count=_flops)
     return {"flops": total, "nodes": n, "targets": s, "targets_per_chunk": tc,
             "nodes_per_step": k, "per_node_target": total / n / s}
 
@@ -198,7 +159,7 @@ def floors(lm: Any, z: Any) -> dict[str, float]:
     import jax.numpy as jnp
     from flax import nnx
 
-    from lig_jax.ig import safe_norm
+    from lig_jax.attribution.norm import safe_norm
     from lig_jax.models.common import attention_mix
 
     block = lm.model.layers[0]
@@ -250,8 +211,8 @@ def flop_rows(model: str, lengths: Sequence[int], steps: int) -> dict[int, dict[
     import jax.numpy as jnp
 
     from lig_jax.api import tokenize
-    from lig_jax.ig import memory_budget
     from lig_jax.loading import load_model
+    from lig_jax.memory import memory_budget
 
     lm = load_model(model)
     budget = memory_budget()

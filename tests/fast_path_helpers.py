@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import lig_jax.attribution.itb as itb
+import lig_jax.attribution.blockscan as blockscan
 from lig_jax.attribution.integrand import integrate
+from lig_jax.attribution.norm import safe_norm
 from lig_jax.attribution.run import integrand_for
-from lig_jax.ig import safe_norm
 from lig_jax.loading import load_model
 from lig_jax.quadrature import make_rule
 
@@ -73,7 +73,7 @@ def _integrate_all(graphdef, state, z, targets, heads, a, w, *, with_term_scale:
     """Every (quantity, baseline, method) integrand on one block, and the zero-baseline
     z→u term scale when `with_term_scale`, as ONE compiled program per (block structure,
     shapes, dtype): XLA's fixed cost per compilation dominates on these tiny blocks, and
-    layers of the same structure share the program. `block_size` (itb.BLOCK, read while
+    layers of the same structure share the program. `block_size` (blockscan.BLOCK, read while
     tracing) is part of the cache key, so a test that changes it gets its own program."""
     del block_size
     block = nnx.merge(graphdef, state)
@@ -96,7 +96,7 @@ def compare(folder, layer, dtype, rule, steps, tol):
     heads = jnp.asarray(sorted({0, n_heads // 2, n_heads - 1}))
     norm_first = block.premap_parts().norm is not None
     out = _integrate_all(graphdef, state, z, targets, heads, a, w, with_term_scale=norm_first,
-                         block_size=itb.BLOCK)
+                         block_size=blockscan.BLOCK)
 
     for baseline in BASELINES:
         fast, direct = (out[f"z2z/{baseline}/{m}"] for m in METHODS)
@@ -169,7 +169,7 @@ def check_family_float64(cache: dict, tmp_path_factory, monkeypatch, name: str,
     folder = family_folder(cache, tmp_path_factory, name)
     rule, steps = ("captum_trapezoid", 8)
     if blocked:
-        monkeypatch.setattr(itb, "BLOCK", 4)
+        monkeypatch.setattr(blockscan, "BLOCK", 4)
         rule, steps = ("gauss_legendre", 6)
     with jax.enable_x64(True):
         compare(folder, 1, jnp.float64, rule, steps, 1e-12)

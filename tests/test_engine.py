@@ -80,17 +80,17 @@ def test_chunks_change_nothing(request, model, monkeypatch) -> None:
               baseline_mlp="att_itb_a0")
     whole = explain(TEXTS[1], **kw)
     plans = []
-    real_plan = run.make_plan
+    real_plan = run.chunking
 
     def small_plan(integrand, dims, num_targets, num_heads, num_nodes, budget, *args, **kw):
         plan = real_plan(integrand, dims, num_targets, num_heads, num_nodes, budget, *args,
                          **kw)
-        plan = run.Plan(3, 2, plan.bytes)  # 3 targets per chunk, 2 nodes per step
+        plan = run.Chunking(3, 2, plan.bytes)  # 3 targets per chunk, 2 nodes per step
         plans.append(plan)
         return plan
 
-    monkeypatch.setattr(run, "make_plan", small_plan)
-    monkeypatch.setattr("lig_jax.engine.make_plan", small_plan)
+    monkeypatch.setattr(run, "chunking", small_plan)
+    monkeypatch.setattr("lig_jax.engine.chunking", small_plan)
     monkeypatch.setattr(run, "NODES_PER_CALL", 4)
     chunked = explain(TEXTS[1], **kw)
     assert plans and all(p.calls(11) == 3 for p in plans)

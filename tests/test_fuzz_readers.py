@@ -160,8 +160,8 @@ def sources(tiny_bert, tmp_path_factory) -> dict[str, Path]:
     """A valid result of each kind, and the checks that every reader accepts them."""
     from lig_jax.api import explain_arrays
     from lig_jax.batchfile import BatchWriter
-    from lig_jax.report import explanation
     from lig_jax.results import save_npz
+    from lig_jax.schema import explanation
 
     root = tmp_path_factory.mktemp("fuzz")
     res = explain_arrays("The cat sat.", model=str(tiny_bert), num_steps=2, layers=[0, 1])

@@ -3,11 +3,11 @@
 Layers, low to high (a module belongs to the longest prefix listed; imports within one
 layer are allowed, cycles are not):
 
-    base        errors, version, files, ig, quadrature, sharding, platforms, baselines
+    base        errors, version, files, memory, quadrature, sharding, platforms, baselines
     models      models, converters, data, config, steps
     loading     loading, boundaries
     attribution attribution
-    engine      engine, results, report, compare
+    engine      engine, results, schema, compare
     api         api
     experiment  experiment, plan
     view        view
@@ -28,14 +28,14 @@ import lig_jax
 ROOT = Path(lig_jax.__file__).resolve().parent
 CONVERTERS = ROOT.parent / "converters"  # installs as lig_jax.converters (pyproject.toml)
 LAYERS = (
-    ("base", ("lig_jax.errors", "lig_jax.version", "lig_jax.files", "lig_jax.ig",
+    ("base", ("lig_jax.errors", "lig_jax.version", "lig_jax.files", "lig_jax.memory",
               "lig_jax.quadrature", "lig_jax.sharding", "lig_jax.platforms",
               "lig_jax.baselines", "lig_jax.words")),
     ("models", ("lig_jax.models", "lig_jax.converters", "lig_jax.data", "lig_jax.config",
                 "lig_jax.steps")),
     ("loading", ("lig_jax.loading", "lig_jax.boundaries")),
     ("attribution", ("lig_jax.attribution",)),
-    ("engine", ("lig_jax.engine", "lig_jax.rows", "lig_jax.results", "lig_jax.report",
+    ("engine", ("lig_jax.engine", "lig_jax.rows", "lig_jax.results", "lig_jax.schema",
                 "lig_jax.batchfile", "lig_jax.validation", "lig_jax.wordlevel",
                 "lig_jax.tidy",
                 "lig_jax.compare")),

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from lig_jax import LIGError, explain
 from lig_jax.api import explain_arrays
 from lig_jax.cli import app
-from lig_jax.report import explanation, load
 from lig_jax.results import load_npz, save_npz
+from lig_jax.schema import explanation, load
 
 TEXT = "The cat sat on the mat."
 
@@ -83,13 +83,13 @@ def test_an_npz_of_something_else_is_refused(tmp_path) -> None:
 
 def test_a_chunk_that_cannot_fit_is_refused_in_one_line() -> None:
     """The planner refuses when one target and one node exceed the budget."""
-    from lig_jax.attribution.run import Dims, integrand_for, make_plan
+    from lig_jax.attribution.run import Dims, chunking, integrand_for
 
     dims = Dims(seq=32768, hidden=2048, heads=16, kv_heads=4, head_dim=128, ffn=8192,
                 width=2048, l2=False)
     with pytest.raises(LIGError, match=r"needs about .* more than the memory budget of 64 MB"):
-        make_plan(integrand_for("z2u", "self_input_token"), dims, 32768, 16, 31, 64 * 2**20)
-    plan = make_plan(integrand_for("z2u", "self_input_token"), dims, 32768, 16, 31, 2**34)
+        chunking(integrand_for("z2u", "self_input_token"), dims, 32768, 16, 31, 64 * 2**20)
+    plan = chunking(integrand_for("z2u", "self_input_token"), dims, 32768, 16, 31, 2**34)
     assert plan.bytes <= 2**34 and plan.targets_per_chunk >= 1
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lig_jax import LIGError, explain
-from lig_jax.steps import StepPlan, make_plan
+from lig_jax.steps import StepPlan, step_plan
 
 TEXT = "The cat sat on the mat."
 
@@ -28,7 +28,7 @@ def test_plan_keeps_first_converged_value_per_column() -> None:
 
 
 def test_fixed_plan_runs_once() -> None:
-    plan = make_plan("captum_trapezoid", 8)
+    plan = step_plan("captum_trapezoid", 8)
     res = plan.run(lambda rule: ((np.zeros((2, 1)),), np.array([9.0, 9.0])))
     assert res.steps.tolist() == [8, 8] and res.converged is None
     assert res.weight_sum[0] == pytest.approx(7 / 8)

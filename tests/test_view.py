@@ -12,7 +12,8 @@ import pytest
 
 from lig_jax import LIGError, explain
 from lig_jax.view import result as R
-from lig_jax.view.page import FlowView, build_page, is_special, notebook_html, view_data, write_page
+from lig_jax.view.notebook import Explanation
+from lig_jax.view.page import build_page, is_special, notebook_html, view_data, write_page
 
 TEXT = "The cat sat on the mat."
 DATA_RE = re.compile(r'<script type="application/json" id="lig-data">(.*?)</script>', re.DOTALL)
@@ -142,9 +143,7 @@ def test_write_page_and_notebook_html(tmp_path: Path, result: dict) -> None:
                      r'sandbox="allow-scripts" title="[^"]*"></iframe>', frame)
     assert m is not None
     assert html.unescape(m.group(1)) == page
-    view = FlowView(result, height=500)
-    assert view._repr_html_() == frame
-    assert view.save(tmp_path / "v.html").read_text(encoding="utf-8") == page
+    assert Explanation(result)._repr_html_() == notebook_html(result)  # the notebook face
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -26,3 +26,11 @@ def compose(att: np.ndarray, mlp: np.ndarray) -> np.ndarray:
     for h in range(att.shape[0]):
         out += att[h] * mlp[None, :, h]
     return out
+
+
+def composed(z2u_scores: np.ndarray, u2z_contributions: np.ndarray) -> np.ndarray:
+    """Composed z→z [S_src, T] of one layer as results store its parts: z→u scores
+    [T, H, S_src] (every head) and u→z contributions [T, width]."""
+    z2u_scores = np.asarray(z2u_scores)
+    return compose(np.transpose(z2u_scores, (1, 2, 0)),
+                   head_slices(np.asarray(u2z_contributions), z2u_scores.shape[1]))

@@ -3,7 +3,7 @@
 Per node the Jacobian of all targets' scalars (`jax.jacrev`, a shared zero baseline) or
 one gradient per target (`jax.grad` under `vmap`, per-target ITB baselines): about one
 reverse pass of the block (or of its attention) per target. They are the test oracle of
-the structured integrands (`shared.py`, `itb.py`), which compute the same numbers.
+the structured integrands (`zero.py`, `itb.py`), which compute the same numbers.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from ..ig import safe_norm
 from .integrand import Integrand
+from .norm import safe_norm
 
 BASELINES = ("zero", "self_input_token")
 

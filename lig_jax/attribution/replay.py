@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..ig import safe_norm
 from .direct import _bases
 from .integrand import Integrand
+from .norm import safe_norm
 
 
 def heads_after_replay(model, x, layer: int, key_mask):

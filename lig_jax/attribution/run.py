@@ -1,7 +1,7 @@
 """Running an `Integrand` over all targets of one layer within a memory budget.
 
-A `Plan` fixes how many targets share one chunk and how many nodes are vmapped per step;
-`make_plan` picks both from the integrand's memory estimate so that one chunk's working
+A `Chunking` fixes how many targets share one chunk and how many nodes are vmapped per
+step; `chunking` picks both from the integrand's memory estimate so that one chunk's working
 set fits the budget (and refuses in one line when not even one target and one node fit).
 `run` then goes chunk by chunk: small node counts are one compiled program per chunk,
 large ones (`--steps 100000`) a prepare → accumulate (repeated, `NODES_PER_CALL` nodes
@@ -29,8 +29,8 @@ from .direct import Z2uDirect, Z2zDirect
 from .integrand import Dims, Integrand, accumulate, integrate, phase, zero_acc
 from .itb import Z2uItb, Z2zItb
 from .replay import ReplayZ2u
-from .shared import Z2uZero, Z2zZero
 from .u2z import U2z
+from .zero import Z2uZero, Z2zZero
 
 NODES_PER_CALL = 512  # above this many nodes, one call per block of nodes (progress)
 
@@ -51,7 +51,7 @@ def integrand_for(quantity: str, baseline: str, method: str = "fast", **options:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Chunking:
     targets_per_chunk: int
     nodes_per_step: int
     bytes: int  # the estimated working set of one chunk
@@ -65,8 +65,8 @@ def _gb(n: int) -> str:
     return f"{n / 2**30:.2f} GB" if n >= 2**28 else f"{n / 2**20:.0f} MB"
 
 
-def make_plan(integrand: Integrand, dims: Dims, num_targets: int, num_heads: int,
-              num_nodes: int, budget: int, data_devices: int = 1) -> Plan:
+def chunking(integrand: Integrand, dims: Dims, num_targets: int, num_heads: int,
+             num_nodes: int, budget: int, data_devices: int = 1) -> Chunking:
     """Targets per chunk and nodes per step: the integrand's preferred chunk (for speed),
     or as many targets as fit when it has no preference (targets that share work per
     node), shrunk until the working set fits `budget`; one-line refusal when not even one
@@ -93,7 +93,7 @@ def make_plan(integrand: Integrand, dims: Dims, num_targets: int, num_heads: int
     chunks = math.ceil(num_targets / (tc * data_devices))
     tc = math.ceil(num_targets / chunks)  # balanced chunks: little padding
     tc = data_devices * math.ceil(tc / data_devices)
-    return Plan(tc, per_step, mem(dims, math.ceil(tc / data_devices), num_heads, per_step))
+    return Chunking(tc, per_step, mem(dims, math.ceil(tc / data_devices), num_heads, per_step))
 
 
 # ----------------------------------------------------------------- compiled programs
@@ -147,7 +147,7 @@ def _finish(graphdef, state, ctx, acc, *, integrand):
 
 def run(integrand: Integrand, graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array,
         targets: list[int], heads: list[int], alphas: jax.Array, weights: jax.Array,
-        plan: Plan, key_mask: jax.Array | None = None, extra: jax.Array | None = None,
+        plan: Chunking, key_mask: jax.Array | None = None, extra: jax.Array | None = None,
         progress: Callable[[int, int], None] | None = None, mesh: Mesh | None = None
         ) -> tuple[np.ndarray, ...]:
     """The integrand's outputs for `targets`, chunk by chunk, as host arrays with the
@@ -197,5 +197,5 @@ def run(integrand: Integrand, graphdef: nnx.GraphDef, state: nnx.State, z: jax.A
     return tuple(np.concatenate([o[k] for o in outs]) for k in range(len(outs[0])))
 
 
-__all__ = ["Dims", "Integrand", "Plan", "integrand_for", "integrate", "make_plan", "program",
+__all__ = ["Dims", "Integrand", "Chunking", "integrand_for", "integrate", "chunking", "program",
            "run"]

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from ..ig import safe_norm
 from . import itb
 from .integrand import Integrand
+from .norm import safe_norm
 
 BASELINES = ("zero", "att_itb_a0")
 

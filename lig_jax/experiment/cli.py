@@ -17,7 +17,7 @@ from ..cli_common import (
 )
 from ..config import DEFAULT_MODEL
 from ..files import enable_compilation_cache, write_text
-from ..ig import parse_bytes
+from ..memory import parse_bytes
 from .compute import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Experiment A: flow consistency over a corpus.",

@@ -26,7 +26,7 @@ from ..config import LIGConfig
 from ..errors import LIGError
 from ..loading import LoadedModel
 from ..quadrature import resolve_rule
-from ..steps import make_plan
+from ..steps import step_plan
 
 # Every baseline of every quantity (`baselines.TABLE`): what each record holds.
 WANTED = {q: baselines.names(q) for q in ("z2z", "z2u", "u2z")}
@@ -75,7 +75,7 @@ class SentenceComputer:
         self.lm, self.settings, self.mesh = lm, settings, mesh
         self.num_heads = lm.config.num_heads
         self.layers = list(range(lm.config.num_layers))
-        self.plans = {p: make_plan(resolve_rule("reference", r), settings.steps)
+        self.plans = {p: step_plan(resolve_rule("reference", r), settings.steps)
                       for p, r in lm.family.reference_rules}
 
     def run(self, ids: list[int]) -> dict[str, np.ndarray]:
@@ -86,10 +86,10 @@ class SentenceComputer:
         s = len(ids)
         done = engine.compute(layers, WANTED, self.plans, list(range(s)),
                               list(range(self.num_heads)), residual=True)
-        return record_arrays(done, self.num_heads)
+        return record_arrays(done)
 
 
-def record_arrays(done: engine.Computed, num_heads: int) -> dict[str, np.ndarray]:
+def record_arrays(done: engine.Computed) -> dict[str, np.ndarray]:
     """A record's arrays from the core's output.
 
     z2z/<b>: [L, S_src, S_tgt]; z2u/<b>: [L, T, H, S_src] (T = S targets);
@@ -109,7 +109,6 @@ def record_arrays(done: engine.Computed, num_heads: int) -> dict[str, np.ndarray
     for att in WANTED["z2u"]:
         for mlp in WANTED["u2z"]:
             out[f"composed/{att}/{mlp}"] = np.stack([
-                compose.compose(np.transpose(out[f"z2u/{att}"][l], (1, 2, 0)),
-                                compose.head_slices(out[f"u2z/{mlp}"][l], num_heads))
+                compose.composed(out[f"z2u/{att}"][l], out[f"u2z/{mlp}"][l])
                 for l in range(n_layers)]).astype(np.float64)
     return out

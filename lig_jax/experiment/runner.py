@@ -25,7 +25,6 @@ from ..data import Sentence, read_corpus
 from ..engine import bucket_length
 from ..errors import LIGError
 from ..files import file_sha256
-from ..ig import parse_bytes
 from ..loading import LoadedModel, load_model
 from ..version import __version__
 from .compute import SentenceComputer, Settings, process_mesh
@@ -123,9 +122,8 @@ def run_experiment(
     settings = settings or Settings()
     if settings.steps < 2:
         raise LIGError(f"--steps must be at least 2, got {settings.steps}")
-    if settings.max_length < 3:
-        raise LIGError(f"--max-length must be at least 3. Got: {settings.max_length}")
-    parse_bytes(settings.chunk_mb * 2**20)
+    if settings.chunk_mb < 1 or settings.max_length < 3:
+        raise LIGError("the chunk budget must be ≥ 1 MiB and --max-length ≥ 3")
     if multi_host:  # TPU pods / SLURM / … detect the rest; elsewhere give all three
         try:
             jax.distributed.initialize(coordinator, num_processes, process_id)

@@ -102,6 +102,11 @@ def check_heads(width: int, heads: int, width_name: str, heads_name: str) -> Non
     if width % heads:
         raise LIGError(f"{width_name} {width} is not divisible by {heads_name} {heads}")
 
+def table(rngs: nnx.Rngs, rows: int, width: int) -> nnx.Param:
+    """An embedding table [rows, width], randomly initialised (the weights are loaded)."""
+    return nnx.Param(jax.random.normal(rngs.params(), (rows, width)) * 0.02)
+
+
 class Dense(nnx.Module):
     """y = x @ kernel (+ bias), kernel [in, out] (HF nn.Linear weights are transposed on
     load; GPT-2's Conv1D weights are already [in, out])."""

@@ -23,9 +23,11 @@ by `key_mask` [S] (True = real token).
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import jax
+from flax import nnx
 
 from .common import attention_mix, causal_mask, run_layers
 from .premap import Premap
@@ -167,14 +169,58 @@ class PreLNDecoderBlock(FactoredBlock):
         return self.mlp_out(self.att(z, key_mask))
 
 
-class LayerStackModel:
-    """The hidden-states loop every model shares (mix in before `nnx.Module`): the model
-    supplies `embed(input_ids)` → z^(0) [S, d] and its blocks `layers`."""
+@dataclass(frozen=True)
+class StackConfig:
+    """The hyper-parameters every family's config holds (each family's config adds its
+    own fields after these); `stack_fields` reads them from a HF config."""
 
+    model_type: str
+    vocab_size: int
+    hidden_size: int  # d
+    num_layers: int  # L
+    num_heads: int  # H query heads
+    num_kv_heads: int  # G kv groups (= H without GQA/MQA)
+    head_dim: int  # d_h
+    intermediate_size: int  # the MLP's hidden width
+    hidden_act: str  # a key of `common.ACTIVATIONS`
+    max_position_embeddings: int
+    pad_token_id: int
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest sequence the model accepts (its position table or RoPE context)."""
+        return self.max_position_embeddings
+
+
+def stack_fields(hf: Any, act: str, *, hidden: int, layers: int, heads: int, ffn: int,
+                 positions: int, pad: int, kv_heads: int | None = None,
+                 head_dim: int | None = None) -> dict[str, Any]:
+    """The `StackConfig` fields of a HF config, given under the family's own names
+    (kv_heads default: heads; head_dim default: hidden // heads)."""
+    return dict(model_type=hf.model_type, vocab_size=int(hf.vocab_size),
+                hidden_size=int(hidden), num_layers=int(layers), num_heads=int(heads),
+                num_kv_heads=int(kv_heads or heads),
+                head_dim=int(head_dim or hidden // heads), intermediate_size=int(ffn),
+                hidden_act=act, max_position_embeddings=int(positions), pad_token_id=int(pad))
+
+
+class LayerStackModel:
+    """The shell every model shares (mix in before `nnx.Module`): its config, its blocks
+    `layers`, z^(0) from `embeddings` (a module, or the family's own `embed`), and the
+    hidden-states loop."""
+
+    config: Any
     layers: list
 
+    def __init__(self, cfg: Any, embeddings: Any, layers: list) -> None:
+        self.config = cfg
+        if embeddings is not None:
+            self.embeddings = embeddings
+        self.layers = nnx.List(layers)
+
     def embed(self, input_ids: jax.Array) -> jax.Array:
-        raise NotImplementedError
+        """[S] int → z^(0) [S, d]."""
+        return self.embeddings(input_ids)
 
     def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None,
                       upto: int | None = None) -> jax.Array:

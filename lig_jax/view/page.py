@@ -3,7 +3,7 @@
 `build_page(result)` returns a complete HTML document (no network access at view time: the
 stylesheet, the script and the data are inlined) that shows the within-layer token→token
 flows of every layer in the result. `write_page` writes it to a file and `notebook_html`
-wraps it in an `<iframe srcdoc>` for Jupyter's `_repr_html_` (`FlowView(result)` in a cell).
+wraps it in an `<iframe srcdoc>` for Jupyter's `_repr_html_` (`view/notebook.py`).
 
 Orientation is kept as in the JSON: `matrix[i][j]` = source token i → target token j; the
 page never transposes. The embedded data (`<script type="application/json" id="lig-data">`)
@@ -326,19 +326,3 @@ def notebook_html(result: dict[str, Any] | str | Path, height: int = 640, *,
     return (f'<iframe srcdoc="{html.escape(page, quote=True)}" '
             f'style="width:100%;height:{int(height)}px;border:1px solid #ddd" '
             'sandbox="allow-scripts" title="LIG flow viewer"></iframe>')
-
-
-class FlowView:
-    """A result for Jupyter: a cell ending in `FlowView(result)` shows the viewer inline."""
-
-    def __init__(self, result: dict[str, Any] | str | Path, *, height: int = 640,
-                 title: str | None = None, layers: Sequence[int] | None = None):
-        self.result = R.load_result(result)
-        self.height, self.title, self.layers = height, title, layers
-
-    def _repr_html_(self) -> str:
-        return notebook_html(self.result, self.height, title=self.title, layers=self.layers)
-
-    def save(self, out: str | Path) -> Path:
-        """Write the stand-alone page to `out`."""
-        return write_page(self.result, out, title=self.title, layers=self.layers)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LIGError
-from ..report import load
+from ..schema import load
 
 ROUTES = ("direct", "composed")
 

@@ -6,6 +6,7 @@ from flax import nnx
 
 from ...errors import LIGError
 from ..common import check_activation, check_heads
+from ..interface import stack_fields
 from .modeling import EncoderConfig, EncoderModel, PostLNBlock
 
 ROBERTA_POSITION_TYPES = ("roberta", "xlm-roberta", "camembert")
@@ -22,17 +23,12 @@ def read_config(hf: Any) -> EncoderConfig:
     act = check_activation(hf.hidden_act, "hidden_act", mt)
     check_heads(hf.hidden_size, hf.num_attention_heads, "hidden_size", "num_attention_heads")
     return EncoderConfig(
-        model_type=mt,
-        vocab_size=hf.vocab_size,
-        hidden_size=hf.hidden_size,
-        num_layers=hf.num_hidden_layers,
-        num_heads=hf.num_attention_heads,
-        intermediate_size=hf.intermediate_size,
-        hidden_act=act,
+        **stack_fields(hf, act, hidden=hf.hidden_size, layers=hf.num_hidden_layers,
+                       heads=hf.num_attention_heads, ffn=hf.intermediate_size,
+                       positions=hf.max_position_embeddings,
+                       pad=hf.pad_token_id if hf.pad_token_id is not None else 0),
         layer_norm_eps=float(hf.layer_norm_eps),
-        max_position_embeddings=hf.max_position_embeddings,
         type_vocab_size=hf.type_vocab_size,
-        pad_token_id=int(hf.pad_token_id if hf.pad_token_id is not None else 0),
         embedding_size=int(getattr(hf, "embedding_size", None) or hf.hidden_size),
         roberta_positions=mt in ROBERTA_POSITION_TYPES,
     )

@@ -17,32 +17,19 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, LayerNorm, attention_mix, key_rows
-from ..interface import LayerStackModel
+from ..common import ACTIVATIONS, Dense, LayerNorm, attention_mix, key_rows, table
+from ..interface import LayerStackModel, StackConfig
 from ..premap import Premap, dense_heads
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(StackConfig):
     """The hyper-parameters our encoder needs, read from a HF config."""
 
-    model_type: str
-    vocab_size: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    hidden_act: str
     layer_norm_eps: float
-    max_position_embeddings: int
     type_vocab_size: int
-    pad_token_id: int
     embedding_size: int  # ELECTRA's embeddings may be narrower than the blocks
     roberta_positions: bool  # positions start after padding_idx (RoBERTa, XLM-R, CamemBERT)
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
 
     @property
     def max_tokens(self) -> int:
@@ -186,13 +173,9 @@ class Embeddings(nnx.Module):
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
         e = cfg.embedding_size
-        self.word = nnx.Param(jax.random.normal(rngs.params(), (cfg.vocab_size, e)) * 0.02)
-        self.position = nnx.Param(
-            jax.random.normal(rngs.params(), (cfg.max_position_embeddings, e)) * 0.02
-        )
-        self.token_type = nnx.Param(
-            jax.random.normal(rngs.params(), (cfg.type_vocab_size, e)) * 0.02
-        )
+        self.word = table(rngs, cfg.vocab_size, e)
+        self.position = table(rngs, cfg.max_position_embeddings, e)
+        self.token_type = table(rngs, cfg.type_vocab_size, e)
         self.norm = LayerNorm(e, cfg.layer_norm_eps)
         self.project = Dense(e, cfg.hidden_size, rngs=rngs) if e != cfg.hidden_size else None
         self.pad_token_id = cfg.pad_token_id
@@ -219,10 +202,5 @@ class EncoderModel(LayerStackModel, nnx.Module):
     """Embeddings and a stack of `PostLNBlock`s."""
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
-        self.config = cfg
-        self.embeddings = Embeddings(cfg, rngs=rngs)
-        self.layers = nnx.List([PostLNBlock(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
-
-    def embed(self, input_ids: jax.Array) -> jax.Array:
-        """[S] int → z^(0) [S, d]."""
-        return self.embeddings(input_ids)
+        super().__init__(cfg, Embeddings(cfg, rngs=rngs),
+                         [PostLNBlock(cfg, rngs=rngs) for _ in range(cfg.num_layers)])

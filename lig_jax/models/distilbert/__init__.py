@@ -7,6 +7,7 @@ from typing import Any
 from flax import nnx
 
 from ..common import check_activation, check_heads
+from ..interface import stack_fields
 from .modeling import DistilBertConfig, DistilBertModel, PostLNBlock
 
 
@@ -15,15 +16,9 @@ def read_config(hf: Any) -> DistilBertConfig:
     act = check_activation(hf.activation, "activation", "distilbert")
     check_heads(hf.dim, hf.n_heads, "dim", "n_heads")
     return DistilBertConfig(
-        model_type=hf.model_type,
-        vocab_size=int(hf.vocab_size),
-        hidden_size=int(hf.dim),
-        num_layers=int(hf.n_layers),
-        num_heads=int(hf.n_heads),
-        intermediate_size=int(hf.hidden_dim),
-        hidden_act=act,
-        max_position_embeddings=int(hf.max_position_embeddings),
-        pad_token_id=int(hf.pad_token_id if hf.pad_token_id is not None else 0),
+        **stack_fields(hf, act, hidden=hf.dim, layers=hf.n_layers, heads=hf.n_heads,
+                       ffn=hf.hidden_dim, positions=hf.max_position_embeddings,
+                       pad=hf.pad_token_id if hf.pad_token_id is not None else 0),
         sinusoidal_pos_embds=bool(getattr(hf, "sinusoidal_pos_embds", False)),
     )
 

@@ -29,39 +29,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, LayerNorm, key_rows
-from ..interface import FactoredBlock, LayerStackModel
+from ..common import ACTIVATIONS, Dense, LayerNorm, key_rows, table
+from ..interface import FactoredBlock, LayerStackModel, StackConfig
 from ..premap import Premap, dense_heads
 
 LAYER_NORM_EPS = 1e-12  # hard-coded in HF DistilBERT (embeddings and both block norms)
 
 
 @dataclass(frozen=True)
-class DistilBertConfig:
+class DistilBertConfig(StackConfig):
     """The hyper-parameters our DistilBERT needs, read from a HF config."""
 
-    model_type: str
-    vocab_size: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    hidden_act: str
-    max_position_embeddings: int
-    pad_token_id: int
     sinusoidal_pos_embds: bool = False
     layer_norm_eps: float = LAYER_NORM_EPS
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
-
-    @property
-    def max_tokens(self) -> int:
-        """Longest sequence the position table allows (positions 0..S−1)."""
-        return self.max_position_embeddings
 
 
 class PostLNBlock(FactoredBlock, nnx.Module):
@@ -127,30 +110,28 @@ class PostLNBlock(FactoredBlock, nnx.Module):
 class Embeddings(nnx.Module):
     """Word + position embeddings (positions 0..S−1), then LayerNorm."""
 
-    def __init__(self, cfg: DistilBertConfig, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: StackConfig, eps: float, *, rngs: nnx.Rngs):
         d = cfg.hidden_size
-        self.word = nnx.Param(jax.random.normal(rngs.params(), (cfg.vocab_size, d)) * 0.02)
-        self.position = nnx.Param(
-            jax.random.normal(rngs.params(), (cfg.max_position_embeddings, d)) * 0.02)
-        self.norm = LayerNorm(d, cfg.layer_norm_eps)
+        self.word = table(rngs, cfg.vocab_size, d)
+        self.position = table(rngs, cfg.max_position_embeddings, d)
+        self.norm = LayerNorm(d, eps)
+
+    @staticmethod
+    def position_ids(input_ids: jax.Array) -> jax.Array:
+        """[S] → [S]: the rows of the position table, 0..S−1."""
+        return jnp.arange(input_ids.shape[0])
 
     def __call__(self, input_ids: jax.Array) -> jax.Array:
         """[S] int → z^(0) [S, d]."""
-        s = input_ids.shape[0]
-        return self.norm(self.word[...][input_ids] + self.position[...][:s])
+        x = self.word[...][input_ids] + self.position[...][self.position_ids(input_ids)]
+        return self.norm(x)
 
 
 class DistilBertModel(LayerStackModel, nnx.Module):
     """Embeddings and a stack of `PostLNBlock`s (HF `DistilBertModel`)."""
 
     def __init__(self, cfg: DistilBertConfig, *, rngs: nnx.Rngs):
-        self.config = cfg
-        self.embeddings = Embeddings(cfg, rngs=rngs)
-        self.layers = nnx.List([
+        super().__init__(cfg, Embeddings(cfg, cfg.layer_norm_eps, rngs=rngs), [
             PostLNBlock(cfg.hidden_size, cfg.num_heads, cfg.intermediate_size, cfg.hidden_act,
                         cfg.layer_norm_eps, rngs=rngs)
             for _ in range(cfg.num_layers)])
-
-    def embed(self, input_ids: jax.Array) -> jax.Array:
-        """[S] int → z^(0) [S, d]."""
-        return self.embeddings(input_ids)

@@ -8,6 +8,7 @@ from flax import nnx
 
 from ...errors import LIGError
 from ..common import ACTIVATIONS
+from ..interface import stack_fields
 from .modeling import (
     FULL,
     SLIDING,
@@ -97,16 +98,12 @@ def read_config(hf: Any) -> Gemma3Config:
     theta_g, factor_g = _rope(t, FULL)
     theta_l, factor_l = _rope(t, SLIDING)
     pad = getattr(t, "pad_token_id", None)
+    shared = stack_fields(t, act, hidden=t.hidden_size, layers=num_layers, heads=heads,
+                          kv_heads=kv_heads, head_dim=head_dim, ffn=t.intermediate_size,
+                          positions=t.max_position_embeddings,
+                          pad=pad if pad is not None else 0)
     return Gemma3Config(
-        model_type=hf.model_type,
-        vocab_size=int(t.vocab_size),
-        hidden_size=int(t.hidden_size),
-        num_layers=num_layers,
-        num_heads=heads,
-        num_kv_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate_size=int(t.intermediate_size),
-        hidden_activation=act,
+        **{**shared, "model_type": hf.model_type},  # "gemma3" for a multimodal config
         rms_norm_eps=float(t.rms_norm_eps),
         query_pre_attn_scalar=float(t.query_pre_attn_scalar),
         sliding_window=int(window) if window is not None else None,
@@ -115,8 +112,6 @@ def read_config(hf: Any) -> Gemma3Config:
         rope_factor_global=factor_g,
         rope_theta_local=theta_l,
         rope_factor_local=factor_l,
-        max_position_embeddings=int(t.max_position_embeddings),
-        pad_token_id=int(pad if pad is not None else 0),
         attention_bias=bool(getattr(t, "attention_bias", False)),
     )
 

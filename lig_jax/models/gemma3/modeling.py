@@ -26,9 +26,9 @@ import numpy as np
 from flax import nnx
 
 from ...errors import LIGError
-from ..common import ACTIVATIONS, Dense, causal_mask
+from ..common import ACTIVATIONS, Dense, causal_mask, table
 from ..common import RMSNorm as _RMSNorm
-from ..interface import FactoredBlock, LayerStackModel
+from ..interface import FactoredBlock, LayerStackModel, StackConfig
 from ..premap import Premap, dense_heads, norm_of
 from ..rope import default_inv_freq
 
@@ -36,18 +36,11 @@ SLIDING, FULL = "sliding_attention", "full_attention"
 
 
 @dataclass(frozen=True)
-class Gemma3Config:
-    """The hyper-parameters of a Gemma 3 text stack, read from a HF config."""
+class Gemma3Config(StackConfig):
+    """The hyper-parameters of a Gemma 3 text stack, read from a HF config (`model_type`
+    "gemma3_text", or "gemma3" for the language model of a multimodal one; `hidden_act`
+    is HF's hidden_activation; `max_tokens` is the RoPE context length)."""
 
-    model_type: str  # "gemma3_text", or "gemma3" for the language model of a multimodal one
-    vocab_size: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    intermediate_size: int
-    hidden_activation: str
     rms_norm_eps: float
     query_pre_attn_scalar: float
     sliding_window: int | None
@@ -56,14 +49,7 @@ class Gemma3Config:
     rope_factor_global: float  # linear scaling factor (1.0 = default RoPE)
     rope_theta_local: float
     rope_factor_local: float
-    max_position_embeddings: int
-    pad_token_id: int
     attention_bias: bool = False
-
-    @property
-    def max_tokens(self) -> int:
-        """Longest sequence the model accepts (its RoPE context length)."""
-        return self.max_position_embeddings
 
     @property
     def attention_scale(self) -> float:
@@ -122,7 +108,7 @@ class MLP(nnx.Module):
         self.gate_proj = Dense(d, f, use_bias=False, rngs=rngs)
         self.up_proj = Dense(d, f, use_bias=False, rngs=rngs)
         self.down_proj = Dense(f, d, use_bias=False, rngs=rngs)
-        self.activation = cfg.hidden_activation
+        self.activation = cfg.hidden_act
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.down_proj(ACTIVATIONS[self.activation](self.gate_proj(x)) * self.up_proj(x))
@@ -191,13 +177,9 @@ class Gemma3Model(LayerStackModel, nnx.Module):
     """Scaled token embeddings and a stack of `PrePostLNBlock`s (+ the unused final norm)."""
 
     def __init__(self, cfg: Gemma3Config, *, rngs: nnx.Rngs):
-        self.config = cfg
-        self.embed_tokens = nnx.Param(
-            jax.random.normal(rngs.params(), (cfg.vocab_size, cfg.hidden_size)) * 0.02
-        )
-        self.layers = nnx.List(
-            [PrePostLNBlock(cfg, layer, rngs=rngs) for layer in range(cfg.num_layers)]
-        )
+        self.embed_tokens = table(rngs, cfg.vocab_size, cfg.hidden_size)
+        super().__init__(cfg, None, [PrePostLNBlock(cfg, layer, rngs=rngs)
+                                     for layer in range(cfg.num_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
     def embed(self, input_ids: jax.Array) -> jax.Array:

@@ -8,6 +8,7 @@ from flax import nnx
 
 from ...errors import LIGError
 from ..common import check_activation, check_heads, pad_token_id
+from ..interface import stack_fields
 from .modeling import GPT2Block, GPT2Config, GPT2Model
 
 
@@ -19,16 +20,10 @@ def read_config(hf: Any) -> GPT2Config:
     d, heads = hf.n_embd, hf.n_head
     check_heads(d, heads, "n_embd", "n_head")
     return GPT2Config(
-        model_type=hf.model_type,
-        vocab_size=hf.vocab_size,
-        hidden_size=d,
-        num_layers=hf.n_layer,
-        num_heads=heads,
-        intermediate_size=hf.n_inner if hf.n_inner is not None else 4 * d,
-        hidden_act=act,
+        **stack_fields(hf, act, hidden=d, layers=hf.n_layer, heads=heads,
+                       ffn=hf.n_inner if hf.n_inner is not None else 4 * d,
+                       positions=hf.n_positions, pad=pad_token_id(hf)),
         layer_norm_eps=float(hf.layer_norm_epsilon),
-        max_position_embeddings=hf.n_positions,
-        pad_token_id=pad_token_id(hf),
         scale_attn_weights=bool(getattr(hf, "scale_attn_weights", True)),
         scale_attn_by_inverse_layer_idx=bool(getattr(hf, "scale_attn_by_inverse_layer_idx",
                                                      False)),

@@ -22,40 +22,19 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, LayerNorm
-from ..interface import LayerStackModel, PreLNDecoderBlock
+from ..common import ACTIVATIONS, Dense, LayerNorm, table
+from ..interface import LayerStackModel, PreLNDecoderBlock, StackConfig
 from ..premap import Premap, fused_heads, norm_of
 
 
 @dataclass(frozen=True)
-class GPT2Config:
-    """The hyper-parameters our GPT-2 needs, read from a HF `GPT2Config`."""
+class GPT2Config(StackConfig):
+    """The hyper-parameters our GPT-2 needs, read from a HF `GPT2Config`
+    (`max_position_embeddings` = n_positions)."""
 
-    model_type: str
-    vocab_size: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    hidden_act: str
     layer_norm_eps: float
-    max_position_embeddings: int  # n_positions
-    pad_token_id: int
     scale_attn_weights: bool = True  # scores · 1/√d_h (False: no scaling)
     scale_attn_by_inverse_layer_idx: bool = False  # scores additionally · 1/(l + 1)
-
-    @property
-    def num_kv_heads(self) -> int:
-        return self.num_heads
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
-
-    @property
-    def max_tokens(self) -> int:
-        """Longest sequence the position table allows."""
-        return self.max_position_embeddings
 
 
 class GPT2Attention(nnx.Module):
@@ -114,12 +93,10 @@ class GPT2Model(LayerStackModel, nnx.Module):
     """Token + position embeddings and a stack of `GPT2Block`s (no final ln_f)."""
 
     def __init__(self, cfg: GPT2Config, *, rngs: nnx.Rngs):
-        self.config = cfg
-        d = cfg.hidden_size
-        self.wte = nnx.Param(jax.random.normal(rngs.params(), (cfg.vocab_size, d)) * 0.02)
-        self.wpe = nnx.Param(
-            jax.random.normal(rngs.params(), (cfg.max_position_embeddings, d)) * 0.02)
-        self.layers = nnx.List([GPT2Block(cfg, l, rngs=rngs) for l in range(cfg.num_layers)])
+        self.wte = table(rngs, cfg.vocab_size, cfg.hidden_size)
+        self.wpe = table(rngs, cfg.max_position_embeddings, cfg.hidden_size)
+        super().__init__(cfg, None, [GPT2Block(cfg, l, rngs=rngs)
+                                     for l in range(cfg.num_layers)])
 
     def embed(self, input_ids: jax.Array) -> jax.Array:
         """[S] int → z^(0) [S, d] = wte[ids] + wpe[0 … S−1]."""

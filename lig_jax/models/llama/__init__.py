@@ -8,6 +8,7 @@ from flax import nnx
 
 from ...errors import LIGError
 from ..common import check_activation, pad_token_id
+from ..interface import stack_fields
 from ..rope import ROPE_TYPES, inverse_frequencies, rope_parameters
 from .modeling import LlamaBlock, LlamaConfig, LlamaModel
 
@@ -80,18 +81,11 @@ def read_config(hf: Any) -> LlamaConfig:
     else:
         qkv_bias, o_bias, mlp_bias = mt == "qwen2", False, False
     return LlamaConfig(
-        model_type=mt,
-        vocab_size=hf.vocab_size,
-        hidden_size=hf.hidden_size,
-        num_layers=hf.num_hidden_layers,
-        num_heads=heads,
-        num_kv_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate_size=hf.intermediate_size,
-        hidden_act=act,
+        **stack_fields(hf, act, hidden=hf.hidden_size, layers=hf.num_hidden_layers,
+                       heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+                       ffn=hf.intermediate_size, positions=hf.max_position_embeddings,
+                       pad=pad_token_id(hf)),
         rms_norm_eps=float(hf.rms_norm_eps),
-        max_position_embeddings=hf.max_position_embeddings,
-        pad_token_id=pad_token_id(hf),
         qkv_bias=qkv_bias,
         o_bias=o_bias,
         mlp_bias=mlp_bias,

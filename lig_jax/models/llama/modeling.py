@@ -26,27 +26,17 @@ from dataclasses import dataclass
 import jax
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, RMSNorm
-from ..interface import LayerStackModel, PreLNDecoderBlock
+from ..common import ACTIVATIONS, Dense, RMSNorm, table
+from ..interface import LayerStackModel, PreLNDecoderBlock, StackConfig
 from ..premap import Premap, dense_heads, norm_of
 
 
 @dataclass(frozen=True)
-class LlamaConfig:
-    """The hyper-parameters our Llama-family decoder needs, read from a HF config."""
+class LlamaConfig(StackConfig):
+    """The hyper-parameters our Llama-family decoder needs, read from a HF config (the
+    RoPE frequencies are HF's up to `max_tokens`)."""
 
-    model_type: str
-    vocab_size: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    intermediate_size: int
-    hidden_act: str
     rms_norm_eps: float
-    max_position_embeddings: int
-    pad_token_id: int
     qkv_bias: bool  # Qwen2; Llama attention_bias
     o_bias: bool  # Llama attention_bias
     mlp_bias: bool  # Llama mlp_bias
@@ -54,11 +44,6 @@ class LlamaConfig:
     rope_theta: float
     inv_freq: tuple[float, ...]  # float32 RoPE inverse frequencies [head_dim // 2]
     sliding_windows: tuple[int | None, ...]  # per layer; None = full causal attention
-
-    @property
-    def max_tokens(self) -> int:
-        """Longest sequence accepted: the RoPE frequencies are HF's up to this length."""
-        return self.max_position_embeddings
 
 
 class LlamaAttention(nnx.Module):
@@ -124,10 +109,9 @@ class LlamaModel(LayerStackModel, nnx.Module):
     """Token embeddings (unscaled) and a stack of `LlamaBlock`s (no final norm)."""
 
     def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
-        self.config = cfg
-        self.embed_tokens = nnx.Param(
-            jax.random.normal(rngs.params(), (cfg.vocab_size, cfg.hidden_size)) * 0.02)
-        self.layers = nnx.List([LlamaBlock(cfg, l, rngs=rngs) for l in range(cfg.num_layers)])
+        self.embed_tokens = table(rngs, cfg.vocab_size, cfg.hidden_size)
+        super().__init__(cfg, None, [LlamaBlock(cfg, l, rngs=rngs)
+                                     for l in range(cfg.num_layers)])
 
     def embed(self, input_ids: jax.Array) -> jax.Array:
         """[S] int → z^(0) [S, d] = embed_tokens[ids]."""

@@ -9,6 +9,7 @@ from flax import nnx
 
 from ...errors import LIGError
 from ..common import check_activation, check_heads
+from ..interface import stack_fields
 from .modeling import GLOBAL, LOCAL, ModernBertBlock, ModernBertConfig, ModernBertModel
 
 DEFAULT_THETA = {GLOBAL: 160_000.0, LOCAL: 10_000.0}  # HF ModernBertConfig.default_theta
@@ -50,19 +51,14 @@ def read_config(hf: Any) -> ModernBertConfig:
         raise LIGError(f"modernbert head size {hf.hidden_size // hf.num_attention_heads} "
                        "is odd; RoPE needs an even head size")
     return ModernBertConfig(
-        model_type=hf.model_type,
-        vocab_size=int(hf.vocab_size),
-        hidden_size=int(hf.hidden_size),
-        num_layers=int(hf.num_hidden_layers),
-        num_heads=int(hf.num_attention_heads),
-        intermediate_size=int(hf.intermediate_size),
-        hidden_act=act,
+        **stack_fields(hf, act, hidden=hf.hidden_size, layers=hf.num_hidden_layers,
+                       heads=hf.num_attention_heads, ffn=hf.intermediate_size,
+                       positions=hf.max_position_embeddings,
+                       pad=hf.pad_token_id if hf.pad_token_id is not None else 0),
         norm_eps=float(hf.norm_eps),
         norm_bias=bool(hf.norm_bias),
         attention_bias=bool(hf.attention_bias),
         mlp_bias=bool(hf.mlp_bias),
-        max_position_embeddings=int(hf.max_position_embeddings),
-        pad_token_id=int(hf.pad_token_id if hf.pad_token_id is not None else 0),
         layer_types=_layer_types(hf),
         global_rope_theta=_rope_theta(hf, GLOBAL),
         local_rope_theta=_rope_theta(hf, LOCAL),

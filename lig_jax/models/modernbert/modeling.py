@@ -38,8 +38,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, LayerNorm, key_rows, window_mask
-from ..interface import FactoredBlock, LayerStackModel
+from ..common import ACTIVATIONS, Dense, LayerNorm, key_rows, table, window_mask
+from ..interface import FactoredBlock, LayerStackModel, StackConfig
 from ..premap import Premap, fused_heads, norm_of
 from ..rope import default_inv_freq
 
@@ -47,34 +47,17 @@ GLOBAL, LOCAL = "full_attention", "sliding_attention"
 
 
 @dataclass(frozen=True)
-class ModernBertConfig:
+class ModernBertConfig(StackConfig):
     """The hyper-parameters our ModernBERT needs, read from a HF config."""
 
-    model_type: str
-    vocab_size: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    hidden_act: str
     norm_eps: float
     norm_bias: bool
     attention_bias: bool
     mlp_bias: bool
-    max_position_embeddings: int
-    pad_token_id: int
     layer_types: tuple[str, ...]  # GLOBAL or LOCAL per layer
     global_rope_theta: float
     local_rope_theta: float
     local_attention: int  # total window; keys with |j − i| ≤ local_attention // 2 are seen
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
-
-    @property
-    def max_tokens(self) -> int:
-        return self.max_position_embeddings
 
 
 class ModernBertBlock(FactoredBlock, nnx.Module):
@@ -149,7 +132,7 @@ class Embeddings(nnx.Module):
 
     def __init__(self, cfg: ModernBertConfig, *, rngs: nnx.Rngs):
         d = cfg.hidden_size
-        self.tok = nnx.Param(jax.random.normal(rngs.params(), (cfg.vocab_size, d)) * 0.02)
+        self.tok = table(rngs, cfg.vocab_size, d)
         self.norm = LayerNorm(d, cfg.norm_eps, cfg.norm_bias)
 
     def __call__(self, input_ids: jax.Array) -> jax.Array:
@@ -162,11 +145,5 @@ class ModernBertModel(LayerStackModel, nnx.Module):
     `final_norm`)."""
 
     def __init__(self, cfg: ModernBertConfig, *, rngs: nnx.Rngs):
-        self.config = cfg
-        self.embeddings = Embeddings(cfg, rngs=rngs)
-        self.layers = nnx.List([ModernBertBlock(cfg, l, rngs=rngs)
-                                for l in range(cfg.num_layers)])
-
-    def embed(self, input_ids: jax.Array) -> jax.Array:
-        """[S] int → z^(0) [S, d]."""
-        return self.embeddings(input_ids)
+        super().__init__(cfg, Embeddings(cfg, rngs=rngs),
+                         [ModernBertBlock(cfg, l, rngs=rngs) for l in range(cfg.num_layers)])

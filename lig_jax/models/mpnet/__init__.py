@@ -9,6 +9,7 @@ from flax import nnx
 
 from ...errors import LIGError
 from ..common import check_activation, check_heads
+from ..interface import stack_fields
 from .modeling import NUM_BUCKETS, PADDING_IDX, MPNetBlock, MPNetConfig, MPNetModel
 
 
@@ -25,16 +26,11 @@ def read_config(hf: Any) -> MPNetConfig:
                        f"no positions after the padding index {PADDING_IDX}. Allowed: > "
                        f"{PADDING_IDX + 1}")
     return MPNetConfig(
-        model_type=hf.model_type,
-        vocab_size=int(hf.vocab_size),
-        hidden_size=int(hf.hidden_size),
-        num_layers=int(hf.num_hidden_layers),
-        num_heads=int(hf.num_attention_heads),
-        intermediate_size=int(hf.intermediate_size),
-        hidden_act=act,
+        **stack_fields(hf, act, hidden=hf.hidden_size, layers=hf.num_hidden_layers,
+                       heads=hf.num_attention_heads, ffn=hf.intermediate_size,
+                       positions=hf.max_position_embeddings,
+                       pad=hf.pad_token_id if hf.pad_token_id is not None else PADDING_IDX),
         layer_norm_eps=float(hf.layer_norm_eps),
-        max_position_embeddings=int(hf.max_position_embeddings),
-        pad_token_id=int(hf.pad_token_id if hf.pad_token_id is not None else PADDING_IDX),
         relative_attention_num_buckets=buckets,
     )
 

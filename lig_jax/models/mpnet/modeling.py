@@ -39,9 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ..common import LayerNorm
+from ..distilbert.modeling import Embeddings as PlainEmbeddings
 from ..distilbert.modeling import PostLNBlock
-from ..interface import LayerStackModel
+from ..interface import LayerStackModel, StackConfig
 
 NUM_BUCKETS = 32  # what HF's compute_position_bias always passes
 MAX_DISTANCE = 128
@@ -49,24 +49,11 @@ PADDING_IDX = 1  # MPNetEmbeddings.padding_idx, hard-coded in HF
 
 
 @dataclass(frozen=True)
-class MPNetConfig:
+class MPNetConfig(StackConfig):
     """The hyper-parameters our MPNet needs, read from a HF config."""
 
-    model_type: str
-    vocab_size: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    hidden_act: str
     layer_norm_eps: float
-    max_position_embeddings: int
-    pad_token_id: int
     relative_attention_num_buckets: int = NUM_BUCKETS
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
 
     @property
     def max_tokens(self) -> int:
@@ -110,15 +97,8 @@ class MPNetBlock(PostLNBlock):
         return jnp.transpose(self.relative_bias[...][relative_buckets(s)], (2, 0, 1))
 
 
-class Embeddings(nnx.Module):
+class Embeddings(PlainEmbeddings):
     """Word + position embeddings (RoBERTa-style position ids), then LayerNorm."""
-
-    def __init__(self, cfg: MPNetConfig, *, rngs: nnx.Rngs):
-        d = cfg.hidden_size
-        self.word = nnx.Param(jax.random.normal(rngs.params(), (cfg.vocab_size, d)) * 0.02)
-        self.position = nnx.Param(
-            jax.random.normal(rngs.params(), (cfg.max_position_embeddings, d)) * 0.02)
-        self.norm = LayerNorm(d, cfg.layer_norm_eps)
 
     @staticmethod
     def position_ids(input_ids: jax.Array) -> jax.Array:
@@ -126,20 +106,10 @@ class Embeddings(nnx.Module):
         not_pad = (input_ids != PADDING_IDX).astype(jnp.int32)
         return jnp.cumsum(not_pad) * not_pad + PADDING_IDX
 
-    def __call__(self, input_ids: jax.Array) -> jax.Array:
-        """[S] int → z^(0) [S, d]."""
-        x = self.word[...][input_ids] + self.position[...][self.position_ids(input_ids)]
-        return self.norm(x)
-
 
 class MPNetModel(LayerStackModel, nnx.Module):
     """Embeddings and a stack of `MPNetBlock`s (HF `MPNetModel` without the pooler)."""
 
     def __init__(self, cfg: MPNetConfig, *, rngs: nnx.Rngs):
-        self.config = cfg
-        self.embeddings = Embeddings(cfg, rngs=rngs)
-        self.layers = nnx.List([MPNetBlock(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
-
-    def embed(self, input_ids: jax.Array) -> jax.Array:
-        """[S] int → z^(0) [S, d]."""
-        return self.embeddings(input_ids)
+        super().__init__(cfg, Embeddings(cfg, cfg.layer_norm_eps, rngs=rngs),
+                         [MPNetBlock(cfg, rngs=rngs) for _ in range(cfg.num_layers)])

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from ..ig import safe_norm
 from ..models.common import PRECISION, attention_mix
 from . import l2
+from .blockscan import chunk_masks, layer_pieces
 from .integrand import Integrand
-from .itb import chunk_masks, layer_pieces
+from .norm import safe_norm
 
 
 def _es(spec: str, *xs: jax.Array) -> jax.Array:

@@ -1,7 +1,5 @@
-"""The IG core's two shared pieces: a safe L2 norm and the memory budget.
-
-The integrands themselves (`lig_jax.attribution`) build the scalar functions and sum
-their gradients over the quadrature nodes chunk by chunk (`attribution.integrand`).
+"""The memory budget: how many bytes one chunk of the computation may use (`--memory-budget`,
+or a share of the device's free memory), and the free memory of the host and the device.
 """
 
 from __future__ import annotations
@@ -10,7 +8,6 @@ import os
 import re
 
 import jax
-import optax
 
 from .errors import LIGError
 
@@ -19,16 +16,6 @@ DEFAULT_SHARE = 0.4
 MIN_BUDGET = 64 * 2**20
 UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "M": 2**20, "MB": 2**20, "G": 2**30,
          "GB": 2**30, "T": 2**40, "TB": 2**40}
-
-
-def safe_norm(v: jax.Array, axis: int | tuple[int, ...] = -1) -> jax.Array:
-    """‖v‖₂ along `axis` whose forward- and reverse-mode derivatives are 0 at v = 0.
-
-    `jnp.linalg.norm` gives NaN gradients there; the L2 scalar of IG sits exactly at 0
-    when the interpolated input equals the baseline. `optax.safe_norm` with a floor of 0
-    is exactly that (the norm where it is positive, else 0 with a zero derivative).
-    """
-    return optax.safe_norm(v, 0.0, axis=axis)
 
 
 def free_host_memory() -> int:

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import baselines, engine, results, rows, schema, sharding
+from . import baselines, engine, results, schema
 from .attribution import compose
 from .baselines import GRANULARITY_QUANTITY
 from .boundaries import boundaries_from_config
@@ -31,6 +31,7 @@ from .config import LIGConfig, check_indices, granularity_list, validate
 from .errors import BadText, LIGError
 from .loading import LoadedModel, load_model
 from .memory import free_host_memory, memory_budget
+from .mesh import make_mesh, rows
 from .quadrature import resolve_rule
 from .steps import StepResult, step_plan
 from .version import __version__
@@ -189,7 +190,7 @@ def _explain(text: str, cfg: LIGConfig, progress: Progress | None, as_lists: boo
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    mesh = sharding.make_mesh(cfg.mesh) if cfg.mesh is not None else None
+    mesh = make_mesh(cfg.mesh) if cfg.mesh is not None else None
     with _device_context(cfg.device):
         say(f"loading {cfg.model}")
         lm = load_model(cfg.model, mesh)
@@ -366,7 +367,7 @@ def explain_batch(
     cfg = config or LIGConfig(**kwargs)
     validate(cfg)
     say = progress or (lambda _msg: None)
-    mesh = sharding.make_mesh(cfg.mesh) if cfg.mesh is not None else None
+    mesh = make_mesh(cfg.mesh) if cfg.mesh is not None else None
     with _device_context(cfg.device):
         lm = load_model(cfg.model, mesh)
         lengths: list[int | None] = []

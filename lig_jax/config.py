@@ -15,8 +15,8 @@ from typing import Any
 from . import baselines
 from .errors import LIGError, choice_error
 from .memory import parse_bytes
+from .mesh import parse_mesh
 from .quadrature import RULE_CHOICES, TRAPEZOID_RULES
-from .sharding import parse_mesh
 
 BASELINES_ATT = baselines.names("z2u")
 BASELINES_MLP = baselines.names("u2z")

@@ -21,9 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from . import baselines, sharding
+from . import baselines
 from .attribution import ratio, replay
 from .attribution.run import Dims, chunking, integrand_for, run
+from .mesh import DATA, replicated
 from .quadrature import Rule
 from .steps import StepPlan, StepResult, relative_error
 
@@ -55,7 +56,7 @@ class Layers:
     The first `length` rows are the sentence (`key_mask` [S_b]); `pad_targets` are extra
     target columns computed only to keep shapes, and so compiled programs, fixed per
     bucket. `budget`: bytes one chunk's working set may use (per device). `mesh`: a
-    ("data", "model") mesh (`sharding.py`) the blocks are split over (model axis) and each
+    ("data", "model") mesh (`lig_jax.mesh`) the blocks are split over (model axis) and each
     chunk's targets dealt over (data axis); None = one device.
     """
 
@@ -65,8 +66,8 @@ class Layers:
                  mesh: jax.sharding.Mesh | None = None):
         self.model, self.layers, self.dtype, self.mesh = model, layers, dtype, mesh
         if mesh is not None:
-            hidden = jax.device_put(hidden, sharding.replicated(mesh))
-            key_mask = jax.device_put(key_mask, sharding.replicated(mesh))
+            hidden = jax.device_put(hidden, replicated(mesh))
+            key_mask = jax.device_put(key_mask, replicated(mesh))
         self.hidden = hidden
         self.key_mask, self.length, self.pad_targets = key_mask, length, pad_targets
         self.budget = budget
@@ -78,9 +79,10 @@ class Layers:
         self._whole = None
 
     def _split(self, module: nnx.Module) -> tuple[nnx.GraphDef, nnx.State]:
+        """The block's parameters in the compute dtype, where loading placed them (on a
+        mesh: already split over its model axis, `loading.load_model(name, mesh)`)."""
         graphdef, state = nnx.split(module)
-        state = jax.tree.map(lambda a: a.astype(self.dtype), state)
-        return graphdef, state if self.mesh is None else sharding.place_state(state, self.mesh)
+        return graphdef, jax.tree.map(lambda a: a.astype(self.dtype), state)
 
     @property
     def num_layers(self) -> int:
@@ -143,7 +145,7 @@ class Layers:
     @property
     def data_devices(self) -> int:
         """Devices a chunk's targets are dealt over (the mesh's data axis)."""
-        return 1 if self.mesh is None else self.mesh.shape[sharding.DATA]
+        return 1 if self.mesh is None else self.mesh.shape[DATA]
 
 
 def _duration(seconds: float) -> str:
@@ -248,14 +250,13 @@ def sentence_layers(lm: Any, ids: list[int], layers: list[int], *, dtype: Any, b
                     pad_targets: bool = True, progress: Progress | None = None) -> Layers:
     """Token ids of one sentence → `Layers` (z^(l) of the requested blocks, padded to the
     sentence's length bucket and masked). `pad_targets`: compute the padding columns too,
-    so the compiled programs are shared by every sentence of the bucket."""
+    so the compiled programs are shared by every sentence of the bucket. With `mesh`, the
+    parameters of `lm` are already on it (loaded with it, or viewed on a row: `mesh.rows`)."""
     s = len(ids)
     sb = bucket_length(s, lm.config.max_tokens) if bucket else s
     key_mask = jnp.arange(sb) < s
     padded = jnp.asarray(list(ids) + [lm.config.pad_token_id] * (sb - s), jnp.int32)
-    graphdef, state = nnx.split(lm.model)
-    if mesh is not None:
-        state = sharding.place_state(state, mesh)
+    graphdef, state = nnx.split(lm.model)  # on `mesh` since loading (or `mesh.rows`)
     # z^(0) … z^(max layer): the blocks above the last requested layer are not needed
     hidden = jax.block_until_ready(_hidden_states(graphdef, state, padded, key_mask,
                                                   upto=max(layers)))

@@ -29,9 +29,9 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
-from . import sharding
 from .config import DEFAULT_MODEL
 from .errors import LIGError
+from .mesh import MODEL, axes_by_path, spec_for
 from .models import Family, family_for
 
 DEFAULT_ALIASES = ("default", DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2")
@@ -178,18 +178,19 @@ def build_model(family: Family, cfg: Any, params: dict[str, np.ndarray],
 
     `params` is emptied on the way, so each host array can be freed as soon as its device
     copy exists (peak memory ≈ one model, not two). `mesh`: each parameter goes straight
-    to its shards (`sharding.py`), so no device ever holds the whole model.
+    to its shards (`lig_jax.mesh`), so no device ever holds the whole model.
     """
     abstract = nnx.eval_shape(lambda: family.build(cfg, nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     arrays = {}
-    m = 1 if mesh is None else mesh.shape[sharding.MODEL]
+    m = 1 if mesh is None else mesh.shape[MODEL]
+    axes = axes_by_path(state)  # each parameter's declared axes (`mesh/partition.py`)
     while params:
         key, value = params.popitem()
         if mesh is None:
             arrays[key] = jnp.asarray(value)
         else:
-            spec = sharding.spec_for(key.split("."), value.shape, m)
+            spec = spec_for(axes[key], value.shape, m)
             arrays[key] = jax.device_put(value, NamedSharding(mesh, spec))
         del value
     pure = _nest(arrays)
@@ -437,7 +438,7 @@ def _load(folder: Path, name: str, mesh: Mesh | None = None) -> LoadedModel:
 
 def load_model(name: str | None = None, mesh: Mesh | None = None) -> LoadedModel:
     """Resolve `name` and return the loaded model (cached per process and mesh). `mesh`: a
-    ("data", "model") mesh the parameters are split over as they load (`sharding.py`)."""
+    ("data", "model") mesh the parameters are split over as they load (`lig_jax.mesh`)."""
     gguf = resolve_gguf(name)
     if gguf is not None:
         return _load_gguf(gguf.resolve(), name, mesh)

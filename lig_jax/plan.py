@@ -2,7 +2,7 @@
 
 A model folder holding only `config.json` is enough: the model is built abstractly
 (`nnx.eval_shape`, no weights), its parameters become `ShapeDtypeStruct`s carrying the
-`NamedSharding`s of `sharding.py` over a (data, model) `Mesh` of the topology's devices
+`NamedSharding`s of `lig_jax.mesh` over a (data, model) `Mesh` of the topology's devices
 (abstract TPU devices from `jax.experimental.topologies`, which needs `libtpu`: the `tpu`
 extra), and the very programs the engine runs are lowered and compiled for that chip:
 
@@ -10,7 +10,7 @@ extra), and the very programs the engine runs are lowered and compiled for that 
   the chunk the planner picks for the chip's memory);
 - experiment: the same chunk programs for every raw run an Experiment-A record needs
   (`experiment.compute`), within the run's fixed chunk budget, on one data row of the
-  mesh (1×M devices): the run deals whole sentences to the rows (`rows.py`).
+  mesh (1×M devices): the run deals whole sentences to the rows (`mesh/rows.py`).
 
 `memory_analysis()` gives what one chip needs; FLOPs are XLA's counts of the pieces of
 each layer's computation (layer context; per chunk: prepare, one node step, finish; block
@@ -34,13 +34,23 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from . import baselines, rows, sharding
+from . import baselines
 from .attribution import blockscan
 from .attribution import run as runner
 from .attribution.integrand import Dims, traced, zero_acc
 from .config import GRANULARITIES, LIGConfig
 from .errors import LIGError, choice_error
 from .loading import read_hf_config, resolve_folder
+from .mesh import (
+    DATA,
+    MODEL,
+    along_data,
+    make_mesh,
+    parse_mesh,
+    rows,
+    state_shardings,
+    state_specs,
+)
 from .models import family_for
 from .quadrature import make_rule, resolve_rule
 
@@ -148,15 +158,15 @@ class Abstract:
 
 def _sds(state: Any, dtype: Any, mesh: Any) -> Any:
     """ShapeDtypeStructs of `state` in `dtype`, each with its mesh sharding."""
-    shardings = sharding.state_shardings(state, mesh)
+    shardings = state_shardings(state, mesh)
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, dtype, sharding=s),
                         state, shardings)
 
 
 def _per_chip_bytes(state: Any, mesh: Any, itemsize: int) -> int:
     """Bytes of `state` on one chip under the model-axis rules."""
-    m = mesh.shape[sharding.MODEL]
-    specs = sharding.state_specs(state, mesh)
+    m = mesh.shape[MODEL]
+    specs = state_specs(state, mesh)
     leaves = jax.tree.leaves(state)
     spec_leaves = jax.tree.leaves(specs, is_leaf=lambda x: isinstance(x, P))
     return sum(math.prod(a.shape) * itemsize // (m if any(spec) else 1)
@@ -283,7 +293,7 @@ def plan(model: str, topology: str, seq_len: int, *, granularity: Sequence[str] 
     hbm, peak, per_chip = chip(devices)
     gd, st = nnx.split(am.model.layers[0])
     h, g = traced(gd, st, lambda b: (b.premap_parts().num_heads, b.premap_parts().num_groups))
-    candidates = ([sharding.parse_mesh(mesh)] if mesh is not None else
+    candidates = ([parse_mesh(mesh)] if mesh is not None else
                   _meshes(len(devices), h, g, am.ffn))
     if mesh is not None:
         d, m = candidates[0]
@@ -293,7 +303,7 @@ def plan(model: str, topology: str, seq_len: int, *, granularity: Sequence[str] 
     itemsize = jnp.dtype(COMPUTE_DTYPE_NAMES[dtype]).itemsize
     tried = []
     for d, m in candidates:
-        mesh_obj = sharding.make_mesh((d, m), devices)
+        mesh_obj = make_mesh((d, m), devices)
         out = _plan_on(am, mesh_obj, seq_len, granularity, task, sentences, dtype, steps,
                        hbm, itemsize)
         tried.append(out)
@@ -327,7 +337,7 @@ def _plan_on(am: Abstract, mesh: Any, seq: int, granularity: Sequence[str], task
              ) -> dict[str, Any]:
     t0 = time.perf_counter()
     cdt = COMPUTE_DTYPE_NAMES[dtype]
-    d, m = mesh.shape[sharding.DATA], mesh.shape[sharding.MODEL]
+    d, m = mesh.shape[DATA], mesh.shape[MODEL]
     if task == "experiment":  # each row of M devices takes whole sentences
         mesh = rows.data_rows(mesh)[0]
     _, whole = nnx.split(am.model)
@@ -356,7 +366,7 @@ def _plan_on(am: Abstract, mesh: Any, seq: int, granularity: Sequence[str], task
         alphas, weights = _nodes(am.family, quantity, steps, cdt)
         try:
             p = runner.chunking(integrand, dims, seq, heads, alphas.shape[0], budget,
-                                 mesh.shape[sharding.DATA])
+                                 mesh.shape[DATA])
         except LIGError:
             return {"mesh": [d, m], "fits": False, "per_device_bytes": None,
                     "flops": float("nan"), "compile_seconds": time.perf_counter() - t0,
@@ -368,7 +378,7 @@ def _plan_on(am: Abstract, mesh: Any, seq: int, granularity: Sequence[str], task
             nnx.merge(gd, s_), z_, h_, k_), st_sds, zs)
         lay = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), lay)
         tgt = jax.ShapeDtypeStruct((p.targets_per_chunk,), jnp.int32,
-                                   sharding=sharding.along_data(mesh))
+                                   sharding=along_data(mesh))
 
         def rep_of(x: Any) -> Any:
             return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep)
@@ -380,7 +390,7 @@ def _plan_on(am: Abstract, mesh: Any, seq: int, granularity: Sequence[str], task
         # the inputs besides the (resident, already counted) block parameters, per chip;
         # not `argument` minus the block, since jit drops parameters a program never reads
         inputs = (sum(_nbytes(x) for x in jax.tree.leaves((lay, hs, alphas, weights)))
-                  + _nbytes(tgt) // mesh.shape[sharding.DATA])  # replicated; targets dealt
+                  + _nbytes(tgt) // mesh.shape[DATA])  # replicated; targets dealt
         program = inputs + mem["output"] + mem["temp"] - mem["alias"]
         peak_program = max(peak_program, program)
         host_state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, cdt), st)

@@ -3,7 +3,7 @@
 Layers, low to high (a module belongs to the longest prefix listed; imports within one
 layer are allowed, cycles are not):
 
-    base        errors, version, files, memory, quadrature, sharding, platforms, baselines
+    base        errors, version, files, memory, quadrature, mesh, platforms, baselines
     models      models, converters, data, config, steps
     loading     loading, boundaries
     attribution attribution
@@ -29,13 +29,13 @@ ROOT = Path(lig_jax.__file__).resolve().parent
 CONVERTERS = ROOT.parent / "converters"  # installs as lig_jax.converters (pyproject.toml)
 LAYERS = (
     ("base", ("lig_jax.errors", "lig_jax.version", "lig_jax.files", "lig_jax.memory",
-              "lig_jax.quadrature", "lig_jax.sharding", "lig_jax.platforms",
+              "lig_jax.quadrature", "lig_jax.mesh", "lig_jax.platforms",
               "lig_jax.baselines", "lig_jax.words")),
     ("models", ("lig_jax.models", "lig_jax.converters", "lig_jax.data", "lig_jax.config",
                 "lig_jax.steps")),
     ("loading", ("lig_jax.loading", "lig_jax.boundaries")),
     ("attribution", ("lig_jax.attribution",)),
-    ("engine", ("lig_jax.engine", "lig_jax.rows", "lig_jax.results", "lig_jax.schema",
+    ("engine", ("lig_jax.engine", "lig_jax.results", "lig_jax.schema",
                 "lig_jax.batchfile", "lig_jax.validation", "lig_jax.wordlevel",
                 "lig_jax.tidy",
                 "lig_jax.compare")),

@@ -1,4 +1,4 @@
-"""explain and its blocks on a (data, model) device mesh (`lig_jax/sharding.py`).
+"""explain and its blocks on a (data, model) device mesh (`lig_jax/mesh/`).
 
 The equality checks run in child processes with 8 simulated CPU devices
 (`--xla_force_host_platform_device_count=8` must be set before JAX starts)."""
@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lig_jax import sharding
 from lig_jax.errors import LIGError
+from lig_jax.mesh import make_mesh, parse_mesh
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY_HF = {  # one small config per family: every Dense a block holds must have a rule
+TINY_HF = {  # one small config per family: every Dense a block holds must declare its split
     "bert": dict(hidden_size=48, num_hidden_layers=1, num_attention_heads=4,
                  intermediate_size=96, vocab_size=99),
     "gpt2": dict(n_embd=48, n_layer=1, n_head=4, vocab_size=99),
@@ -37,12 +37,12 @@ TINY_HF = {  # one small config per family: every Dense a block holds must have 
 
 
 def test_mesh_text_and_device_count_errors_are_one_line() -> None:
-    assert sharding.parse_mesh("2x4") == (2, 4) and sharding.parse_mesh(" 1X3 ") == (1, 3)
+    assert parse_mesh("2x4") == (2, 4) and parse_mesh(" 1X3 ") == (1, 3)
     for bad in ("2", "0x4", "2x", "axb", "2x4x1"):
         with pytest.raises(LIGError, match="is not of the form DxM"):
-            sharding.parse_mesh(bad)
+            parse_mesh(bad)
     with pytest.raises(LIGError, match=r"needs 64 devices, 1 available .*D·M ≤ 1"):
-        sharding.make_mesh("8x8")
+        make_mesh("8x8")
 
 
 def test_cli_refuses_a_mesh_larger_than_the_machine(tiny_bert) -> None:
@@ -64,8 +64,8 @@ def test_cli_refuses_a_mesh_larger_than_the_machine(tiny_bert) -> None:
 
 
 @pytest.mark.parametrize("model_type", sorted(TINY_HF))
-def test_every_dense_of_a_block_has_a_tensor_parallel_rule(model_type: str) -> None:
-    """A family whose block grows a new `Dense` name would silently stay replicated."""
+def test_every_dense_of_a_block_declares_its_tensor_parallel_split(model_type: str) -> None:
+    """A block's `Dense` without `split=` would silently stay replicated on a mesh."""
     import transformers
     from flax import nnx
 
@@ -75,10 +75,10 @@ def test_every_dense_of_a_block_has_a_tensor_parallel_rule(model_type: str) -> N
     hf = transformers.AutoConfig.for_model(model_type, **TINY_HF[model_type])
     family = family_for(model_type)
     model = nnx.eval_shape(lambda: family.build(family.read_config(hf), nnx.Rngs(0)))
-    names = {str(path[-1]) for path, node in nnx.iter_graph(model.layers[0])
-             if isinstance(node, Dense)}
-    assert names and names <= sharding.COLUMN | sharding.ROW, names - sharding.COLUMN - \
-        sharding.ROW
+    axes = {str(path[-1]): node.kernel.get_metadata().get("axes")
+            for path, node in nnx.iter_graph(model.layers[0]) if isinstance(node, Dense)}
+    assert axes and all(a in ((None, "split"), ("split", None)) for a in axes.values()), axes
+    assert any(a == ("split", None) for a in axes.values())  # something brings them back
 
 
 CHILD = textwrap.dedent("""
@@ -88,9 +88,9 @@ CHILD = textwrap.dedent("""
     jax.config.update("jax_default_matmul_precision", "float32")
     import numpy as np
     from flax import nnx
-    from lig_jax import sharding
     from lig_jax.api import explain_arrays
     from lig_jax.loading import load_model
+    from lig_jax.mesh import make_mesh
 
     model, meshes, text = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
     opts = dict(model=model, layers=[0], num_steps=4)
@@ -107,7 +107,7 @@ CHILD = textwrap.dedent("""
                 worst[k] = float(np.abs(a - b).max() / np.abs(a).max())
         # what device 0 holds of the model loaded for this mesh (explain loaded it so),
         # against the whole model
-        placed = nnx.state(load_model(model, sharding.make_mesh(m)).model)
+        placed = nnx.state(load_model(model, make_mesh(m)).model)
         whole = sum(x.nbytes for x in jax.tree.leaves(placed))
         dev0 = jax.devices()[0]
         held = sum(s.data.nbytes for x in jax.tree.leaves(placed)
@@ -175,7 +175,7 @@ BATCH_CHILD = textwrap.dedent("""
     jax.config.update("jax_default_matmul_precision", "float32")
     import numpy as np
     from flax import nnx
-    from lig_jax import rows, sharding
+    from lig_jax.mesh import make_mesh, rows
     from lig_jax.api import explain_batch
     from lig_jax.loading import load_model
 
@@ -197,7 +197,7 @@ BATCH_CHILD = textwrap.dedent("""
             worst = max(worst, float(np.abs(x - mine[path]).max() / np.abs(x).max()))
             seen += 1
     # a row's parameters are the mesh's own buffers (no copy)
-    big = sharding.make_mesh(mesh)
+    big = make_mesh(mesh)
     lm = load_model(model, big)
     row = rows.data_rows(big)[1]
     viewed = nnx.state(rows.model_on_row(lm, big, row).model)

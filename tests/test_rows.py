@@ -1,5 +1,5 @@
-"""The data axis deals sentences (`lig_jax/rows.py`): every item once, results kept on the
-calling thread, and a stop lets the running items finish and be kept."""
+"""The data axis deals sentences (`lig_jax/mesh/rows.py`): every item once, results kept on
+the calling thread, and a stop lets the running items finish and be kept."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from lig_jax import rows
+from lig_jax.mesh import rows
 
 
 def test_every_item_is_done_once_and_kept_on_the_calling_thread() -> None:

@@ -23,8 +23,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from .. import sharding
 from ..errors import LIGError
+from ..mesh import along_data
 from .direct import Z2uDirect, Z2zDirect
 from .integrand import Dims, Integrand, accumulate, integrate, phase, zero_acc
 from .itb import Z2uItb, Z2zItb
@@ -153,7 +153,7 @@ def run(integrand: Integrand, graphdef: nnx.GraphDef, state: nnx.State, z: jax.A
     """The integrand's outputs for `targets`, chunk by chunk, as host arrays with the
     targets on the leading axis. extra: per-target inputs [T, ...] (u→z given baselines).
     progress(done, total) is called after each chunk / block of nodes. mesh: each chunk's
-    targets are split over its data axis (`state` already placed, `sharding.py`)."""
+    targets are split over its data axis (`state` already placed, `lig_jax.mesh`)."""
     tc, n = plan.targets_per_chunk, alphas.shape[0]
     calls = plan.calls(n)
     chunks = [targets[i:i + tc] for i in range(0, len(targets), tc)]
@@ -165,7 +165,7 @@ def run(integrand: Integrand, graphdef: nnx.GraphDef, state: nnx.State, z: jax.A
         padded = part + [part[-1]] * (tc - len(part))  # repeat a target: fixed shapes
         t_arr = jnp.asarray(padded)
         if mesh is not None:
-            t_arr = jax.device_put(t_arr, sharding.along_data(mesh))
+            t_arr = jax.device_put(t_arr, along_data(mesh))
         ex = None
         if extra is not None:
             lo = c * tc

@@ -6,24 +6,22 @@ baseline of `baselines.TABLE` (residual on), computed by `engine.compute` — th
 composed z→z of every (ATT, MLP) pair. Steps follow the reference's rule on each path;
 chunk sizes come from the fixed `--memory-budget` (128MB unless given), not from free
 memory, so the sums are the same on every machine. On a ("data", "model") mesh
-(`sharding.py`) the data axis deals sentences — to processes, then to the rows of each
-process's mesh (`rows.py`) — and the model axis splits the blocks; the numbers do not
-depend on the mesh.
+(`lig_jax.mesh`) the data axis deals sentences — to processes (`mesh/processes.py`),
+then to the rows of each process's mesh (`mesh/rows.py`) — and the model axis splits
+the blocks; the numbers do not depend on the mesh.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from .. import baselines, engine, sharding
+from .. import baselines, engine
 from ..attribution import compose
 from ..config import LIGConfig
-from ..errors import LIGError
 from ..loading import LoadedModel
 from ..quadrature import resolve_rule
 from ..steps import step_plan
@@ -41,31 +39,6 @@ class Settings:
     # the memory budget of one chunk of nodes, in MiB (`--memory-budget`, the manifest's
     # "chunk_mb"); fixed, so the chunks (and the sums) are too
     chunk_mb: int = 128
-
-
-def process_mesh(shape: str | None = None) -> tuple[Mesh | None, list[int]]:
-    """This process's part of the run's ("data", "model") mesh, and every process's number
-    of data rows (sentences are dealt to processes in that proportion).
-
-    `shape` "DxM" spans the first D·M devices of all processes (`jax.devices()`, every
-    host's under multi-host) in D rows of M; a row is one model group and must lie within
-    one process; this process's rows form its mesh (None if it has none: it then computes
-    nothing). Default: every device of every process, each its own row (M = 1).
-    """
-    everything = jax.devices()
-    d, m = sharding.parse_mesh(shape) if shape else (len(everything), 1)
-    grid = np.asarray(sharding.make_mesh((d, m), everything).devices)
-    owners = []
-    for row in grid:
-        procs = sorted({dev.process_index for dev in row})
-        if len(procs) > 1:
-            raise LIGError(f"mesh {d}x{m}: a model group of {m} devices would span processes "
-                           f"{procs}; choose M dividing each host's "
-                           f"{jax.local_device_count()} devices")
-        owners.append(procs[0])
-    counts = [owners.count(p) for p in range(jax.process_count())]
-    mine = grid[[i for i, o in enumerate(owners) if o == jax.process_index()]]
-    return (Mesh(mine, (sharding.DATA, sharding.MODEL)) if len(mine) else None), counts
 
 
 class SentenceComputer:

@@ -20,14 +20,15 @@ from typing import Any
 
 import jax
 
-from .. import rows
 from ..data import Sentence, read_corpus
 from ..engine import bucket_length
 from ..errors import LIGError
 from ..files import file_sha256
 from ..loading import LoadedModel, load_model
+from ..mesh import rows
+from ..mesh.processes import process_mesh
 from ..version import __version__
-from .compute import SentenceComputer, Settings, process_mesh
+from .compute import SentenceComputer, Settings
 from .store import FORMAT_VERSION, Record, Store
 
 

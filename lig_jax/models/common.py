@@ -102,18 +102,32 @@ def check_heads(width: int, heads: int, width_name: str, heads_name: str) -> Non
     if width % heads:
         raise LIGError(f"{width_name} {width} is not divisible by {heads_name} {heads}")
 
-def table(rngs: nnx.Rngs, rows: int, width: int) -> nnx.Param:
-    """An embedding table [rows, width], randomly initialised (the weights are loaded)."""
-    return nnx.Param(jax.random.normal(rngs.params(), (rows, width)) * 0.02)
+def table(rngs: nnx.Rngs, rows: int, width: int, *, vocab: bool = False) -> nnx.Param:
+    """An embedding table [rows, width], randomly initialised (the weights are loaded);
+    `vocab`: a token table, split over a mesh's model axis along its rows (or its width
+    where the rows do not divide; `lig_jax.mesh.partition`)."""
+    axes = {"axes": ("vocab", "embed")} if vocab else {}
+    return nnx.Param(jax.random.normal(rngs.params(), (rows, width)) * 0.02, **axes)
 
 
 class Dense(nnx.Module):
     """y = x @ kernel (+ bias), kernel [in, out] (HF nn.Linear weights are transposed on
-    load; GPT-2's Conv1D weights are already [in, out])."""
+    load; GPT-2's Conv1D weights are already [in, out]).
 
-    def __init__(self, d_in: int, d_out: int, *, use_bias: bool = True, rngs: nnx.Rngs):
-        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (d_in, d_out)) * 0.02)
-        self.bias = nnx.Param(jnp.zeros((d_out,))) if use_bias else None
+    `split` declares how a mesh's model axis splits it (`lig_jax.mesh.partition`): "out"
+    for a layer that fans out into heads or MLP units (kernel and bias along the output),
+    "in" for one that brings them back (kernel along the input; the bias is replicated),
+    None to replicate it."""
+
+    def __init__(self, d_in: int, d_out: int, *, use_bias: bool = True,
+                 split: str | None = None, rngs: nnx.Rngs):
+        kernel_axes = {"out": (None, "split"), "in": ("split", None)}.get(split)
+        if split is not None and kernel_axes is None:
+            raise ValueError(f"Dense split must be 'out', 'in' or None, not {split!r}")
+        kernel = jax.random.normal(rngs.params(), (d_in, d_out)) * 0.02
+        self.kernel = nnx.Param(kernel, **({"axes": kernel_axes} if kernel_axes else {}))
+        bias_axes = {"axes": ("split",)} if split == "out" else {}
+        self.bias = nnx.Param(jnp.zeros((d_out,)), **bias_axes) if use_bias else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = jnp.matmul(x, self.kernel[...], precision=PRECISION)
@@ -121,7 +135,7 @@ class Dense(nnx.Module):
 
 
 class RMSNorm(nnx.Module):
-    """RMSNorm over the last axis: x · (1/√(mean x² + eps)) · (offset + scale).
+    """RMSNorm over the last axis: x / √(mean x² + eps) · (offset + scale).
 
     Llama family: offset 0, scale initialised to 1. Gemma: offset 1 (HF stores the raw
     `w`, 0 = identity) and the norm runs in at least float32 (`upcast`, as HF does).

@@ -44,9 +44,9 @@ class SelfAttention(nnx.Module):
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
         d = cfg.hidden_size
-        self.query = Dense(d, d, rngs=rngs)
-        self.key = Dense(d, d, rngs=rngs)
-        self.value = Dense(d, d, rngs=rngs)
+        self.query = Dense(d, d, split="out", rngs=rngs)
+        self.key = Dense(d, d, split="out", rngs=rngs)
+        self.value = Dense(d, d, split="out", rngs=rngs)
         self.num_heads = cfg.num_heads
         self.head_dim = cfg.head_dim
 
@@ -75,7 +75,7 @@ class Attention(nnx.Module):
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
         self.self_attn = SelfAttention(cfg, rngs=rngs)
-        self.output = Dense(cfg.hidden_size, cfg.hidden_size, rngs=rngs)
+        self.output = Dense(cfg.hidden_size, cfg.hidden_size, split="in", rngs=rngs)
         self.norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps)
 
     def project(self, x: jax.Array, ctx: jax.Array) -> jax.Array:
@@ -90,8 +90,8 @@ class MLP(nnx.Module):
     """MLP sub-block: u ↦ z' = LN_out(u + W_2·act(W_1·u + b_1) + b_2). Token-wise."""
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
-        self.intermediate = Dense(cfg.hidden_size, cfg.intermediate_size, rngs=rngs)
-        self.output = Dense(cfg.intermediate_size, cfg.hidden_size, rngs=rngs)
+        self.intermediate = Dense(cfg.hidden_size, cfg.intermediate_size, split="out", rngs=rngs)
+        self.output = Dense(cfg.intermediate_size, cfg.hidden_size, split="in", rngs=rngs)
         self.norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps)
         self.activation = cfg.hidden_act
 
@@ -173,7 +173,7 @@ class Embeddings(nnx.Module):
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
         e = cfg.embedding_size
-        self.word = table(rngs, cfg.vocab_size, e)
+        self.word = table(rngs, cfg.vocab_size, e, vocab=True)
         self.position = table(rngs, cfg.max_position_embeddings, e)
         self.token_type = table(rngs, cfg.type_vocab_size, e)
         self.norm = LayerNorm(e, cfg.layer_norm_eps)

@@ -60,13 +60,13 @@ class PostLNBlock(FactoredBlock, nnx.Module):
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int,
                  hidden_act: str, layer_norm_eps: float, *, rngs: nnx.Rngs):
         d = hidden_size
-        self.query = Dense(d, d, rngs=rngs)
-        self.key = Dense(d, d, rngs=rngs)
-        self.value = Dense(d, d, rngs=rngs)
-        self.output = Dense(d, d, rngs=rngs)
+        self.query = Dense(d, d, split="out", rngs=rngs)
+        self.key = Dense(d, d, split="out", rngs=rngs)
+        self.value = Dense(d, d, split="out", rngs=rngs)
+        self.output = Dense(d, d, split="in", rngs=rngs)
         self.attn_norm = LayerNorm(d, layer_norm_eps)
-        self.ffn_in = Dense(d, intermediate_size, rngs=rngs)
-        self.ffn_out = Dense(intermediate_size, d, rngs=rngs)
+        self.ffn_in = Dense(d, intermediate_size, split="out", rngs=rngs)
+        self.ffn_out = Dense(intermediate_size, d, split="in", rngs=rngs)
         self.out_norm = LayerNorm(d, layer_norm_eps)
         self.activation = hidden_act
         self.num_heads = num_heads
@@ -112,7 +112,7 @@ class Embeddings(nnx.Module):
 
     def __init__(self, cfg: StackConfig, eps: float, *, rngs: nnx.Rngs):
         d = cfg.hidden_size
-        self.word = table(rngs, cfg.vocab_size, d)
+        self.word = table(rngs, cfg.vocab_size, d, vocab=True)
         self.position = table(rngs, cfg.max_position_embeddings, d)
         self.norm = LayerNorm(d, eps)
 

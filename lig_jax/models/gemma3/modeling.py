@@ -70,10 +70,10 @@ class Attention(nnx.Module):
     def __init__(self, cfg: Gemma3Config, layer: int, *, rngs: nnx.Rngs):
         d, h, g, e = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         b = cfg.attention_bias
-        self.q_proj = Dense(d, h * e, use_bias=b, rngs=rngs)
-        self.k_proj = Dense(d, g * e, use_bias=b, rngs=rngs)
-        self.v_proj = Dense(d, g * e, use_bias=b, rngs=rngs)
-        self.o_proj = Dense(h * e, d, use_bias=b, rngs=rngs)
+        self.q_proj = Dense(d, h * e, use_bias=b, split="out", rngs=rngs)
+        self.k_proj = Dense(d, g * e, use_bias=b, split="out", rngs=rngs)
+        self.v_proj = Dense(d, g * e, use_bias=b, split="out", rngs=rngs)
+        self.o_proj = Dense(h * e, d, use_bias=b, split="in", rngs=rngs)
         self.q_norm = RMSNorm(e, cfg.rms_norm_eps)
         self.k_norm = RMSNorm(e, cfg.rms_norm_eps)
         self.num_heads, self.num_kv_heads, self.head_dim = h, g, e
@@ -105,9 +105,9 @@ class MLP(nnx.Module):
 
     def __init__(self, cfg: Gemma3Config, *, rngs: nnx.Rngs):
         d, f = cfg.hidden_size, cfg.intermediate_size
-        self.gate_proj = Dense(d, f, use_bias=False, rngs=rngs)
-        self.up_proj = Dense(d, f, use_bias=False, rngs=rngs)
-        self.down_proj = Dense(f, d, use_bias=False, rngs=rngs)
+        self.gate_proj = Dense(d, f, use_bias=False, split="out", rngs=rngs)
+        self.up_proj = Dense(d, f, use_bias=False, split="out", rngs=rngs)
+        self.down_proj = Dense(f, d, use_bias=False, split="in", rngs=rngs)
         self.activation = cfg.hidden_act
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -177,7 +177,7 @@ class Gemma3Model(LayerStackModel, nnx.Module):
     """Scaled token embeddings and a stack of `PrePostLNBlock`s (+ the unused final norm)."""
 
     def __init__(self, cfg: Gemma3Config, *, rngs: nnx.Rngs):
-        self.embed_tokens = table(rngs, cfg.vocab_size, cfg.hidden_size)
+        self.embed_tokens = table(rngs, cfg.vocab_size, cfg.hidden_size, vocab=True)
         super().__init__(cfg, None, [PrePostLNBlock(cfg, layer, rngs=rngs)
                                      for layer in range(cfg.num_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)

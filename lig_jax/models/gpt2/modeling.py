@@ -42,16 +42,16 @@ class GPT2Attention(nnx.Module):
 
     def __init__(self, cfg: GPT2Config, *, rngs: nnx.Rngs):
         d = cfg.hidden_size
-        self.c_attn = Dense(d, 3 * d, rngs=rngs)
-        self.c_proj = Dense(d, d, rngs=rngs)
+        self.c_attn = Dense(d, 3 * d, split="out", rngs=rngs)
+        self.c_proj = Dense(d, d, split="in", rngs=rngs)
 
 
 class GPT2MLP(nnx.Module):
     """HF `mlp`: c_proj(act(c_fc(x)))."""
 
     def __init__(self, cfg: GPT2Config, *, rngs: nnx.Rngs):
-        self.c_fc = Dense(cfg.hidden_size, cfg.intermediate_size, rngs=rngs)
-        self.c_proj = Dense(cfg.intermediate_size, cfg.hidden_size, rngs=rngs)
+        self.c_fc = Dense(cfg.hidden_size, cfg.intermediate_size, split="out", rngs=rngs)
+        self.c_proj = Dense(cfg.intermediate_size, cfg.hidden_size, split="in", rngs=rngs)
         self.activation = cfg.hidden_act
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -93,7 +93,7 @@ class GPT2Model(LayerStackModel, nnx.Module):
     """Token + position embeddings and a stack of `GPT2Block`s (no final ln_f)."""
 
     def __init__(self, cfg: GPT2Config, *, rngs: nnx.Rngs):
-        self.wte = table(rngs, cfg.vocab_size, cfg.hidden_size)
+        self.wte = table(rngs, cfg.vocab_size, cfg.hidden_size, vocab=True)
         self.wpe = table(rngs, cfg.max_position_embeddings, cfg.hidden_size)
         super().__init__(cfg, None, [GPT2Block(cfg, l, rngs=rngs)
                                      for l in range(cfg.num_layers)])

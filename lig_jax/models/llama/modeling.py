@@ -51,10 +51,10 @@ class LlamaAttention(nnx.Module):
 
     def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
         d, hd = cfg.hidden_size, cfg.head_dim
-        self.q_proj = Dense(d, cfg.num_heads * hd, use_bias=cfg.qkv_bias, rngs=rngs)
-        self.k_proj = Dense(d, cfg.num_kv_heads * hd, use_bias=cfg.qkv_bias, rngs=rngs)
-        self.v_proj = Dense(d, cfg.num_kv_heads * hd, use_bias=cfg.qkv_bias, rngs=rngs)
-        self.o_proj = Dense(cfg.num_heads * hd, d, use_bias=cfg.o_bias, rngs=rngs)
+        self.q_proj = Dense(d, cfg.num_heads * hd, use_bias=cfg.qkv_bias, split="out", rngs=rngs)
+        self.k_proj = Dense(d, cfg.num_kv_heads * hd, use_bias=cfg.qkv_bias, split="out", rngs=rngs)
+        self.v_proj = Dense(d, cfg.num_kv_heads * hd, use_bias=cfg.qkv_bias, split="out", rngs=rngs)
+        self.o_proj = Dense(cfg.num_heads * hd, d, use_bias=cfg.o_bias, split="in", rngs=rngs)
 
 
 class LlamaMLP(nnx.Module):
@@ -62,9 +62,9 @@ class LlamaMLP(nnx.Module):
 
     def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
         d, i = cfg.hidden_size, cfg.intermediate_size
-        self.gate_proj = Dense(d, i, use_bias=cfg.mlp_bias, rngs=rngs)
-        self.up_proj = Dense(d, i, use_bias=cfg.mlp_bias, rngs=rngs)
-        self.down_proj = Dense(i, d, use_bias=cfg.mlp_bias, rngs=rngs)
+        self.gate_proj = Dense(d, i, use_bias=cfg.mlp_bias, split="out", rngs=rngs)
+        self.up_proj = Dense(d, i, use_bias=cfg.mlp_bias, split="out", rngs=rngs)
+        self.down_proj = Dense(i, d, use_bias=cfg.mlp_bias, split="in", rngs=rngs)
         self.activation = cfg.hidden_act
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -109,7 +109,7 @@ class LlamaModel(LayerStackModel, nnx.Module):
     """Token embeddings (unscaled) and a stack of `LlamaBlock`s (no final norm)."""
 
     def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
-        self.embed_tokens = table(rngs, cfg.vocab_size, cfg.hidden_size)
+        self.embed_tokens = table(rngs, cfg.vocab_size, cfg.hidden_size, vocab=True)
         super().__init__(cfg, None, [LlamaBlock(cfg, l, rngs=rngs)
                                      for l in range(cfg.num_layers)])
 

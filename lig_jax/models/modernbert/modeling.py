@@ -70,11 +70,11 @@ class ModernBertBlock(FactoredBlock, nnx.Module):
         d, w = cfg.hidden_size, cfg.intermediate_size
         self.attn_norm = (None if layer == 0
                           else LayerNorm(d, cfg.norm_eps, cfg.norm_bias))
-        self.wqkv = Dense(d, 3 * d, use_bias=cfg.attention_bias, rngs=rngs)
-        self.wo = Dense(d, d, use_bias=cfg.attention_bias, rngs=rngs)
+        self.wqkv = Dense(d, 3 * d, use_bias=cfg.attention_bias, split="out", rngs=rngs)
+        self.wo = Dense(d, d, use_bias=cfg.attention_bias, split="in", rngs=rngs)
         self.mlp_norm = LayerNorm(d, cfg.norm_eps, cfg.norm_bias)
-        self.wi = Dense(d, 2 * w, use_bias=cfg.mlp_bias, rngs=rngs)
-        self.mlp_wo = Dense(w, d, use_bias=cfg.mlp_bias, rngs=rngs)
+        self.wi = Dense(d, 2 * w, use_bias=cfg.mlp_bias, split="out", rngs=rngs)
+        self.mlp_wo = Dense(w, d, use_bias=cfg.mlp_bias, split="in", rngs=rngs)
         self.activation = cfg.hidden_act
         self.num_heads = cfg.num_heads
         self.head_dim = cfg.head_dim
@@ -132,7 +132,7 @@ class Embeddings(nnx.Module):
 
     def __init__(self, cfg: ModernBertConfig, *, rngs: nnx.Rngs):
         d = cfg.hidden_size
-        self.tok = table(rngs, cfg.vocab_size, d)
+        self.tok = table(rngs, cfg.vocab_size, d, vocab=True)
         self.norm = LayerNorm(d, cfg.norm_eps, cfg.norm_bias)
 
     def __call__(self, input_ids: jax.Array) -> jax.Array:

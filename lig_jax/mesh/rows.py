@@ -1,6 +1,6 @@
 """Many sentences on one (data, model) mesh: the data axis deals sentences.
 
-A mesh D×M (`sharding.py`) has D data rows, each a model group of M devices holding one
+A mesh D×M (`lig_jax.mesh`) has D data rows, each a model group of M devices holding one
 copy of the (model-axis split) parameters. For a job of many sentences (explain-batch,
 Experiment A) each row takes the next sentence as soon as it is free, so D sentences run
 at once, each on its own M devices — one worker thread per row (JAX releases the GIL
@@ -27,7 +27,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .sharding import DATA, MODEL
+from .layout import DATA, MODEL
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")

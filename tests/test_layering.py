@@ -130,3 +130,15 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     deps = imports("lig_jax.models.bad", bad, known)
     assert deps == {"lig_jax.api", "lig_jax.models.common"}
     assert layer_of("lig_jax.api") > layer_of("lig_jax.models.bad")
+
+
+def test_every_package_is_in_the_wheel() -> None:
+    """pyproject.toml lists the packages by hand: a new one missing there would be absent
+    from a non-editable install (tests and CI install editable and would not notice)."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]
+                 ["setuptools"]["packages"])
+    found = {".".join(("lig_jax", *p.parent.relative_to(ROOT).parts)).rstrip(".")
+             for p in ROOT.rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)

@@ -20,22 +20,21 @@ depend on the mesh (up to the order of floating-point sums). A dimension that th
 axis does not divide (e.g. 9 heads on 2 devices) stays replicated.
 
 Modules: `layout` (the mesh, "DxM", the replicated and data-split placements),
-`partition` (declared axes → PartitionSpecs; placing a state), `rows` (sentences over data
+`partition` (declared axes → PartitionSpecs), `rows` (sentences over data
 rows), `processes` (this process's rows of a multi-host mesh).
 """
 
 from .layout import DATA, MESH_FORMAT, MODEL, along_data, make_mesh, parse_mesh, replicated
 from .partition import (
-           EMBED,
-           SPLIT,
-           VOCAB,
-           axes_by_path,
-           place_state,
-           spec_for,
-           state_shardings,
-           state_specs,
+    EMBED,
+    SPLIT,
+    VOCAB,
+    axes_by_path,
+    spec_for,
+    state_shardings,
+    state_specs,
 )
 
 __all__ = ["DATA", "EMBED", "MESH_FORMAT", "MODEL", "SPLIT", "VOCAB", "along_data",
-           "axes_by_path", "make_mesh", "parse_mesh", "place_state", "replicated", "spec_for",
+           "axes_by_path", "make_mesh", "parse_mesh", "replicated", "spec_for",
            "state_shardings", "state_specs"]

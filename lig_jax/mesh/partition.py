@@ -61,8 +61,3 @@ def state_specs(state: nnx.State, mesh: Mesh) -> Any:
 def state_shardings(state: nnx.State, mesh: Mesh) -> Any:
     return jax.tree.map(lambda s: NamedSharding(mesh, s), state_specs(state, mesh),
                         is_leaf=lambda x: isinstance(x, P))
-
-
-def place_state(state: nnx.State, mesh: Mesh) -> Any:
-    """`state` on the mesh, split over the model axis by the declared axes."""
-    return jax.device_put(state, state_shardings(state, mesh))

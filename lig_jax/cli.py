@@ -22,6 +22,7 @@ from .baselines import DEFAULTS as DEFAULT_BASELINES
 from .baselines import names as baseline_names
 from .batchfile import BatchWriter, resume_state, span
 from .cli_common import (
+    QUANTITY_NAMES,
     ctrl_c_between_records,
     destination,
     fail,
@@ -401,10 +402,12 @@ def _load_view_source(source: Path, sentence: int | None, index: int | None,
 SourceArg = Annotated[Path, typer.Argument(help="explain result (.json, .npz), explain-batch "
                                            ".jsonl (with --index), or an experiment run "
                                            "folder (with --sentence).")]
+
+
 def _run_baseline(quantity: str) -> Any:
-    return Annotated[str, typer.Option(help="Run folders: " + {
-        "z2z": "z→z", "z2u": "z→u", "u2z": "u→z"}[quantity] + " baseline ("
-        + " | ".join(baseline_names(quantity)) + "), as in explain.")]
+    return Annotated[str, typer.Option(help=f"Run folders: {QUANTITY_NAMES[quantity]} "
+                                       f"baseline ({' | '.join(baseline_names(quantity))}), "
+                                       "as in explain.")]
 
 
 RunBaselineLayer = _run_baseline("z2z")

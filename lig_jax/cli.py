@@ -274,8 +274,8 @@ def explain_batch_cmd(
 
 
 def _batch_settings(options: LIGConfig) -> dict:
-    """The explain options that fix a batch's numbers, by flag (`--steps`: 16, …; not the
-    placement options), with the default model's aliases written one way."""
+    """The explain options that fix a batch's numbers, by flag ({"--steps": count, …}; not
+    the placement options), with the default model's aliases written one way."""
     from .config import granularity_list
     from .loading import BUNDLED
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from functools import partial
 from typing import Any
 
 from . import baselines
@@ -28,16 +29,15 @@ DTYPES = ("float32", "bfloat16")
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
-def _int_list(flag: str) -> Callable[[str | None], list[int] | None]:
-    def parse(value: str | None) -> list[int] | None:
-        if value is None or value.strip().lower() in ("", "all"):
-            return None
-        try:
-            return [int(v) for v in value.split(",") if v.strip()]
-        except ValueError:
-            raise LIGError(f"{flag} takes comma-separated integers like 0,3,5. "
-                           f"Got: {value!r}") from None
-    return parse
+def parse_int_list(flag: str, value: str | None) -> list[int] | None:
+    """"0,3,5" → [0, 3, 5]; None, "" or "all" → None; `flag` names it in the error."""
+    if value is None or value.strip().lower() in ("", "all"):
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise LIGError(f"{flag} takes comma-separated integers like 0,3,5. "
+                       f"Got: {value!r}") from None
 
 
 def _steps(value: str) -> int | str:
@@ -85,11 +85,12 @@ class LIGConfig:
                                choices=BASELINES_MLP)
     baseline_layer: str = option(baselines.DEFAULTS["z2z"], " | ".join(BASELINES_LAYER),
                                  choices=BASELINES_LAYER)
-    layers: Sequence[int] | None = option(None, "Comma list, e.g. 0,5 (default all).",
-                                          cli_type=str | None, parse=_int_list("--layers"))
+    layers: Sequence[int] | None = option(
+        None, "Comma list, e.g. 0,5 (default all).", cli_type=str | None,
+        parse=partial(parse_int_list, "--layers"))
     target_tokens: Sequence[int] | None = option(
         None, "Comma list of token indices (default all).", cli_type=str | None,
-        parse=_int_list("--target-tokens"))
+        parse=partial(parse_int_list, "--target-tokens"))
     target_head: int | None = option(None, "One head (default all).")
     device: str | None = option(None, "cpu, gpu, gpu:1, tpu (default: JAX's default "
                                 "device).", placement=True)
@@ -123,10 +124,13 @@ class LIGConfig:
                          "plots.")
 
 
+def _field(name: str) -> Any:
+    return next(f for f in fields(LIGConfig) if f.name == name)
+
+
 def flag_of(name: str) -> str | None:
     """The command-line flag of option `name` (None: the API alone has it)."""
-    f = next(f for f in fields(LIGConfig) if f.name == name)
-    flag = f.metadata["flag"]
+    flag = _field(name).metadata["flag"]
     return "--" + name.replace("_", "-") if flag == "" else flag
 
 
@@ -143,14 +147,9 @@ def cli_value(name: str, value: Any) -> Any:
 
 def from_cli(name: str, value: Any) -> Any:
     """What the flag of `name` was given → the field's value (one-line `LIGError`s)."""
-    f = next(f for f in fields(LIGConfig) if f.name == name)
+    parse = _field(name).metadata["parse"]
     value = cli_value(name, value)
-    return f.metadata["parse"](value) if f.metadata["parse"] else value
-
-
-def parse_int_list(flag: str, value: str | None) -> list[int] | None:
-    """"0,3,5" → [0, 3, 5]; None, "" or "all" → None; `flag` names it in the error."""
-    return _int_list(flag)(value)
+    return parse(value) if parse else value
 
 
 def granularity_list(granularity: str | Sequence[str]) -> list[str]:

@@ -30,6 +30,7 @@ from .boundaries import boundaries_from_config
 from .config import LIGConfig, check_indices, granularity_list, validate
 from .errors import BadText, LIGError
 from .loading import LoadedModel, load_model
+from .measures.names import check_lig_rollout, measure_list, measure_outputs
 from .memory import free_host_memory, memory_budget
 from .mesh import make_mesh, rows
 from .quadrature import resolve_rule
@@ -84,6 +85,27 @@ def tokenize(lm: LoadedModel, text: str) -> tuple[list[int], list[str]]:
     return list(ids), lm.tokenizer.convert_ids_to_tokens(ids)
 
 
+def from_ids(lm: LoadedModel, input_ids: Sequence[int]) -> tuple[list[int], list[str]]:
+    """Pre-tokenised input (ids from another tool) checked against the model: integers in
+    [0, vocab size), at least one, at most the model's maximum; (ids, token strings)."""
+    vocab, limit = lm.config.vocab_size, lm.config.max_tokens
+    ids = list(input_ids) if not isinstance(input_ids, str | bytes) else None
+    if ids is None or any(isinstance(i, bool) or not isinstance(i, int | np.integer)
+                          for i in ids):
+        raise LIGError(f"input_ids must be a list of integer token ids in [0, {vocab - 1}]")
+    if not ids:
+        raise LIGError("input_ids is empty: give at least one token id")
+    bad = next((i for i in ids if not 0 <= i < vocab), None)
+    if bad is not None:
+        raise LIGError(f"input id {bad} is out of range. Allowed: 0..{vocab - 1} (the "
+                       "model's vocabulary)")
+    if len(ids) > limit:
+        raise LIGError(f"input_ids has {len(ids)} tokens, more than the model's maximum of "
+                       f"{limit}; shorten it (lig-jax refuses rather than truncating)")
+    ids = [int(i) for i in ids]
+    return ids, lm.tokenizer.convert_ids_to_tokens(ids)
+
+
 def word_ids(lm: LoadedModel, text: str, num_tokens: int
              ) -> tuple[list[str], list[int]] | None:
     """(words, word index per token): the text's whitespace-separated words, and for each
@@ -123,11 +145,13 @@ _D = LIGConfig  # every keyword's default is the config's
 
 
 def explain(
-    text: str,
+    text: str | None = None,
     *,
+    input_ids: Sequence[int] | None = None,
     model: str = _D.model,
     num_steps: int | str = _D.num_steps,
     granularity: str | Sequence[str] = _D.granularity,
+    measures: str | Sequence[str] | None = _D.measures,
     baseline_att: str = _D.baseline_att,
     baseline_mlp: str = _D.baseline_mlp,
     baseline_layer: str = _D.baseline_layer,
@@ -151,6 +175,9 @@ def explain(
 ) -> dict[str, Any]:
     """Layer-wise IG of `text` under `model`; returns the reference's JSON schema as a dict.
 
+    `input_ids` instead of `text`: pre-tokenised input (the ids other tools hand over,
+    special tokens included as given); the result's text is their decoding.
+
     If `config` is given the other keyword options are ignored (as in the reference).
     `method`: "fast" (structure-exploiting integrands) or "direct" (one reverse pass per
     target); both compute the same numbers. `num_steps="auto"` doubles the steps per
@@ -163,30 +190,39 @@ def explain(
     share of the free memory. A job that cannot fit even one chunk is refused.
     `mesh`: "DxM" runs on a (data, model) mesh of the first D·M devices: each block split
     over M of them (tensor parallel), each chunk's targets over D; same numbers.
+    `measures`: context-mixing measures computed beside LIG on the same forward pass
+    ("all", or names of `lig_jax.measures.names.CHOICES`: attention, attention_norm,
+    alti, value_zeroing and their rollouts `rollout/<name>`, `rollout/lig`), reported as
+    `layers[l]["measures"][name]["matrix"]` [S_src, S_tgt]; with `granularity="none"`
+    only the measures are computed.
     `words`: aggregate sub-word tokens to the text's words (`wordlevel.py`: sum over
     sources, mean over targets); `tokens` are then the words and special tokens.
     `progress` receives short status lines (the CLI prints them on stderr).
     """
     given = locals()
     cfg = config or LIGConfig(**{f.name: given[f.name] for f in fields(LIGConfig)})
-    return schema.explanation(_explain(text, cfg, progress, as_lists=True))
+    return schema.explanation(_explain(text, cfg, progress, as_lists=True, input_ids=input_ids))
 
 
 # A float in a Python list costs ~32 bytes (the float object and its pointer), 4× numpy's.
 LIST_BYTES_PER_FLOAT = 32
 
 
-def explain_arrays(text: str, *, config: LIGConfig | None = None,
-                   progress: Progress | None = None, **kwargs: Any) -> results.Result:
+def explain_arrays(text: str | None = None, *, input_ids: Sequence[int] | None = None,
+                   config: LIGConfig | None = None, progress: Progress | None = None,
+                   **kwargs: Any) -> results.Result:
     """`explain` as arrays (`results.Result`: the JSON schema's metadata and per-layer numpy
     arrays), for large inputs and `.npz` files; `schema.explanation(result)` gives the dict.
     Options as for `explain` (keywords, or `config`)."""
-    return _explain(text, config or LIGConfig(**kwargs), progress, as_lists=False)
+    return _explain(text, config or LIGConfig(**kwargs), progress, as_lists=False,
+                    input_ids=input_ids)
 
 
-def _explain(text: str, cfg: LIGConfig, progress: Progress | None, as_lists: bool
-             ) -> results.Result:
+def _explain(text: str | None, cfg: LIGConfig, progress: Progress | None, as_lists: bool,
+             input_ids: Sequence[int] | None = None) -> results.Result:
     validate(cfg)
+    if (text is None) == (input_ids is None):
+        raise LIGError("give the text or input_ids (pre-tokenised), one of the two")
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -195,17 +231,19 @@ def _explain(text: str, cfg: LIGConfig, progress: Progress | None, as_lists: boo
         say(f"loading {cfg.model}")
         lm = load_model(cfg.model, mesh)
         timings["load_s"] = time.perf_counter() - t0
-        return _explain_loaded(lm, text, cfg, say, timings, t0, as_lists, mesh)
+        return _explain_loaded(lm, text, cfg, say, timings, t0, as_lists, mesh,
+                               input_ids=input_ids)
 
 
 def _check_host_memory(lm: LoadedModel, s: int, layers: int, targets: int, heads: int,
-                       grans: list[str], as_lists: bool) -> None:
+                       grans: list[str], as_lists: bool, names: Sequence[str] = ()) -> None:
     """Refuse, in one line, a result that would not fit the machine's free memory:
     float64 arrays (twice, for the ratio fixes), or Python lists for the JSON dict."""
     d = lm.config.hidden_size
     per_layer = (("layer" in grans) * s * s + ("att" in grans) * targets * heads * s
                  + ("mlp" in grans) * targets * 2 * d  # u_MLP is d (or H·d_h ≤ 2d) wide
-                 + ("att" in grans and "mlp" in grans) * s * targets)
+                 + ("att" in grans and "mlp" in grans) * s * targets
+                 + sum(len(measure_outputs(m, lm.config.num_heads)) for m in names) * s * s)
     need = 2 * 8 * layers * per_layer * (LIST_BYTES_PER_FLOAT // 8 if as_lists else 1)
     free = free_host_memory()
     if need > 0.8 * free:
@@ -217,16 +255,25 @@ def _check_host_memory(lm: LoadedModel, s: int, layers: int, targets: int, heads
 
 def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
                     timings: dict[str, float], t0: float, as_lists: bool = False,
-                    mesh: jax.sharding.Mesh | None = None, share: int = 1) -> results.Result:
+                    mesh: jax.sharding.Mesh | None = None, share: int = 1,
+                    input_ids: Sequence[int] | None = None) -> results.Result:
     # share: sentences running at once in this process's memory (host-memory devices)
     grans = granularity_list(cfg.granularity)
-    ids, tokens = tokenize(lm, text)
+    names = measure_list(cfg.measures, lig="layer" in grans)
+    check_lig_rollout(names, "layer" in grans)
+    if input_ids is not None:
+        ids, tokens = from_ids(lm, input_ids)
+        text = lm.tokenizer.decode(ids)
+    else:
+        ids, tokens = tokenize(lm, text)
     s = len(ids)
     n_layers, n_heads = lm.config.num_layers, lm.config.num_heads
     layer_list = check_indices("layers", cfg.layers, n_layers)
     targets = check_indices("target_tokens", cfg.target_tokens, s)
-    words = word_ids(lm, text, s)
+    words = word_ids(lm, text, s) if input_ids is None else None
     if cfg.words:
+        if input_ids is not None:
+            raise LIGError("--words needs the text (its words), not --input-ids")
         if words is None:
             raise LIGError("--words needs a tokenizer with character offsets (a fast "
                            "tokenizer); this model's gives none")
@@ -239,7 +286,8 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
         heads = list(range(n_heads))
     plans = {p: step_plan(resolve_rule(cfg.rule, r), cfg.num_steps, cfg.auto_tol, cfg.max_steps)
              for p, r in lm.family.reference_rules}
-    _check_host_memory(lm, s, len(layer_list), len(targets), len(heads), grans, as_lists)
+    _check_host_memory(lm, s, len(layer_list), len(targets), len(heads), grans, as_lists,
+                       names)
     decoder = lm.family.architecture == "decoder"
     quirky_u2z = cfg.reference_quirks and lm.model_type in QUIRKY_U2Z_TYPES
     residual = cfg.include_residual_connection or quirky_u2z
@@ -251,7 +299,7 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
         pad_targets=cfg.target_tokens is None, progress=say)
     timings["hidden_states_s"] = time.perf_counter() - t
     sb = layers.padded_length
-    say(f"{s} tokens (bucket {sb}), layers {layer_list}: {', '.join(grans)}")
+    say(f"{s} tokens (bucket {sb}), layers {layer_list}: {', '.join(grans) or 'measures only'}")
 
     wanted = {q: [getattr(cfg, f"baseline_{g}")] for g, q in GRANULARITY_QUANTITY.items()
               if g in grans}
@@ -266,6 +314,12 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
         att = (done.maps[f"z2u/{cfg.baseline_att}"], done.raw[f"z2u/{_raw('z2u', cfg)}"])
     if "mlp" in grans:
         mlp = done.raw[f"u2z/{_raw('u2z', cfg)}"]
+    measured: dict[int, dict[str, np.ndarray]] = {}
+    if names:
+        t = time.perf_counter()
+        measured = engine.measures(layers, names, None if z2z is None else
+                                   {l: z2z[0][pos] for pos, l in enumerate(layer_list)})
+        timings["measures_s"] = time.perf_counter() - t
 
     info = boundaries_from_config(lm.hf_config.to_dict(), cfg.model)
     result = results.Result({
@@ -275,7 +329,7 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
             "num_steps": cfg.num_steps, "granularity": grans,
             "baseline_att": cfg.baseline_att, "baseline_mlp": cfg.baseline_mlp,
             "baseline_layer": cfg.baseline_layer, "layers": layer_list,
-            "target_tokens": targets, "target_head": cfg.target_head,
+            "target_tokens": targets, "target_head": cfg.target_head, "measures": names,
             "include_residual_connection": cfg.include_residual_connection, "rule": cfg.rule,
             "method": cfg.method, "dtype": cfg.dtype,
             "reference_quirks": cfg.reference_quirks,
@@ -309,6 +363,7 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
                                                raw.weight_sum, raw.steps, raw.converged))
         if att is not None and mlp is not None and len(heads) == n_heads:
             arrays["z2z_composed"] = compose.composed(att[0][pos], mlp.arrays[0][pos])
+        arrays.update(measured.get(l, {}))
         result.layers[l] = arrays
     result.meta["completeness"] = results.completeness_summary(result.layers, targets, heads,
                                                                cfg.auto_tol)

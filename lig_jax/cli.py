@@ -132,7 +132,10 @@ StrictOpt = Annotated[bool, typer.Option(
 @app.command()
 @_explain_options
 def explain(
-    text: Annotated[str, typer.Argument(help="The sentence to explain.")],
+    text: Annotated[str | None, typer.Argument(help="The sentence to explain.")] = None,
+    input_ids: Annotated[str | None, typer.Option(
+        help="Pre-tokenised input instead of TEXT: comma-separated token ids (special "
+        "tokens included as given), e.g. 101,1996,4937,102.")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the result "
                                                 "here instead of stdout: .json, or .npz "
                                                 "for arrays (long inputs).")] = None,
@@ -164,6 +167,9 @@ def explain(
         fail(f"Unknown --npz-dtype {npz_dtype!r}. Allowed: {', '.join(NPZ_DTYPES)}")
     if npz_dtype != "float32" and (output is None or output.suffix.lower() != ".npz"):
         fail("--npz-dtype applies to an .npz result: give -o RESULT.npz")
+    ids = parse_int_list("--input-ids", input_ids) if input_ids is not None else None
+    if (text is None) == (ids is None):
+        fail("give TEXT or --input-ids, one of the two")
     enable_compilation_cache()
     progress, start = progress_printer(quiet)
     try:
@@ -171,7 +177,7 @@ def explain(
             from .schema import explanation
             from .tidy import write_csv
 
-            arrays = explain_arrays(text, config=options, progress=progress)
+            arrays = explain_arrays(text, input_ids=ids, config=options, progress=progress)
             if output is not None and output.suffix.lower() == ".npz":
                 save_npz(arrays, output, npz_dtype)
             elif output is not None or csv is None:
@@ -180,7 +186,7 @@ def explain(
                 write_csv(arrays, csv)
             summary = arrays.meta["completeness"]
         else:
-            result = run_explain(text, config=options, progress=progress)
+            result = run_explain(text, input_ids=ids, config=options, progress=progress)
             _write_json(result, output)
             summary = result["completeness"]
     except KeyboardInterrupt:
@@ -371,6 +377,25 @@ def compare(
     typer.echo(f"OK: max relative difference {worst:.3g} <= tol {tol:g}", err=True)
 
 
+@app.command()
+def correlate(
+    source: Annotated[Path, typer.Argument(help="explain result (.json or .npz) with LIG's "
+                                           "z→z and --measures.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output",
+                                                   help="Also write the rows as JSON.")] = None,
+) -> None:
+    """Per-layer rank correlations (Spearman per target, with and without the diagonal)
+    between LIG's z→z and each context-mixing measure of one result."""
+    from .correlate import correlations, format_table
+    from .schema import load
+
+    output = destination(output)
+    rows = correlations(load(source))
+    typer.echo(format_table(rows))
+    if output is not None:
+        _write_json(rows, output)
+
+
 def _load_view_source(source: Path, sentence: int | None, index: int | None,
                       baseline_layer: str, baseline_att: str, baseline_mlp: str) -> dict:
     """A result file (.json, .npz), one record of an explain-batch .jsonl (`index`), or one
@@ -454,6 +479,9 @@ def plot(
                      ] = "shared",
     window: Annotated[str | None, typer.Option(help="i:j — only tokens i..j-1 (0-based) as "
                                               "sources and targets, e.g. 0:64.")] = None,
+    measure: Annotated[str | None, typer.Option(
+        help="A context-mixing measure of the result (explain --measures), e.g. alti or "
+        "rollout/alti, drawn beside LIG in each layer.")] = None,
     sentence: SentenceOpt = None,
     index: IndexOpt = None,
     baseline_layer: RunBaselineLayer = DEFAULT_BASELINES["z2z"],
@@ -477,7 +505,7 @@ def plot(
                                    baseline_mlp)
         plot_layers(result, output, layers=parse_int_list("--layers", layers), route=route,
                     absolute=absolute, scale=scale,
-                    window=parse_window(window, len(result["tokens"])))
+                    window=parse_window(window, len(result["tokens"])), measure=measure)
     typer.echo(f"wrote {output}", err=True)
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from . import baselines
 from .errors import LIGError, choice_error
+from .measures.names import CHOICES as MEASURE_CHOICES
+from .measures.names import measure_list
 from .memory import parse_bytes
 from .mesh import parse_mesh
 from .quadrature import RULE_CHOICES, TRAPEZOID_RULES
@@ -77,8 +79,11 @@ class LIGConfig:
     num_steps: int | str = option(32, "Integration steps per IG, or 'auto' (double per "
                                   "column until --auto-tol completeness).", flag="--steps",
                                   cli_type=str, parse=_steps)
-    granularity: str | Sequence[str] = option("all", "all, or a comma list of att, mlp, "
-                                              "layer.", cli_type=str)
+    granularity: str | Sequence[str] = option("all", "all, none (the measures alone), or a "
+                                              "comma list of att, mlp, layer.", cli_type=str)
+    measures: str | Sequence[str] | None = option(
+        None, "Context-mixing measures beside LIG: all, or a comma list of "
+        f"{', '.join(MEASURE_CHOICES)}.", cli_type=str | None)
     baseline_att: str = option(baselines.DEFAULTS["z2u"], " | ".join(BASELINES_ATT),
                                choices=BASELINES_ATT)
     baseline_mlp: str = option(baselines.DEFAULTS["u2z"], " | ".join(BASELINES_MLP),
@@ -134,6 +139,11 @@ def flag_of(name: str) -> str | None:
     return "--" + name.replace("_", "-") if flag == "" else flag
 
 
+def help_of(name: str) -> str:
+    """The help text of option `name` (commands with options of their own reuse it)."""
+    return _field(name).metadata["help"]
+
+
 def cli_fields() -> list[Any]:
     """The `LIGConfig` fields that have a command-line flag, in declaration order."""
     return [f for f in fields(LIGConfig) if flag_of(f.name) is not None]
@@ -153,19 +163,22 @@ def from_cli(name: str, value: Any) -> Any:
 
 
 def granularity_list(granularity: str | Sequence[str]) -> list[str]:
-    """"all" → [att, mlp, layer]; "a,b" or a list → validated list, order kept."""
+    """"all" → [att, mlp, layer]; "none" → [] (the measures alone); "a,b" or a list →
+    validated list, order kept."""
     if isinstance(granularity, str):
         items = [g.strip() for g in granularity.split(",") if g.strip()]
     else:
         items = [str(g).strip() for g in granularity]
     if items == ["all"]:
         return list(GRANULARITIES)
+    if items == ["none"]:
+        return []
     if not items:
-        raise LIGError(f"granularity is empty. Allowed: all, {', '.join(GRANULARITIES)}")
+        raise LIGError(f"granularity is empty. Allowed: all, none, {', '.join(GRANULARITIES)}")
     out: list[str] = []
     for g in items:
         if g not in GRANULARITIES:
-            raise choice_error("granularity", g, ("all", *GRANULARITIES))
+            raise choice_error("granularity", g, ("all", "none", *GRANULARITIES))
         if g not in out:
             out.append(g)
     return out
@@ -189,7 +202,10 @@ def validate(cfg: LIGConfig) -> None:
         raise LIGError(f"num_steps must be an integer or 'auto'. Got: {n!r}")
     elif n < minimum:
         raise LIGError(f"num_steps must be >= {minimum} for rule '{cfg.rule}'. Got: {n}")
-    granularity_list(cfg.granularity)
+    names = measure_list(cfg.measures)
+    if not granularity_list(cfg.granularity) and not names:
+        raise LIGError("granularity none computes the measures alone: give --measures "
+                       f"(all, or a comma list of {', '.join(MEASURE_CHOICES)})")
     if cfg.memory_budget is not None:
         parse_bytes(cfg.memory_budget)
     if cfg.mesh is not None:

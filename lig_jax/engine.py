@@ -24,6 +24,7 @@ from flax import nnx
 from . import baselines
 from .attribution import ratio, replay
 from .attribution.run import Dims, chunking, integrand_for, run
+from .measures.layers import measure_layers
 from .mesh import DATA, replicated
 from .quadrature import Rule
 from .steps import StepPlan, StepResult, relative_error
@@ -70,7 +71,7 @@ class Layers:
             key_mask = jax.device_put(key_mask, replicated(mesh))
         self.hidden = hidden
         self.key_mask, self.length, self.pad_targets = key_mask, length, pad_targets
-        self.budget = budget
+        self.budget, self.ffn = budget, ffn
         self.say = progress or (lambda _m: None)
         self.blocks = [self._split(model.layers[l]) for l in layers]
         self.num_heads = model.layers[layers[0]].num_heads
@@ -269,6 +270,16 @@ def sentence_layers(lm: Any, ids: list[int], layers: list[int], *, dtype: Any, b
 def _hidden_states(graphdef: nnx.GraphDef, state: nnx.State, ids: jax.Array,
                    key_mask: jax.Array, upto: int) -> jax.Array:
     return nnx.merge(graphdef, state).hidden_states(ids, key_mask, upto)
+
+
+def measures(layers: Layers, names: list[str], z2z: dict[int, np.ndarray] | None = None
+             ) -> dict[int, dict[str, np.ndarray]]:
+    """The context-mixing measures and rollouts `names` (`lig_jax.measures`) at every
+    layer of `layers`: {layer: {name: [S_src, S_tgt] (heads: [H, S_src, S_tgt])}}, cut to
+    the real tokens, float64. z2z: LIG's z→z per layer, for rollout/lig."""
+    layers.say(f"measures: {', '.join(names)}")
+    return measure_layers(layers.model, layers.hidden, layers.key_mask, layers.length,
+                          layers.layers, names, layers.dtype, layers.budget, layers.ffn, z2z)
 
 
 class Computed:

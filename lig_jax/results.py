@@ -9,10 +9,14 @@ config, boundaries, quadrature, timings, versions) and, per layer, numpy arrays
     u2z            [T, w]             per target, u→z contributions
     <q>_completeness/<name>           per column: ig_sum, scalar_change, weight_sum,
                                       relative_error (+ steps_used, converged for auto)
+    attention, alti, value_zeroing, … [S_src, S_tgt]   context-mixing measures
+    attention_heads, …                [H, S_src, S_tgt]
+    rollout/<name>                    [S_input, S_tgt]   (`lig_jax.measures`)
 
 `schema.explanation` turns it into the reference's JSON dict; `save_npz` writes it as one
 .npz (keys `layers/<l>/<name>` and `meta`, a JSON string), so a 2,048-token result is
-megabytes of arrays instead of a gigabyte of JSON text. `schema.load` reads either file
+megabytes of arrays instead of a gigabyte of JSON text; rollouts are stored as
+`rollout/<name>/<l>`. `schema.load` reads either file
 into the JSON schema (for view, plot and compare).
 """
 
@@ -30,10 +34,30 @@ import numpy as np
 
 from .errors import LIGError
 from .files import write_atomic
+from .measures.names import OUTPUTS, ROLLOUTS
 
 FORMAT = "lig-jax result"
 VERSION = 1
 QUANTITIES = ("z2z", "z2z_composed", "z2u", "u2z")
+MAPS = QUANTITIES + tuple(o for outs in OUTPUTS.values() for o in outs) + ROLLOUTS
+ROLLOUT_PREFIX = "rollout/"
+
+
+def npz_key(layer: int, name: str) -> str:
+    """The .npz key of array `name` of `layer`: layers/<l>/<name>, rollout/<name>/<l>."""
+    if name.startswith(ROLLOUT_PREFIX):
+        return f"{name}/{layer}"
+    return f"layers/{layer}/{name}"
+
+
+def from_npz_key(key: str) -> tuple[int, str] | None:
+    """(layer, name) of an .npz key (`npz_key`'s inverse), None if it is neither form."""
+    parts = key.split("/")
+    if len(parts) >= 3 and parts[0] == "layers" and parts[1].isdigit():
+        return int(parts[1]), "/".join(parts[2:])
+    if len(parts) == 3 and parts[0] == "rollout" and parts[2].isdigit():
+        return int(parts[2]), f"rollout/{parts[1]}"
+    return None
 
 
 @dataclass
@@ -161,13 +185,13 @@ def save_npz(result: Result, path: str | Path, dtype: str = "float32") -> Path:
     arrays = {}
     for l, entries in result.layers.items():
         for k, v in entries.items():
-            if k in QUANTITIES and dtype == "float16":
+            if k in MAPS and dtype == "float16":
                 big = float(np.max(np.abs(v))) if np.size(v) else 0.0
                 if big > np.finfo(np.float16).max:
                     raise LIGError(f"layer {l} {k} reaches {big:.3g}, beyond float16's "
                                    f"{np.finfo(np.float16).max:.0f}; write float32")
                 v = np.asarray(v, np.float16)
-            arrays[f"layers/{l}/{k}"] = v
+            arrays[npz_key(l, k)] = v
     arrays["meta"] = np.asarray(json.dumps(result.meta, ensure_ascii=False))
     return write_atomic(path, lambda fh: np.savez_compressed(fh, **arrays))
 
@@ -183,11 +207,11 @@ def load_npz(path: str | Path) -> Result:
             for key in data.files:
                 if key == "meta":
                     continue
-                parts = key.split("/", 2)
-                if len(parts) != 3 or parts[0] != "layers" or not parts[1].isdigit():
+                at = from_npz_key(key)
+                if at is None:
                     raise LIGError(f"{path} has an unexpected array {key!r} (expected "
-                                   "layers/<l>/<name>)")
-                layers.setdefault(int(parts[1]), {})[parts[2]] = data[key]
+                                   "layers/<l>/<name> or rollout/<name>/<l>)")
+                layers.setdefault(at[0], {})[at[1]] = data[key]
     except FileNotFoundError:
         raise LIGError(f"result file not found: {path}") from None
     except NPZ_ERRORS as e:

@@ -89,6 +89,14 @@ def _check_layer(entry: Any, where: str, name: str, s: int) -> None:
         if m.shape != (s, len(cols)):
             raise LIGError(f"{name}: {at}.matrix is {m.shape[0]}×{m.shape[1]}, expected "
                            f"{s}×{len(cols)} (tokens × target columns)")
+    if "measures" in entry:
+        for key, block in _object(entry["measures"], f"{where}.measures", name).items():
+            at = f"{where}.measures[{key!r}]"
+            m = _numeric(_object(block, at, name).get("matrix"), f"{at}.matrix", name,
+                         3 if key.endswith("_heads") else 2)
+            if m.shape[-2:] != (s, s):
+                raise LIGError(f"{name}: {at}.matrix ends in {m.shape[-2]}×{m.shape[-1]}, "
+                               f"expected {s}×{s} (one row and column per token)")
     if "targets" in entry:
         for j, t in _object(entry["targets"], f"{where}.targets", name).items():
             _index(j, f"{where}.targets", name, s, "token")

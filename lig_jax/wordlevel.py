@@ -22,8 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from .results import Result
+from .results import MAPS, QUANTITIES, Result
 from .words import aggregation
+
+MEASURE_MAPS = tuple(m for m in MAPS if m not in QUANTITIES)
 
 
 def _target_mean(unit_of: np.ndarray, targets: list[int]) -> tuple[np.ndarray, list[int]]:
@@ -85,6 +87,10 @@ def to_word_level(result: Result) -> Result:
         if "u2z" in arrays:
             out["u2z"] = t_mean @ np.asarray(arrays["u2z"], np.float64)
             out.update(_columns(arrays, "u2z", t_mean))
+        for k, a in arrays.items():
+            if k in MEASURE_MAPS:  # [S, S] or [H, S, S]: as z→z
+                out[k] = np.einsum("us,...st,vt->...uv", summ, np.asarray(a, np.float64),
+                                   all_mean)
         layers[l] = {k: v.astype(np.float32) if v.dtype == np.float64 and "completeness"
                      not in k else v for k, v in out.items()}
     kept = {k: v for k, v in meta.items() if k not in ("words", "word_ids")}

@@ -28,7 +28,8 @@ def test_explain_writes_json_file(tiny_bert, tmp_path) -> None:
     assert r["config"] == {
         "num_steps": 4, "granularity": ["att", "mlp", "layer"], "baseline_att": "zero",
         "baseline_mlp": "att_itb_a0", "baseline_layer": "itb_zero_ratio", "layers": [1],
-        "target_tokens": [1, 2], "target_head": 0, "include_residual_connection": False,
+        "target_tokens": [1, 2], "target_head": 0, "measures": [],
+        "include_residual_connection": False,
         "rule": "midpoint", "method": "fast", "dtype": "float32", "reference_quirks": False,
     }
     assert r["quadrature"]["z2z"]["rule"] == "midpoint"

@@ -441,3 +441,53 @@ def test_every_record_key_is_a_baseline_of_the_table(uninterrupted):
                for m in baselines.names("u2z")})
     assert want <= set(arrays)
     assert not [k for k in arrays if "itb" in k.split("/") or k.endswith("_itb")]
+
+
+def test_measures_in_a_run_resume_shard_and_align(tiny_bert, tmp_path):
+    """`experiment run --measures all`: every record carries every measure and rollout
+    (equal to explain's on the same sentence), a killed run resumes to the same records,
+    8 simulated devices give the same numbers, other measures are refused on resume, and
+    `experiment table`/`align` score each measure per layer."""
+    from typer.testing import CliRunner
+
+    from lig_jax.api import explain_arrays
+    from lig_jax.cli import app
+    from lig_jax.measures.names import CHOICES
+
+    out = tmp_path / "m"
+    proc = _cli(out, tiny_bert, "--end", "3", "--measures", "all")
+    assert proc.returncode == 0, proc.stderr
+    store = Store(out)
+    assert store.manifest()["settings"]["measures"] == ",".join(CHOICES)
+    rec = store.read(2)
+    s = len(rec.meta["tokens"])
+    for name in ("attention", "attention_norm", "alti", "value_zeroing", "value_zeroing_raw",
+                 "rollout/attention", "rollout/alti", "rollout/value_zeroing", "rollout/lig"):
+        assert rec.arrays[f"measure/{name}"].shape == (2, s, s), name
+    text = " ".join(rec.meta["words"])
+    ref = explain_arrays(text, model=str(tiny_bert), granularity="none", measures="alti")
+    assert ref.tokens == rec.meta["tokens"]
+    for l in (0, 1):
+        np.testing.assert_allclose(rec.arrays["measure/alti"][l], ref.layers[l]["alti"],
+                                   rtol=1e-5, atol=1e-7)
+    flags = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8")
+    sharded = tmp_path / "m8"
+    proc = _cli(sharded, tiny_bert, "--end", "3", "--measures", "all", "--mesh", "2x1",
+                env={"XLA_FLAGS": flags.strip()})
+    assert proc.returncode == 0, proc.stderr
+    for i in range(4):
+        a, b = store.read(i).arrays, Store(sharded).read(i).arrays
+        for k in a:
+            if k.startswith("measure/"):
+                np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    (out / "records" / "sample_00003.npz").unlink()
+    again = _cli(out, tiny_bert, "--end", "3", "--measures", "all")
+    assert again.returncode == 0 and "3 already done" in again.stderr, again.stderr
+    other = _cli(out, tiny_bert, "--end", "3", "--measures", "alti")
+    assert other.returncode == 2 and "settings:" in other.stderr, other.stderr
+    res = CliRunner().invoke(app, ["experiment", "table", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "dep→head accuracy" in res.output and "measure/rollout/alti" in res.output
+    rows = alignment(store)["rows"]
+    assert {r["map"] for r in rows if r["kind"] == "measure"} >= {
+        "measure/alti", "measure/value_zeroing", "measure/rollout/lig"}

@@ -3,11 +3,12 @@
 Layers, low to high (a module belongs to the longest prefix listed; imports within one
 layer are allowed, cycles are not):
 
-    base        errors, version, files, memory, quadrature, mesh, platforms, baselines
+    base        errors, version, files, memory, quadrature, mesh, platforms, baselines,
+                words, measures.names
     models      models, converters, data, config, steps
     loading     loading, boundaries
-    attribution attribution
-    engine      engine, results, schema, compare
+    attribution attribution, measures
+    engine      engine, results, schema, compare, correlate, …
     api         api
     experiment  experiment, plan
     view        view
@@ -30,15 +31,15 @@ CONVERTERS = ROOT.parent / "converters"  # installs as lig_jax.converters (pypro
 LAYERS = (
     ("base", ("lig_jax.errors", "lig_jax.version", "lig_jax.files", "lig_jax.memory",
               "lig_jax.quadrature", "lig_jax.mesh", "lig_jax.platforms",
-              "lig_jax.baselines", "lig_jax.words")),
+              "lig_jax.baselines", "lig_jax.words", "lig_jax.measures.names")),
     ("models", ("lig_jax.models", "lig_jax.converters", "lig_jax.data", "lig_jax.config",
                 "lig_jax.steps")),
     ("loading", ("lig_jax.loading", "lig_jax.boundaries")),
-    ("attribution", ("lig_jax.attribution",)),
+    ("attribution", ("lig_jax.attribution", "lig_jax.measures")),
     ("engine", ("lig_jax.engine", "lig_jax.results", "lig_jax.schema",
                 "lig_jax.batchfile", "lig_jax.validation", "lig_jax.wordlevel",
                 "lig_jax.tidy",
-                "lig_jax.compare")),
+                "lig_jax.compare", "lig_jax.correlate")),
     ("api", ("lig_jax.api",)),
     ("experiment", ("lig_jax.experiment", "lig_jax.plan")),
     ("view", ("lig_jax.view",)),

@@ -28,7 +28,9 @@ def _command(typer_app, name: str):
 @pytest.mark.parametrize("fn", [api.explain])
 def test_api_keywords_are_the_config_fields_with_its_defaults(fn) -> None:
     params = inspect.signature(fn).parameters
-    keywords = {n: p for n, p in params.items() if n not in ("text", "config", "progress")}
+    # the input (text, or input_ids) and the API-only arguments are not options
+    inputs = ("text", "input_ids", "config", "progress")
+    keywords = {n: p for n, p in params.items() if n not in inputs}
     assert list(keywords) == [f.name for f in fields(LIGConfig)]
     for f in fields(LIGConfig):
         assert keywords[f.name].default == f.default, f.name

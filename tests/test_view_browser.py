@@ -497,3 +497,38 @@ def test_a_2048_token_page_is_compact_and_usable(page: Page, tmp_path: Path) -> 
     page.collect()
     severe = [e for e in page.console if e.get("level") == "SEVERE"]
     assert not severe, severe
+
+
+def test_a_measure_beside_lig(page: Page, minilm, tmp_path: Path) -> None:
+    """`explain --measures …` then `view`: the page's measure selector draws the chosen
+    measure of the selected layer beside LIG's heatmap, with the result's exact values."""
+    from selenium.webdriver.support.ui import Select
+
+    from lig_jax.api import explain
+
+    res = explain(TEXT, layers=[0, 1], granularity="layer", num_steps=4,
+                  measures="alti,value_zeroing,rollout/alti")
+    write_page(res, tmp_path / "m.html")
+    page.open(tmp_path / "m.html")
+    page.wait(lambda: page.app("data-ready") == "1")
+    options = [o.get_attribute("value") for o in
+               page.d.find_elements("css selector", "#lig-measure option")]
+    assert options == ["", "alti", "value_zeroing", "rollout/alti"]
+    assert page.d.find_element("id", "lig-measure-panel").get_attribute("hidden") is not None
+    page.click("#lig-view-heatmap")
+    page.wait(lambda: page.app("data-view") == "heatmap")
+    Select(page.d.find_element("id", "lig-measure")).select_by_value("alti")
+    page.wait(lambda: page.app("data-measure") == "alti")
+    page.select_layer(1)
+    s = len(res["tokens"])
+    cells = page.items("#lig-measure-map rect.lig-mcell", "data-src", "data-tgt", "data-value")
+    assert len(cells) == s * s
+    want = np.asarray(res["layers"]["1"]["measures"]["alti"]["matrix"])
+    for src, tgt, value in cells:
+        close(float(value), want[int(src), int(tgt)])
+    lig, beside = page.d.execute_script(
+        "return [document.getElementById('lig-heatmap').getBoundingClientRect().toJSON(), "
+        "document.getElementById('lig-measure-panel').getBoundingClientRect().toJSON()];")
+    assert beside["left"] >= lig["right"] - 1 and beside["top"] < lig["bottom"], (lig, beside)
+    assert "alti, layer 1" in page.d.find_element("id", "lig-measure-title").text
+    page.assert_clean()

@@ -9,8 +9,10 @@ units). Accuracy = right / arcs, overall and per relation. The fixed-offset base
 predicts the word at a fixed offset k (|k| ≤ 5, k ≠ 0) as the head (dep→head) or the
 dependent (head→dep); per relation and overall the best k is reported.
 
-Maps per layer: layer-direct z→z (3 baselines), composed z→z (8 variants), and z→u per
-head h for each ATT baseline (source i → head h's output at target j).
+Maps per layer: layer-direct z→z (3 baselines), composed z→z (8 variants), z→u per
+head h for each ATT baseline (source i → head h's output at target j), and every
+context-mixing measure and rollout the run computed (`measure/<name>`, kind "measure";
+the raw value-zeroing distances are left out: they rank as value zeroing does).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..words import aggregate, aggregation
 from .flow import ATT, LAYER, MLP
 from .store import Record, Store
 
+MEASURE = "measure/"
 OFFSETS = tuple(k for k in range(-5, 6) if k != 0)
 DIRECTIONS = ("dep2head", "head2dep")
 CSV_COLUMNS = ("map", "kind", "layer", "head", "direction", "relation", "n_arcs", "accuracy",
@@ -67,6 +70,9 @@ def _maps(record: Record, summ: np.ndarray, mean: np.ndarray) -> dict[tuple, np.
         for m in MLP:
             key = f"composed/{a.name}/{m.name}"
             out[(key, "z2z_composed", -1)] = words(record.array(key))
+    for key in sorted(k for k in record.arrays if k.startswith(MEASURE)):
+        if not key.endswith("_raw"):
+            out[(key, "measure", -1)] = words(record.array(key))
     for a in ATT:
         scores = record.array(f"z2u/{a.name}")  # [L, T, H, S]
         per_head = np.transpose(scores, (2, 0, 3, 1))  # [H, L, S_src, T]
@@ -166,4 +172,28 @@ def summary(result: dict, relations: int = 8) -> str:
             f"{r['map'].split('/', 1)[1]}={r['accuracy']:.2f}" for r in rows
             if r["relation"] == "ALL" and r["direction"] == "dep2head"
             and r["kind"] == "z2z_direct" and r["layer"] == layer) for layer in layers))
+    table = measure_table(result)
+    if table:
+        lines += ["", table]
+    return "\n".join(lines)
+
+
+def measure_table(result: dict, direction: str = "dep2head") -> str:
+    """Overall (ALL relations) accuracy of LIG's direct z→z maps and of every measure,
+    maps × layers, in one `direction`; "" when the run computed no measures."""
+    rows = [r for r in result["rows"] if r["relation"] == "ALL"
+            and r["direction"] == direction and r["kind"] in ("z2z_direct", "measure")]
+    if not any(r["kind"] == "measure" for r in rows):
+        return ""
+    layers = sorted({r["layer"] for r in rows})
+    names = list(dict.fromkeys(r["map"] for r in rows))
+    acc = {(r["map"], r["layer"]): r["accuracy"] for r in rows}
+    width = max(len(n) for n in names) + 2
+    arrow = "dep→head" if direction == "dep2head" else "head→dep"
+    lines = [f"{arrow} accuracy (all relations), maps × layers "
+             f"(offset baseline {rows[0]['offset_baseline']:.3f})",
+             "map".ljust(width) + "".join(f"L{layer}".rjust(7) for layer in layers)]
+    for n in names:
+        lines.append(n.ljust(width) + "".join(
+            f"{acc[(n, layer)]:7.3f}" if (n, layer) in acc else "      -" for layer in layers))
     return "\n".join(lines)

@@ -15,10 +15,14 @@ from ..cli_common import (
     interrupted,
     progress,
 )
-from ..config import DEFAULT_MODEL
+from ..config import DEFAULT_MODEL, help_of
 from ..files import enable_compilation_cache, write_text
+from ..measures.names import measure_list
 from ..memory import parse_bytes
 from .compute import Settings
+from .store import Store
+
+MEASURES_HELP = help_of("measures")
 
 app = typer.Typer(no_args_is_help=True, help="Experiment A: flow consistency over a corpus.",
                   pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -67,6 +71,7 @@ def run(
                              ] = None,
     process_id: Annotated[int | None, typer.Option(help="With --multi-host: this process.")
                           ] = None,
+    measures: Annotated[str | None, typer.Option(help=MEASURES_HELP)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Compute every selected sentence's maps (all layers) into --out, one record each.
@@ -81,7 +86,8 @@ def run(
 
     try:
         settings = Settings(steps=steps, max_length=max_length,
-                            chunk_mb=parse_bytes(memory_budget) // 2**20)
+                            chunk_mb=parse_bytes(memory_budget) // 2**20,
+                            measures=",".join(measure_list(measures)))
         with ctrl_c_between_records() as check:
             summary = run_experiment(
                 data, model, out, start=start, end=end, fmt=fmt, skip_bad_lines=skip_bad_lines,
@@ -128,7 +134,9 @@ def table(
     top: Annotated[int, typer.Option(help="Pairs kept per layer-direct baseline group.")] = 3,
     csv: Annotated[Path | None, typer.Option(help="Also write the table as CSV.")] = None,
 ) -> None:
-    """Top pairs (smallest mean L2) per layer-direct baseline group."""
+    """Top pairs (smallest mean L2) per layer-direct baseline group; for a run folder
+    with --measures, also the dependency alignment of LIG and each measure, maps × layers."""
+    from .align import align_store, measure_table
     from .flow import TABLE_COLUMNS, compare_store, read_rows, rows_to_csv, top_table
 
     csv = destination(csv)
@@ -142,6 +150,10 @@ def table(
     if csv is not None:
         write_text(csv, rows_to_csv(best, TABLE_COLUMNS))
         typer.echo(f"wrote {csv}", err=True)
+    if source.is_dir() and Store(source).manifest()["settings"].get("measures"):
+        aligned = align_store(source)
+        for direction in ("dep2head", "head2dep"):
+            typer.echo("\n" + measure_table(aligned, direction))
 
 
 def _cell(v: object) -> str:

@@ -3,7 +3,10 @@
 Per sentence and layer (docs/spec.md §10): layer-direct z→z, z→u and u→z under every
 baseline of `baselines.TABLE` (residual on), computed by `engine.compute` — the same core
 `explain` uses, on any family with the ATT/MLP split, encoders and decoders — plus the
-composed z→z of every (ATT, MLP) pair. Steps follow the reference's rule on each path;
+composed z→z of every (ATT, MLP) pair. With `--measures`, the context-mixing measures and
+their rollouts (`lig_jax.measures`) come from the same hidden states (records:
+`measure/<name>` [L, S_src, S_tgt]; rollout/lig composes the default z→z baseline).
+Steps follow the reference's rule on each path;
 chunk sizes come from the fixed `--memory-budget` (128MB unless given), not from free
 memory, so the sums are the same on every machine. On a ("data", "model") mesh
 (`lig_jax.mesh`) the data axis deals sentences — to processes (`mesh/processes.py`),
@@ -23,6 +26,7 @@ from .. import baselines, engine
 from ..attribution import compose
 from ..config import LIGConfig
 from ..loading import LoadedModel
+from ..measures.names import measure_list
 from ..quadrature import resolve_rule
 from ..steps import step_plan
 
@@ -39,6 +43,12 @@ class Settings:
     # the memory budget of one chunk of nodes, in MiB (`--memory-budget`, the manifest's
     # "chunk_mb"); fixed, so the chunks (and the sums) are too
     chunk_mb: int = 128
+    # context-mixing measures beside LIG: a normalised comma list (`--measures`), "" none
+    measures: str = ""
+
+    @property
+    def measure_names(self) -> list[str]:
+        return measure_list(self.measures)
 
 
 class SentenceComputer:
@@ -59,7 +69,21 @@ class SentenceComputer:
         s = len(ids)
         done = engine.compute(layers, WANTED, self.plans, list(range(s)),
                               list(range(self.num_heads)), residual=True)
-        return record_arrays(done)
+        out = record_arrays(done)
+        names = self.settings.measure_names
+        if names:
+            lig = done.maps[f"z2z/{LIGConfig.baseline_layer}"]
+            measured = engine.measures(layers, names, dict(enumerate(lig)))
+            out.update(measure_arrays(measured, self.layers))
+        return out
+
+
+def measure_arrays(measured: dict[int, dict[str, np.ndarray]], layers: list[int]
+                   ) -> dict[str, np.ndarray]:
+    """measure/<name> [L, S_src, S_tgt] for every [S, S] map (per-head views left out)."""
+    names = [k for k in measured[layers[0]] if not k.endswith("_heads")]
+    return {f"measure/{k}": np.stack([measured[l][k] for l in layers]).astype(np.float64)
+            for k in names}
 
 
 def record_arrays(done: engine.Computed) -> dict[str, np.ndarray]:

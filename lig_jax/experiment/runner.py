@@ -64,6 +64,15 @@ def tokenize_words(lm: LoadedModel, sentence: Sentence, max_length: int) -> Toke
                      truncated)
 
 
+def _settings(settings: Settings) -> dict[str, Any]:
+    """The manifest's settings; `measures` only when some are asked for (so runs made
+    before measures existed still resume)."""
+    out = asdict(settings)
+    if not out["measures"]:
+        del out["measures"]
+    return out
+
+
 def deal(costs: dict[int, float], count: int | Sequence[int], rank: int) -> list[int]:
     """Greedy longest-first dealing of items (by cost) to workers — `count` of them, or
     one per entry of a list of capacities (a process's data rows; 0 takes nothing) — so
@@ -154,7 +163,7 @@ def run_experiment(
         "data_path": str(Path(corpus.path).resolve()), "data_sha256": file_sha256(
             Path(corpus.path)), "data_format": corpus.format,
         "skip_bad_lines": skip_bad_lines, "start": start, "end": end,
-        "settings": asdict(settings), "num_layers": lm.config.num_layers,
+        "settings": _settings(settings), "num_layers": lm.config.num_layers,
         "num_heads": lm.config.num_heads,
         "rules": {p: r for p, r in lm.family.reference_rules},
     }

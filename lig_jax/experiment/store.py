@@ -92,7 +92,7 @@ class Record:
 
 
 # The trailing axes of each kind of record array (S = the sentence's tokens).
-_MAP_DIMS = {"z2z": "LSS", "composed": "LSS", "z2u": "LSHS", "u2z": "LSW"}
+_MAP_DIMS = {"z2z": "LSS", "composed": "LSS", "z2u": "LSHS", "u2z": "LSW", "measure": "LSS"}
 
 
 def check_record(meta: Any, arrays: dict[str, np.ndarray], index: int, source: str) -> None:

@@ -30,6 +30,7 @@ import jax
 from flax import nnx
 
 from .common import attention_mix, causal_mask, run_layers
+from .postmix import Postmix
 from .premap import Premap
 
 
@@ -44,6 +45,11 @@ class Block(Protocol):
         ...
 
     def premap(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]: ...
+
+    def postmix_parts(self) -> Postmix:
+        """The token-wise map from the head contexts to the attention sub-layer's output
+        (W_O per head, b_O, the norms around the residual sum), as data."""
+        ...
 
     def attention_mask(self, s: int, key_mask: jax.Array | None) -> jax.Array | None:
         """bool [S_q, S_k] (causal / sliding window / padding) or None for no mask."""

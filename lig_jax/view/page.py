@@ -175,6 +175,9 @@ def _layer_payload(result: dict[str, Any], index: int, S: int,
         tgts[str(j)] = item
     if tgts:
         out["targets"] = tgts
+    measures = R.measures(result, index)
+    if measures:
+        out["measures"] = {name: _route_block(m, compact) for name, m in measures.items()}
     return out
 
 

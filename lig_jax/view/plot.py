@@ -28,7 +28,7 @@ from .. import baselines
 from ..errors import LIGError
 from ..files import write_atomic
 from .result import layers as result_layers
-from .result import load_result, routes, z2z_matrix, z2z_targets
+from .result import load_result, measure_matrix, routes, z2z_matrix, z2z_targets
 
 SUFFIXES = (".png", ".pdf", ".svg")
 PNG_DPI = 200
@@ -138,6 +138,21 @@ def _panel(result: dict[str, Any], index: int, route: str, absolute: bool,
     return data, [label(i) for i in rows], [label(cols[c]) for c in keep]
 
 
+def _measure_panel(result: dict[str, Any], index: int, name: str,
+                   window: tuple[int, int] | None = None
+                   ) -> tuple[np.ndarray, list[str], list[str]]:
+    """`_panel` of context-mixing measure `name` ([S_src, S_tgt], values ≥ 0)."""
+    matrix = measure_matrix(result, index, name)
+    tokens = [_display(t) for t in result["tokens"]]
+    lo, hi = window or (0, len(tokens))
+    rows = list(range(lo, min(hi, len(tokens))))
+    if not rows:
+        raise LIGError(f"--window {lo}:{hi} holds no token (tokens 0..{len(tokens) - 1})")
+    sparse = len(rows) > SPARSE_FROM
+    labels = [f"{i} {tokens[i]}" if sparse else tokens[i] for i in rows]
+    return matrix[np.ix_(rows, rows)], labels, labels
+
+
 def _baselines(result: dict[str, Any], shown: Sequence[int], route: str) -> str:
     """'baseline X' (direct) or 'ATT baseline X, MLP baseline Y' (composed), joined with '/'
     where layers differ."""
@@ -223,7 +238,8 @@ SCALES = ("shared", "layer")
 
 def layers_figure(result: dict[str, Any] | str | Path, *, layers: list[int] | None = None,
                   route: str = "direct", absolute: bool = False,
-                  scale: str = "shared", window: tuple[int, int] | None = None) -> Figure:
+                  scale: str = "shared", window: tuple[int, int] | None = None,
+                  measure: str | None = None) -> Figure:
     """The per-layer heatmap grid as a Figure (not saved).
 
     One heatmap per layer in `layers` (default: all layers that have `route`), image data
@@ -233,7 +249,10 @@ def layers_figure(result: dict[str, Any] | str | Path, *, layers: list[int] | No
     `scale="layer"`: each layer its own scale and bar (a quiet layer next to a loud one
     still shows its pattern). `window` (i, j): tokens i..j−1 only. Beyond `SPARSE_FROM`
     tokens the ticks are sparse ("index token") and the colour scale robust (`_norm`).
-    Missing layers / routes and non-lig inputs raise a one-line LIGError.
+    `measure`: a context-mixing measure of the result (`explain --measures`) drawn beside
+    LIG, one row per layer (LIG's panel, then the measure's), each on its own colour
+    scale (their units differ). Missing layers / routes / measures and non-lig inputs
+    raise a one-line LIGError.
     """
     if scale not in SCALES:
         raise LIGError(f"unknown colour scale {scale!r}; allowed: {', '.join(SCALES)}")
@@ -241,9 +260,19 @@ def layers_figure(result: dict[str, Any] | str | Path, *, layers: list[int] | No
     shown = _default_layers(result, route) if layers is None else [int(l) for l in layers]
     if not shown:
         raise LIGError("no layers to plot")
-    panels = [_panel(result, l, route, absolute, window) for l in shown]
-    ncols = min(_MAX_COLS, len(shown))
-    nrows = math.ceil(len(shown) / ncols)
+    panels, titles, signs = [], [], []
+    for l in shown:
+        panels.append(_panel(result, l, route, absolute, window))
+        titles.append(f"layer {l}" if measure is None else f"layer {l}: LIG z→z ({route})")
+        signs.append(absolute)
+        if measure is not None:
+            panels.append(_measure_panel(result, l, measure, window))
+            titles.append(f"layer {l}: {measure}")
+            signs.append(True)
+    if measure is not None:
+        scale = "layer"
+    ncols = 2 if measure is not None else min(_MAX_COLS, len(shown))
+    nrows = math.ceil(len(panels) / ncols)
     n_src = max(p[0].shape[0] for p in panels)
     n_tgt = max(p[0].shape[1] for p in panels)
     cell = _cell_inches(max(n_src, n_tgt))
@@ -254,20 +283,22 @@ def layers_figure(result: dict[str, Any] | str | Path, *, layers: list[int] | No
     fig = Figure(figsize=(width, height), layout="constrained")
     shared, shared_note = _norm([p[0] for p in panels], absolute)
     cmap = ABSOLUTE_CMAP if absolute else SIGNED_CMAP
-    axes = [fig.add_subplot(nrows, ncols, k + 1) for k in range(len(shown))]
+    axes = [fig.add_subplot(nrows, ncols, k + 1) for k in range(len(panels))]
     label = ("|attribution| (source i → target j)" if absolute
              else "attribution (source i → target j)")
-    for k, (ax, l, (data, rows, cols)) in enumerate(zip(axes, shown, panels, strict=True)):
-        norm, note = _norm([data], absolute) if per_layer else (shared, shared_note)
+    for k, (ax, title, positive, (data, rows, cols)) in enumerate(
+            zip(axes, titles, signs, panels, strict=True)):
+        cmap = ABSOLUTE_CMAP if positive else SIGNED_CMAP
+        norm, note = _norm([data], positive) if per_layer else (shared, shared_note)
         _draw_heatmap(ax, data, rows, cols, norm, cmap, _tick_points(cell))
-        ax.set_title(f"layer {l}", fontsize=10)
+        ax.set_title(title, fontsize=10)
         if k % ncols == 0:
             ax.set_ylabel("source i", fontsize=9)
-        if k + ncols >= len(shown):
+        if k + ncols >= len(panels):
             ax.set_xlabel("target j", fontsize=9)
         if per_layer:
             bar = fig.colorbar(ScalarMappable(norm, cmap), ax=ax, shrink=0.85, aspect=20,
-                               pad=0.02, extend=_extend(note, absolute))
+                               pad=0.02, extend=_extend(note, positive))
             if note:
                 bar.set_label(textwrap.fill(note, 40), fontsize=7)
     if not per_layer:
@@ -278,7 +309,9 @@ def layers_figure(result: dict[str, Any] | str | Path, *, layers: list[int] | No
     title = _suptitle(result, shown, route, absolute, width)
     if window is not None:
         title += f"\n(tokens {window[0]}..{min(window[1], len(result['tokens'])) - 1})"
-    if per_layer:
+    if measure is not None:
+        title += f"\n(beside each layer: {measure}; every panel on its own colour scale)"
+    elif per_layer:
         title += "\n(each layer on its own colour scale)"
     fig.suptitle(title, fontsize=_TITLE_POINTS, parse_math=False)
     return fig
@@ -292,11 +325,12 @@ def _extend(note: str, absolute: bool) -> str:
 def plot_layers(result: dict[str, Any] | str | Path, out: str | Path, *,
                 layers: list[int] | None = None, route: str = "direct",
                 absolute: bool = False, scale: str = "shared",
-                window: tuple[int, int] | None = None) -> Path:
-    """Write the per-layer z→z heatmaps of `result` to `out` (.png | .pdf | .svg)."""
+                window: tuple[int, int] | None = None, measure: str | None = None) -> Path:
+    """Write the per-layer z→z heatmaps of `result` to `out` (.png | .pdf | .svg), with
+    `measure` beside each layer if given."""
     check_suffix(out)
     return save_figure(layers_figure(result, layers=layers, route=route, absolute=absolute,
-                                     scale=scale, window=window), out)
+                                     scale=scale, window=window, measure=measure), out)
 
 
 # ----------------------------------------------------------------------------- flow

@@ -81,6 +81,31 @@ def z2z_matrix(result: dict[str, Any], index: int, route: str = "direct") -> np.
     return m
 
 
+def measures(result: dict[str, Any], index: int) -> dict[str, np.ndarray]:
+    """Layer `index`'s context-mixing maps [S_src, S_tgt] by name (attention, alti, …,
+    rollout/…; per-head arrays and raw distances left out), checked against the tokens."""
+    s = len(result["tokens"])
+    out = {}
+    for name, block in layer(result, index).get("measures", {}).items():
+        if name.endswith(("_heads", "_raw")):
+            continue
+        m = np.asarray(block["matrix"], np.float64)
+        if m.shape != (s, s):
+            raise LIGError(f"layer {index} measure {name} is "
+                           f"{'×'.join(map(str, m.shape))}, expected {s}×{s}")
+        out[name] = m
+    return out
+
+
+def measure_matrix(result: dict[str, Any], index: int, name: str) -> np.ndarray:
+    """[S_src, S_tgt] map of measure `name` at layer `index`; one-line error if absent."""
+    have = measures(result, index)
+    if name not in have:
+        raise LIGError(f"layer {index} has no measure {name!r} (explain with --measures); "
+                       f"measures present: {', '.join(have) or 'none'}")
+    return have[name]
+
+
 def targets(result: dict[str, Any], index: int) -> list[int]:
     """Target tokens with z→u / u→z blocks in layer `index`."""
     return sorted(int(k) for k in layer(result, index).get("targets", {}))

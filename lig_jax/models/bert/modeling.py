@@ -19,7 +19,8 @@ from flax import nnx
 
 from ..common import ACTIVATIONS, Dense, LayerNorm, attention_mix, key_rows, table
 from ..interface import LayerStackModel, StackConfig
-from ..premap import Premap, dense_heads
+from ..postmix import Postmix, dense_out
+from ..premap import Premap, dense_heads, norm_of
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,12 @@ class PostLNBlock(nnx.Module):
         (wq, bq), (wk, bk), (wv, bv) = (dense_heads(m, sa.num_heads)
                                         for m in (sa.query, sa.key, sa.value))
         return Premap(None, wq, wk, wv, bq, bk, bv)
+
+    def postmix_parts(self) -> Postmix:
+        """W_O per head and b_O; LN_att after the residual sum."""
+        att = self.attention
+        return Postmix(*dense_out(att.output, self.num_heads),
+                       sum_norm=norm_of(att.norm, "layer"))
 
 
 class Embeddings(nnx.Module):

@@ -34,7 +34,8 @@ from flax import nnx
 
 from ..common import ACTIVATIONS, Dense, LayerNorm, key_rows, table
 from ..interface import FactoredBlock, LayerStackModel, StackConfig
-from ..premap import Premap, dense_heads
+from ..postmix import Postmix, dense_out
+from ..premap import Premap, dense_heads, norm_of
 
 LAYER_NORM_EPS = 1e-12  # hard-coded in HF DistilBERT (embeddings and both block norms)
 
@@ -80,6 +81,11 @@ class PostLNBlock(FactoredBlock, nnx.Module):
         (wq, bq), (wk, bk), (wv, bv) = (dense_heads(m, self.num_heads)
                                         for m in (self.query, self.key, self.value))
         return Premap(None, wq, wk, wv, bq, bk, bv)
+
+    def postmix_parts(self) -> Postmix:
+        """W_O per head and b_O; attn_norm after the residual sum."""
+        return Postmix(*dense_out(self.output, self.num_heads),
+                       sum_norm=norm_of(self.attn_norm, "layer"))
 
     def attention_mask(self, s: int, key_mask: jax.Array | None) -> jax.Array | None:
         """Bidirectional: bool [1, S] hiding padded keys, or None (no padding)."""

@@ -29,6 +29,7 @@ from ...errors import LIGError
 from ..common import ACTIVATIONS, Dense, causal_mask, table
 from ..common import RMSNorm as _RMSNorm
 from ..interface import FactoredBlock, LayerStackModel, StackConfig
+from ..postmix import Postmix, dense_out
 from ..premap import Premap, dense_heads, norm_of
 from ..rope import default_inv_freq
 
@@ -144,6 +145,11 @@ class PrePostLNBlock(FactoredBlock, nnx.Module):
     def premap_parts(self) -> Premap:
         """Input norm, projections, q/k norms, RoPE, GQA (`Attention.premap_parts`)."""
         return self.self_attn.premap_parts(self.input_layernorm)
+
+    def postmix_parts(self) -> Postmix:
+        """o_proj per head, then the post-attention RMSNorm before the residual sum."""
+        return Postmix(*dense_out(self.self_attn.o_proj, self.num_heads),
+                       out_norm=norm_of(self.post_attention_layernorm, "rms"))
 
     def attention_mask(self, s: int, key_mask: jax.Array | None = None) -> jax.Array:
         """bool [S, S] (query, key): causal or sliding-window causal, AND key_mask[None, :]."""

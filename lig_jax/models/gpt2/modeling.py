@@ -24,6 +24,7 @@ from flax import nnx
 
 from ..common import ACTIVATIONS, Dense, LayerNorm, table
 from ..interface import LayerStackModel, PreLNDecoderBlock, StackConfig
+from ..postmix import Postmix, dense_out
 from ..premap import Premap, fused_heads, norm_of
 
 
@@ -78,6 +79,10 @@ class GPT2Block(PreLNDecoderBlock, nnx.Module):
         """ln_1, then c_attn split q | k | v (heads contiguous inside each third)."""
         (wq, bq), (wk, bk), (wv, bv) = fused_heads(self.attn.c_attn, 3, self.num_heads)
         return Premap(norm_of(self.ln_1, "layer"), wq, wk, wv, bq, bk, bv)
+
+    def postmix_parts(self) -> Postmix:
+        """c_proj per head and its bias; pre-LN: no norm up to the residual sum."""
+        return Postmix(*dense_out(self.attn.c_proj, self.num_heads))
 
     def out_proj(self, ctx_flat: jax.Array) -> jax.Array:
         return self.attn.c_proj(ctx_flat)

@@ -28,6 +28,7 @@ from flax import nnx
 
 from ..common import ACTIVATIONS, Dense, RMSNorm, table
 from ..interface import LayerStackModel, PreLNDecoderBlock, StackConfig
+from ..postmix import Postmix, dense_out
 from ..premap import Premap, dense_heads, norm_of
 
 
@@ -94,6 +95,10 @@ class LlamaBlock(PreLNDecoderBlock, nnx.Module):
             (attn.v_proj, self.num_kv_heads)))
         return Premap(norm_of(self.input_layernorm, "rms"), wq, wk, wv, bq, bk, bv,
                       inv_freq=self.inv_freq)
+
+    def postmix_parts(self) -> Postmix:
+        """o_proj per head (and its bias); pre-norm: no norm up to the residual sum."""
+        return Postmix(*dense_out(self.self_attn.o_proj, self.num_heads))
 
     def out_proj(self, ctx_flat: jax.Array) -> jax.Array:
         return self.self_attn.o_proj(ctx_flat)

@@ -40,6 +40,7 @@ from flax import nnx
 
 from ..common import ACTIVATIONS, Dense, LayerNorm, key_rows, table, window_mask
 from ..interface import FactoredBlock, LayerStackModel, StackConfig
+from ..postmix import Postmix, dense_out
 from ..premap import Premap, fused_heads, norm_of
 from ..rope import default_inv_freq
 
@@ -92,6 +93,10 @@ class ModernBertBlock(FactoredBlock, nnx.Module):
         (wq, bq), (wk, bk), (wv, bv) = fused_heads(self.wqkv, 3, self.num_heads)
         norm = None if self.attn_norm is None else norm_of(self.attn_norm, "layer")
         return Premap(norm, wq, wk, wv, bq, bk, bv, inv_freq=self.inv_freq)
+
+    def postmix_parts(self) -> Postmix:
+        """Wo per head (and its bias); pre-LN: no norm up to the residual sum."""
+        return Postmix(*dense_out(self.wo, self.num_heads))
 
     def attention_mask(self, s: int, key_mask: jax.Array | None) -> jax.Array | None:
         """Global layers: bool [1, S] hiding padded keys, or None; local layers: the

@@ -28,6 +28,7 @@
     layer: layerKeys[0],
     route: null,
     routePref: "direct",
+    measure: "",
     view: compact ? "heatmap" : "flow",
     cell: 0,
     query: "",
@@ -224,6 +225,10 @@
     <button id="lig-view-flow" class="lig-seg" type="button">flow</button>
     <button id="lig-view-heatmap" class="lig-seg" type="button">heatmap</button>
   </div>
+  <div class="lig-group" id="lig-measures"><span class="lig-label">Beside</span>
+    <select id="lig-measure" aria-label="context-mixing measure shown beside LIG"
+      title="a context-mixing measure of the same layer, drawn beside LIG"></select>
+  </div>
   <div class="lig-group"><span class="lig-label">Find</span>
     <input id="lig-search" type="search" placeholder="token text" aria-label="find a token"
       title="tokens containing this text; Enter selects the next match">
@@ -258,10 +263,19 @@
   <main class="lig-main" id="lig-main">
     <div class="lig-legend" id="lig-legend"></div>
     <p class="lig-empty" id="lig-empty" hidden></p>
-    <div class="lig-scroll" id="lig-flow-wrap"><svg id="lig-flow"
-      xmlns="http://www.w3.org/2000/svg"></svg></div>
-    <div class="lig-scroll" id="lig-heatmap-wrap" hidden><svg id="lig-heatmap"
-      xmlns="http://www.w3.org/2000/svg"></svg><canvas id="lig-canvas" hidden></canvas></div>
+    <div class="lig-pair">
+      <div class="lig-pair-main">
+        <div class="lig-scroll" id="lig-flow-wrap"><svg id="lig-flow"
+          xmlns="http://www.w3.org/2000/svg"></svg></div>
+        <div class="lig-scroll" id="lig-heatmap-wrap" hidden><svg id="lig-heatmap"
+          xmlns="http://www.w3.org/2000/svg"></svg><canvas id="lig-canvas" hidden></canvas></div>
+      </div>
+      <section id="lig-measure-panel" class="lig-panel lig-measure-panel" hidden>
+        <h3 id="lig-measure-title"></h3>
+        <div class="lig-scroll"><svg id="lig-measure-map"
+          xmlns="http://www.w3.org/2000/svg"></svg></div>
+      </section>
+    </div>
     <section id="lig-target-panel" class="lig-panel lig-target-panel"></section>
   </main>
   <aside class="lig-side">
@@ -276,7 +290,7 @@
     "topk", "edge-scale", "node-scale", "normalize", "signed", "hide-special", "layout",
     "tokens", "legend", "empty", "flow-wrap", "flow", "heatmap-wrap", "heatmap", "values",
     "target-panel", "tooltip", "routes", "search", "search-out", "compact", "cell",
-    "canvas"]) {
+    "canvas", "measures", "measure", "measure-panel", "measure-title", "measure-map"]) {
     el[id] = $("lig-" + id);
   }
 
@@ -305,6 +319,20 @@
     `data-token="${i}" title="token ${i}">${esc(t)}</button>`).join("");
   for (const r of ROUTES) {
     if (!layerKeys.some((k) => data.layers[k][r])) el["route-" + r].remove();
+  }
+  {
+    const names = [];
+    for (const k of layerKeys) {
+      for (const n of Object.keys(data.layers[k].measures || {})) {
+        if (!names.includes(n)) names.push(n);
+      }
+    }
+    if (names.length) {
+      el.measure.innerHTML = `<option value="">none</option>` +
+        names.map((n) => `<option value="${esc(n)}">${esc(n)}</option>`).join("");
+    } else {
+      el.measures.remove();
+    }
   }
 
   if (compact) {
@@ -677,6 +705,74 @@
     return { max };
   }
 
+  /* ---------- a measure beside LIG ---------- */
+
+  /** The selected context-mixing measure of this layer as its own heatmap (rows sources,
+   * columns targets, as LIG's), on its own scale: |value| / the largest shown. */
+  function renderMeasure() {
+    const ld = layerData();
+    const block = state.measure && ld.measures ? ld.measures[state.measure] : null;
+    el["measure-panel"].hidden = !block;
+    if (!block) {
+      el["measure-map"].innerHTML = "";
+      return;
+    }
+    if (!block.matrix) block.matrix = densify(block.sparse, S, S);
+    const vis = visibleTokens();
+    let max = 0;
+    for (const i of vis) {
+      for (const j of vis) {
+        const v = Math.abs(num(block.matrix[i][j]));
+        if (Number.isFinite(v)) max = Math.max(max, v);
+      }
+    }
+    let chars = 1;
+    for (const i of vis) chars = Math.max(chars, label(i).length);
+    const cell = clamp(Math.floor(420 / Math.max(1, vis.length)), 3, 24);
+    const font = Math.min(11, cell - 1);
+    const x0 = chars * 6 + 20;
+    const y0 = chars * font * 0.5 + 14;
+    const parts = [];
+    if (font >= 6) {
+      parts.push(`<g font-size="${font}">`);
+      vis.forEach((i, r) => {
+        parts.push(`<text x="${x0 - 4}" y="${y0 + r * cell + cell / 2 + font / 3}" ` +
+          `text-anchor="end">${esc(label(i))}</text>`);
+        const x = x0 + r * cell + cell / 2 + font / 3;
+        parts.push(`<text x="${x}" y="${y0 - 4}" transform="rotate(-55 ${x} ${y0 - 4})">` +
+          `${esc(label(i))}</text>`);
+      });
+      parts.push("</g>");
+    }
+    vis.forEach((i, r) => {
+      vis.forEach((j, k) => {
+        const v = num(block.matrix[i][j]);
+        const fill = Number.isFinite(v) ? colourAbs(v, max) : "#ccc";
+        parts.push(`<rect class="lig-mcell" x="${x0 + k * cell}" y="${y0 + r * cell}" ` +
+          `width="${cell}" height="${cell}" fill="${fill}" data-src="${i}" data-tgt="${j}" ` +
+          `data-value="${full(v)}"><title>${esc(label(i))} → ${esc(label(j))}: ` +
+          `${full(v)}</title></rect>`);
+      });
+    });
+    const W = x0 + cell * vis.length + y0 * 0.6 + 10;
+    const H = y0 + cell * vis.length + 10;
+    const svg = el["measure-map"];
+    svg.setAttribute("width", Math.ceil(W));
+    svg.setAttribute("height", Math.ceil(H));
+    svg.setAttribute("viewBox", `0 0 ${Math.ceil(W)} ${Math.ceil(H)}`);
+    svg.setAttribute("data-cells", String(vis.length * vis.length));
+    svg.innerHTML = parts.join("");
+    el["measure-title"].textContent = `${state.measure}, layer ${state.layer} ` +
+      `(rows sources, columns targets; max ${short(max)})` +
+      (block.approx || block.sparse ? `, top ${compact ? compact.top_k : ""} per target` : "");
+  }
+
+  function colourAbs(v, max) {
+    const t = max > 0 ? clamp(Math.abs(v) / max, 0, 1) : 0;
+    const mix = (k) => Math.round(255 + (ABS[k] - 255) * (0.04 + 0.96 * t));
+    return "rgb(" + mix(0) + "," + mix(1) + "," + mix(2) + ")";
+  }
+
   /* ---------- side panels ---------- */
 
   function valueTable(id, rows, mv, caption) {
@@ -928,6 +1024,8 @@
     el.legend.innerHTML = legend;
     renderValues(mv);
     renderTargetPanel();
+    renderMeasure();
+    app.dataset.measure = state.measure;
     app.dataset.layer = state.layer;
     app.dataset.route = state.route || "none";
     app.dataset.view = state.view;
@@ -1006,6 +1104,12 @@
       state.route = r;
       state.routePref = r;
       render();
+    });
+  }
+  if (el.measure) {
+    el.measure.addEventListener("change", () => {
+      state.measure = el.measure.value;
+      renderSoon();
     });
   }
   for (const v of ["flow", "heatmap"]) {

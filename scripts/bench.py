@@ -11,7 +11,10 @@ One process, one machine, in this order:
    analysis, and the fast path's achieved GFLOP/s;
 4. time-growth exponents (16→128 tokens) of z→z (zero, fast) and of one block forward;
 5. peak RSS and time of a full fast `explain` on a random bert-base-sized model (child
-   process).
+   process);
+6. context-mixing measures (`scripts/bench_measures.py`): per-layer time of each measure
+   next to one LIG z→z layer, and value zeroing against a per-source PyTorch loop, on
+   MiniLM and SmolLM2 (`--only measures`, `--measure-lengths`).
 
 Run `python scripts/bench.py --help` (or `lig-jax bench --help`) for the flags; `--quick` is
 a ~1-minute smoke run. Needs PyTorch, Captum and transformers.
@@ -79,8 +82,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    "(default: --steps)")
     p.add_argument("--mem-warm", action="store_true", help="repeat the memory run with the "
                    "converted checkpoint cached (adds ~70 s at 128 tokens)")
-    p.add_argument("--only", choices=("all", "encoders", "decoders"), default="all",
-                   help="which half of the benchmark to run")
+    p.add_argument("--only", choices=("all", "encoders", "decoders", "measures"),
+                   default="all", help="which part of the benchmark to run")
+    p.add_argument("--measure-lengths", default="23,129,512",
+                   help="token lengths of the context-mixing measure rows")
+    p.add_argument("--torch-sources", type=int, default=16,
+                   help="sources the per-source PyTorch value-zeroing loop is timed over "
+                   "(scaled to all S)")
     p.add_argument("--decoder-lengths", default="128,256,512,1024,2048",
                    help="token lengths of the decoder growth and FLOP rows")
     p.add_argument("--decoder-repeats", type=int, default=2,
@@ -99,9 +107,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.direct_max_len, args.torch_max_len = 16, 16
         args.replay_lens, args.mem_len = "8", (32 if args.mem_len else 0)
         args.decoder_lengths, args.decoder_repeats, args.decoder_mem_steps = "64,128", 1, "8,64"
+        args.measure_lengths, args.torch_sources = "23", 4
     args.lengths = _ints(args.lengths)
     args.decoder_lengths = _ints(args.decoder_lengths)
     args.decoder_mem_steps = _ints(args.decoder_mem_steps)
+    args.measure_lengths = _ints(args.measure_lengths)
     args.replay_lens = _ints(args.replay_lens)
     args.flop_lens = _ints(args.flop_lens) if args.flop_lens is not None else args.lengths
     args.repeats = max(2, args.repeats)
@@ -640,6 +650,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         res["decoders"] = bench_decoders.run(args.decoder_lengths, args.steps,
                                              args.decoder_repeats, args.decoder_mem_steps)
 
+    if args.only in ("all", "measures"):
+        import bench_measures
+
+        log(f"[{time.perf_counter() - t_start:7.1f}s] context-mixing measures")
+        res["measures"] = bench_measures.run(args.measure_lengths, args.decoder_repeats,
+                                             args.torch_sources)
+
     res["machine"]["loadavg_end"] = os.getloadavg()
     res["runtime_s"] = time.perf_counter() - t_start
     if encoders:
@@ -647,6 +664,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = markdown(res) if encoders else ""
     if "decoders" in res:
         table += ("\n\n" if table else "") + bench_decoders.markdown(res["decoders"])
+    if "measures" in res:
+        table += ("\n\n" if table else "") + bench_measures.markdown(res["measures"])
     print("\n" + table + "\n")
     print(f"load average at end: {', '.join(f'{v:.2f}' for v in res['machine']['loadavg_end'])}"
           f"; bench runtime {res['runtime_s']:.0f} s")

@@ -36,7 +36,7 @@ def _maps(graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array, key_mask: jax.
 
 def measure_layers(model: nnx.Module, hidden: jax.Array, key_mask: jax.Array, length: int,
                    layers: list[int], names: list[str], dtype: Any, budget: int,
-                   ffn: int | None = None, z2z: dict[int, np.ndarray] | None = None
+                   z2z: dict[int, np.ndarray] | None = None
                    ) -> dict[int, dict[str, np.ndarray]]:
     """{layer: {output name: array}} for every requested layer.
 
@@ -66,9 +66,9 @@ def measure_layers(model: nnx.Module, hidden: jax.Array, key_mask: jax.Array, le
                 v = np.asarray(v, np.float64)
                 here[k] = v[..., :s, :s]
         if l in at.get("value_zeroing", ()):
-            per_row = zeroing.row_bytes(d, 2 * d, ffn or 4 * d, itemsize)
+            width = block.mlp_parts().kernel.shape[-1]
             here["value_zeroing"], here["value_zeroing_raw"] = zeroing.value_zeroing(
-                graphdef, state, z, key_mask, s, block.causal, budget, per_row)
+                graphdef, state, z, key_mask, s, block.causal, budget, width)
         maps[l] = here
     asked = {o for m in names if m in OUTPUTS for o in OUTPUTS[m]}
     out = {l: {k: v for k, v in maps.get(l, {}).items() if k in asked} for l in layers}

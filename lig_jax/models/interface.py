@@ -30,7 +30,7 @@ import jax
 from flax import nnx
 
 from .common import attention_mix, causal_mask, run_layers
-from .postmix import Postmix
+from .postmix import MlpIn, Postmix
 from .premap import Premap
 
 
@@ -75,6 +75,15 @@ class Block(Protocol):
 
     def mlp_out(self, u: jax.Array, residual: bool = True, z: jax.Array | None = None
                 ) -> jax.Array: ...
+
+    def mlp_parts(self) -> MlpIn:
+        """The MLP's first (affine) layer and the norm before it, as data."""
+        ...
+
+    def mlp_rest(self, pre: jax.Array, y: jax.Array) -> jax.Array:
+        """z^(l+1) [S, d] from the first layer's output pre [S, F] = mlp_parts()(y) and y
+        [S, d], the attention sub-layer's output (`Postmix.residual_sum`)."""
+        ...
 
     def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array: ...
 

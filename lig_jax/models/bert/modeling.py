@@ -19,7 +19,7 @@ from flax import nnx
 
 from ..common import ACTIVATIONS, Dense, LayerNorm, attention_mix, key_rows, table
 from ..interface import LayerStackModel, StackConfig
-from ..postmix import Postmix, dense_out
+from ..postmix import MlpIn, Postmix, dense_in, dense_out
 from ..premap import Premap, dense_heads, norm_of
 
 
@@ -127,6 +127,15 @@ class PostLNBlock(nnx.Module):
                 ) -> jax.Array:
         """[S, d] → z^(l+1) [S, d]: the MLP sub-block, token-wise (z is not needed)."""
         return self.mlp(u, residual)
+
+    def mlp_parts(self) -> MlpIn:
+        """W_1, b_1 on u itself (post-LN: no norm in front of the MLP)."""
+        return MlpIn(None, *dense_in(self.mlp.intermediate))
+
+    def mlp_rest(self, pre: jax.Array, y: jax.Array) -> jax.Array:
+        """LN_out(u + W_2·act(pre) + b_2), u = y."""
+        mlp = self.mlp
+        return mlp.norm(y + mlp.output(ACTIVATIONS[mlp.activation](pre)))
 
     def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
         return self.mlp(self.attention(z, key_mask))

@@ -29,7 +29,7 @@ from ...errors import LIGError
 from ..common import ACTIVATIONS, Dense, causal_mask, table
 from ..common import RMSNorm as _RMSNorm
 from ..interface import FactoredBlock, LayerStackModel, StackConfig
-from ..postmix import Postmix, dense_out
+from ..postmix import MlpIn, Postmix, dense_in, dense_out
 from ..premap import Premap, dense_heads, norm_of
 from ..rope import default_inv_freq
 
@@ -172,8 +172,24 @@ class PrePostLNBlock(FactoredBlock, nnx.Module):
         if z is None:
             raise LIGError("Gemma3 mlp_out needs z, the block input rows (p = z + PostAttn(o(u)))")
         p = z + self.post_attention_layernorm(self.self_attn.o_proj(u))
-        m = self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(p)))
+        m = self._ffn(p)
         return p + m if residual else m
+
+    def _ffn(self, p: jax.Array) -> jax.Array:
+        return self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(p)))
+
+    def mlp_parts(self) -> MlpIn:
+        """pre_feedforward_layernorm, then gate | up."""
+        mlp = self.mlp
+        return MlpIn(norm_of(self.pre_feedforward_layernorm, "rms"),
+                     *dense_in(mlp.gate_proj, mlp.up_proj))
+
+    def mlp_rest(self, pre: jax.Array, y: jax.Array) -> jax.Array:
+        """p + PostFFN(down(act(gate) ⊙ up)), gate | up = pre, p = y."""
+        g, u = jnp.split(pre, 2, axis=-1)
+        mlp = self.mlp
+        return y + self.post_feedforward_layernorm(
+            mlp.down_proj(ACTIVATIONS[mlp.activation](g) * u))
 
     def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
         return self.postmap(z, self.attention_context(z, key_mask))

@@ -71,7 +71,7 @@ class Layers:
             key_mask = jax.device_put(key_mask, replicated(mesh))
         self.hidden = hidden
         self.key_mask, self.length, self.pad_targets = key_mask, length, pad_targets
-        self.budget = budget
+        self.budget, self.ffn = budget, ffn
         self.say = progress or (lambda _m: None)
         self.blocks = [self._split(model.layers[l]) for l in layers]
         self.num_heads = model.layers[layers[0]].num_heads
@@ -279,7 +279,7 @@ def measures(layers: Layers, names: list[str], z2z: dict[int, np.ndarray] | None
     the real tokens, float64. z2z: LIG's z→z per layer, for rollout/lig."""
     layers.say(f"measures: {', '.join(names)}")
     return measure_layers(layers.model, layers.hidden, layers.key_mask, layers.length,
-                          layers.layers, names, layers.dtype, layers.budget, z2z)
+                          layers.layers, names, layers.dtype, layers.budget, layers.ffn, z2z)
 
 
 class Computed:

@@ -165,8 +165,9 @@ def run(lengths: Sequence[int] = (23, 129, 512), repeats: int = 2, torch_sources
         causal = lm.family.architecture == "decoder"
         out[model] = {}
         for length in lengths:
-            if length > lm.config.max_tokens:
-                continue
+            # a text of exactly `length` tokens must fit: the longest is max_tokens − 1
+            # (text_of stops before the first word that would overflow)
+            length = min(length, lm.config.max_tokens - 1)
             log(f"measures: {model}, {length} tokens")
             row = jax_rows(model, length, repeats, all_layers=length <= 32)
             ids = tokenize(lm, text_of(lm, length))[0]

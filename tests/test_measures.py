@@ -176,35 +176,16 @@ def test_input_id_errors_are_one_line(tiny_bert, args, needle):
     assert needle in res.output and "Traceback" not in res.output
 
 
-@pytest.mark.parametrize("name", ["tiny_bert", "tiny_llama", "tiny_gpt2"])
-def test_decomposed_value_zeroing_rows_equal_the_direct_ones(name, request, tmp_path):
-    """The MLP's first layer split over Δ (measures/zeroing.py) gives the direct rows'
-    distances to float32 rounding, for post-LN (BERT), RMSNorm (Llama) and LayerNorm
-    (GPT-2) blocks."""
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
-    from lig_jax.api import tokenize
-    from lig_jax.loading import load_model
-    from lig_jax.measures import zeroing
-
-    if name == "tiny_gpt2":
-        from decoder_fixtures import save_tiny_decoder
-
-        folder = save_tiny_decoder(tmp_path / "gpt2", "gpt2", seed=2)
-    else:
-        folder = request.getfixturevalue(name)
-    lm = load_model(str(folder))
-    ids, _ = tokenize(lm, TEXT)
-    hidden = lm.model.hidden_states(jnp.asarray(ids))
-    for l, block in enumerate(lm.model.layers):
-        graphdef, state = nnx.split(block)
-        width = block.mlp_parts().kernel.shape[-1]
-        raws = [zeroing.value_zeroing(graphdef, state, hidden[l], None, len(ids),
-                                      block.causal, 2**28, width, decompose)[1]
-                for decompose in (False, True)]
-        assert zeroing.decomposable(block.postmix_parts())
-        scale = np.abs(raws[0]).max()
-        assert scale > 1e-2 and np.abs(raws[0] - raws[1]).max() <= 1e-5 * scale, l
-    assert jax.config.jax_enable_x64 is False
+def test_explain_batch_keeps_measures_in_its_settings(tiny_bert, tmp_path):
+    texts = tmp_path / "in.txt"
+    texts.write_text("The cat sat.\nA dog barked at the moon.\n")
+    out = tmp_path / "out.jsonl"
+    args = ["explain-batch", str(texts), "-o", str(out), "--model", str(tiny_bert),
+            "--granularity", "none", "-q"]
+    res = runner.invoke(app, [*args, "--measures", "alti,rollout/alti"])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["index"] for x in lines] == [0, 1]
+    assert set(lines[1]["result"]["layers"]["1"]["measures"]) == {"alti", "rollout/alti"}
+    res = runner.invoke(app, [*args, "--measures", "attention"])
+    assert res.exit_code == 2 and "measures" in res.output, res.output

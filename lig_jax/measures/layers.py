@@ -36,7 +36,7 @@ def _maps(graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array, key_mask: jax.
 
 def measure_layers(model: nnx.Module, hidden: jax.Array, key_mask: jax.Array, length: int,
                    layers: list[int], names: list[str], dtype: Any, budget: int,
-                   z2z: dict[int, np.ndarray] | None = None
+                   ffn: int | None = None, z2z: dict[int, np.ndarray] | None = None
                    ) -> dict[int, dict[str, np.ndarray]]:
     """{layer: {output name: array}} for every requested layer.
 
@@ -66,9 +66,9 @@ def measure_layers(model: nnx.Module, hidden: jax.Array, key_mask: jax.Array, le
                 v = np.asarray(v, np.float64)
                 here[k] = v[..., :s, :s]
         if l in at.get("value_zeroing", ()):
-            width = block.mlp_parts().kernel.shape[-1]
             here["value_zeroing"], here["value_zeroing_raw"] = zeroing.value_zeroing(
-                graphdef, state, z, key_mask, s, block.causal, budget, width)
+                graphdef, state, z, key_mask, s, block.causal, budget, block.num_heads,
+                2 * (ffn or 4 * d))
         maps[l] = here
     asked = {o for m in names if m in OUTPUTS for o in OUTPUTS[m]}
     out = {l: {k: v for k, v in maps.get(l, {}).items() if k in asked} for l in layers}

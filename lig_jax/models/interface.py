@@ -30,7 +30,7 @@ import jax
 from flax import nnx
 
 from .common import attention_mix, causal_mask, run_layers
-from .postmix import MlpIn, Postmix
+from .postmix import Postmix
 from .premap import Premap
 
 
@@ -76,13 +76,9 @@ class Block(Protocol):
     def mlp_out(self, u: jax.Array, residual: bool = True, z: jax.Array | None = None
                 ) -> jax.Array: ...
 
-    def mlp_parts(self) -> MlpIn:
-        """The MLP's first (affine) layer and the norm before it, as data."""
-        ...
-
-    def mlp_rest(self, pre: jax.Array, y: jax.Array) -> jax.Array:
-        """z^(l+1) [S, d] from the first layer's output pre [S, F] = mlp_parts()(y) and y
-        [S, d], the attention sub-layer's output (`Postmix.residual_sum`)."""
+    def mlp_after(self, y: jax.Array, x: jax.Array) -> jax.Array:
+        """z^(l+1) [S, d] from y [S, d], the attention sub-layer's output as `Postmix`
+        computes it (the residual stream after the attention), and the block input x."""
         ...
 
     def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array: ...
@@ -134,6 +130,11 @@ class FactoredBlock:
     def postmap(self, x: jax.Array, ctx: jax.Array, residual: bool = True) -> jax.Array:
         """Token-wise (x [S, d], ctx [S, H, d_h]) → z^(l+1) [S, d]."""
         return self.mlp_out(self.att_from(x, ctx), residual, x)
+
+    def mlp_after(self, y: jax.Array, x: jax.Array) -> jax.Array:
+        """z^(l+1) from the attention sub-layer's output y (`Postmix`): where u_MLP is y
+        (every block but Gemma 3's), the MLP half."""
+        return self.mlp_out(y, True, x)
 
 
 class PreLNDecoderBlock(FactoredBlock):

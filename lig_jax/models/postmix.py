@@ -10,14 +10,8 @@ sub-layer's output the same way, row by row:
 
 `Postmix` holds those pieces (each block's `postmix_parts()`); the context-mixing
 measures (`lig_jax.measures`) read them to split y at each target into one vector per
-source (attention norms, ALTI). The MLP after y starts with a token-wise affine layer
-of its (normalised) input, described by `MlpIn` (each block's `mlp_parts()`); the rest of
-the block (activation, down projection, residual, norms) is the block's `mlp_rest(pre, y)`:
-
-    z^(l+1) = mlp_rest(MlpIn(y), y),   MlpIn(y) = N_m(y) K + b    [S, F]
-
-Value zeroing uses both to recompute only what a zeroed value row changes
-(`lig_jax.measures.zeroing`).
+source (attention norms, ALTI). The block continues from y with its `mlp_after(y, x)`
+(value zeroing recomputes that part per zeroed source, `lig_jax.measures.zeroing`).
 """
 
 from __future__ import annotations
@@ -56,32 +50,6 @@ class Postmix:
         sub-layer's output, which the block's `mlp_after` continues."""
         r = x + (o if self.out_norm is None else self.out_norm(o))
         return r if self.sum_norm is None else self.sum_norm(r)
-
-
-@dataclass(frozen=True)
-class MlpIn:
-    """The MLP's first layer as data: pre = N_m(y) K + b, K [d, F] (gated MLPs: the gate
-    and up kernels side by side), b [F] or None, N_m the norm in front (None: the MLP
-    reads y as it is, as in post-LN blocks)."""
-
-    norm: Norm | None
-    kernel: jax.Array
-    bias: jax.Array | None = None
-
-    def __call__(self, y: jax.Array) -> jax.Array:
-        h = y if self.norm is None else self.norm(y)
-        pre = jnp.matmul(h, self.kernel, precision=PRECISION)
-        return pre if self.bias is None else pre + self.bias
-
-
-def dense_in(*denses) -> tuple[jax.Array, jax.Array | None]:
-    """(kernel [d, ΣF], bias [ΣF] or None) of `common.Dense` layers reading the same input,
-    side by side (gate | up)."""
-    kernel = jnp.concatenate([m.kernel[...] for m in denses], axis=1)
-    if all(m.bias is None for m in denses):
-        return kernel, None
-    return kernel, jnp.concatenate([
-        jnp.zeros(m.kernel.shape[1]) if m.bias is None else m.bias[...] for m in denses])
 
 
 def dense_out(dense, num_heads: int) -> tuple[jax.Array, jax.Array | None]:

@@ -19,7 +19,7 @@ from flax import nnx
 
 from ..common import ACTIVATIONS, Dense, LayerNorm, attention_mix, key_rows, table
 from ..interface import LayerStackModel, StackConfig
-from ..postmix import MlpIn, Postmix, dense_in, dense_out
+from ..postmix import Postmix, dense_out
 from ..premap import Premap, dense_heads, norm_of
 
 
@@ -128,14 +128,9 @@ class PostLNBlock(nnx.Module):
         """[S, d] → z^(l+1) [S, d]: the MLP sub-block, token-wise (z is not needed)."""
         return self.mlp(u, residual)
 
-    def mlp_parts(self) -> MlpIn:
-        """W_1, b_1 on u itself (post-LN: no norm in front of the MLP)."""
-        return MlpIn(None, *dense_in(self.mlp.intermediate))
-
-    def mlp_rest(self, pre: jax.Array, y: jax.Array) -> jax.Array:
-        """LN_out(u + W_2·act(pre) + b_2), u = y."""
-        mlp = self.mlp
-        return mlp.norm(y + mlp.output(ACTIVATIONS[mlp.activation](pre)))
+    def mlp_after(self, y: jax.Array, x: jax.Array) -> jax.Array:
+        """z^(l+1) from y = LN_att(x + W_O·ctx + b_O) (= u, `Postmix`); x is not needed."""
+        return self.mlp(y)
 
     def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
         return self.mlp(self.attention(z, key_mask))

@@ -34,7 +34,7 @@ from flax import nnx
 
 from ..common import ACTIVATIONS, Dense, LayerNorm, key_rows, table
 from ..interface import FactoredBlock, LayerStackModel, StackConfig
-from ..postmix import MlpIn, Postmix, dense_in, dense_out
+from ..postmix import Postmix, dense_out
 from ..premap import Premap, dense_heads, norm_of
 
 LAYER_NORM_EPS = 1e-12  # hard-coded in HF DistilBERT (embeddings and both block norms)
@@ -81,14 +81,6 @@ class PostLNBlock(FactoredBlock, nnx.Module):
         (wq, bq), (wk, bk), (wv, bv) = (dense_heads(m, self.num_heads)
                                         for m in (self.query, self.key, self.value))
         return Premap(None, wq, wk, wv, bq, bk, bv)
-
-    def mlp_parts(self) -> MlpIn:
-        """ffn_in on u itself (post-LN: no norm in front of the MLP)."""
-        return MlpIn(None, *dense_in(self.ffn_in))
-
-    def mlp_rest(self, pre: jax.Array, y: jax.Array) -> jax.Array:
-        """out_norm(u + ffn_out(act(pre))), u = y."""
-        return self.out_norm(y + self.ffn_out(ACTIVATIONS[self.activation](pre)))
 
     def postmix_parts(self) -> Postmix:
         """W_O per head and b_O; attn_norm after the residual sum."""

@@ -29,7 +29,7 @@ from ...errors import LIGError
 from ..common import ACTIVATIONS, Dense, causal_mask, table
 from ..common import RMSNorm as _RMSNorm
 from ..interface import FactoredBlock, LayerStackModel, StackConfig
-from ..postmix import MlpIn, Postmix, dense_in, dense_out
+from ..postmix import Postmix, dense_out
 from ..premap import Premap, dense_heads, norm_of
 from ..rope import default_inv_freq
 
@@ -178,18 +178,10 @@ class PrePostLNBlock(FactoredBlock, nnx.Module):
     def _ffn(self, p: jax.Array) -> jax.Array:
         return self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(p)))
 
-    def mlp_parts(self) -> MlpIn:
-        """pre_feedforward_layernorm, then gate | up."""
-        mlp = self.mlp
-        return MlpIn(norm_of(self.pre_feedforward_layernorm, "rms"),
-                     *dense_in(mlp.gate_proj, mlp.up_proj))
-
-    def mlp_rest(self, pre: jax.Array, y: jax.Array) -> jax.Array:
-        """p + PostFFN(down(act(gate) ⊙ up)), gate | up = pre, p = y."""
-        g, u = jnp.split(pre, 2, axis=-1)
-        mlp = self.mlp
-        return y + self.post_feedforward_layernorm(
-            mlp.down_proj(ACTIVATIONS[mlp.activation](g) * u))
+    def mlp_after(self, y: jax.Array, x: jax.Array) -> jax.Array:
+        """z^(l+1) from p = y = x + PostAttn(o_proj(ctx)) (`Postmix`): p + PostFFN(MLP(
+        PreFFN(p)))."""
+        return y + self._ffn(y)
 
     def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
         return self.postmap(z, self.attention_context(z, key_mask))

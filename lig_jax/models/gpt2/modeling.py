@@ -24,7 +24,7 @@ from flax import nnx
 
 from ..common import ACTIVATIONS, Dense, LayerNorm, table
 from ..interface import LayerStackModel, PreLNDecoderBlock, StackConfig
-from ..postmix import MlpIn, Postmix, dense_in, dense_out
+from ..postmix import Postmix, dense_out
 from ..premap import Premap, fused_heads, norm_of
 
 
@@ -79,14 +79,6 @@ class GPT2Block(PreLNDecoderBlock, nnx.Module):
         """ln_1, then c_attn split q | k | v (heads contiguous inside each third)."""
         (wq, bq), (wk, bk), (wv, bv) = fused_heads(self.attn.c_attn, 3, self.num_heads)
         return Premap(norm_of(self.ln_1, "layer"), wq, wk, wv, bq, bk, bv)
-
-    def mlp_parts(self) -> MlpIn:
-        """ln_2, then c_fc."""
-        return MlpIn(norm_of(self.ln_2, "layer"), *dense_in(self.mlp.c_fc))
-
-    def mlp_rest(self, pre: jax.Array, y: jax.Array) -> jax.Array:
-        """u + c_proj(act(pre)), u = y."""
-        return y + self.mlp.c_proj(ACTIVATIONS[self.mlp.activation](pre))
 
     def postmix_parts(self) -> Postmix:
         """c_proj per head and its bias; pre-LN: no norm up to the residual sum."""

@@ -24,12 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from ..common import ACTIVATIONS, Dense, RMSNorm, table
 from ..interface import LayerStackModel, PreLNDecoderBlock, StackConfig
-from ..postmix import MlpIn, Postmix, dense_in, dense_out
+from ..postmix import Postmix, dense_out
 from ..premap import Premap, dense_heads, norm_of
 
 
@@ -96,17 +95,6 @@ class LlamaBlock(PreLNDecoderBlock, nnx.Module):
             (attn.v_proj, self.num_kv_heads)))
         return Premap(norm_of(self.input_layernorm, "rms"), wq, wk, wv, bq, bk, bv,
                       inv_freq=self.inv_freq)
-
-    def mlp_parts(self) -> MlpIn:
-        """post_attention_layernorm, then gate | up."""
-        mlp = self.mlp
-        return MlpIn(norm_of(self.post_attention_layernorm, "rms"),
-                     *dense_in(mlp.gate_proj, mlp.up_proj))
-
-    def mlp_rest(self, pre: jax.Array, y: jax.Array) -> jax.Array:
-        """u + down(act(gate) ⊙ up), gate | up = pre, u = y."""
-        g, u = jnp.split(pre, 2, axis=-1)
-        return y + self.mlp.down_proj(ACTIVATIONS[self.mlp.activation](g) * u)
 
     def postmix_parts(self) -> Postmix:
         """o_proj per head (and its bias); pre-norm: no norm up to the residual sum."""

@@ -40,7 +40,7 @@ from flax import nnx
 
 from ..common import ACTIVATIONS, Dense, LayerNorm, key_rows, table, window_mask
 from ..interface import FactoredBlock, LayerStackModel, StackConfig
-from ..postmix import MlpIn, Postmix, dense_in, dense_out
+from ..postmix import Postmix, dense_out
 from ..premap import Premap, fused_heads, norm_of
 from ..rope import default_inv_freq
 
@@ -93,15 +93,6 @@ class ModernBertBlock(FactoredBlock, nnx.Module):
         (wq, bq), (wk, bk), (wv, bv) = fused_heads(self.wqkv, 3, self.num_heads)
         norm = None if self.attn_norm is None else norm_of(self.attn_norm, "layer")
         return Premap(norm, wq, wk, wv, bq, bk, bv, inv_freq=self.inv_freq)
-
-    def mlp_parts(self) -> MlpIn:
-        """mlp_norm, then Wi (a | g side by side)."""
-        return MlpIn(norm_of(self.mlp_norm, "layer"), *dense_in(self.wi))
-
-    def mlp_rest(self, pre: jax.Array, y: jax.Array) -> jax.Array:
-        """u + Wo(act(a) ⊙ g), a | g = pre, u = y."""
-        a, g = jnp.split(pre, 2, axis=-1)
-        return y + self.mlp_wo(ACTIVATIONS[self.activation](a) * g)
 
     def postmix_parts(self) -> Postmix:
         """Wo per head (and its bias); pre-LN: no norm up to the residual sum."""

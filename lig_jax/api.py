@@ -30,7 +30,12 @@ from .boundaries import boundaries_from_config
 from .config import LIGConfig, check_indices, granularity_list, validate
 from .errors import BadText, LIGError
 from .loading import LoadedModel, load_model
-from .measures.names import check_lig_rollout, measure_list, measure_outputs
+from .measures.names import (
+    check_lig_rollout,
+    lig_rollout_possible,
+    measure_list,
+    measure_outputs,
+)
 from .memory import free_host_memory, memory_budget
 from .mesh import make_mesh, rows
 from .quadrature import resolve_rule
@@ -88,7 +93,9 @@ def tokenize(lm: LoadedModel, text: str) -> tuple[list[int], list[str]]:
 def from_ids(lm: LoadedModel, input_ids: Sequence[int]) -> tuple[list[int], list[str]]:
     """Pre-tokenised input (ids from another tool) checked against the model: integers in
     [0, vocab size), at least one, at most the model's maximum; (ids, token strings)."""
-    vocab, limit = lm.config.vocab_size, lm.config.max_tokens
+    # the embedding table may be padded beyond the tokenizer's vocabulary: ids there have
+    # no token to show
+    vocab, limit = min(lm.config.vocab_size, len(lm.tokenizer)), lm.config.max_tokens
     ids = list(input_ids) if not isinstance(input_ids, str | bytes) else None
     if ids is None or any(isinstance(i, bool) or not isinstance(i, int | np.integer)
                           for i in ids):
@@ -259,8 +266,6 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
                     input_ids: Sequence[int] | None = None) -> results.Result:
     # share: sentences running at once in this process's memory (host-memory devices)
     grans = granularity_list(cfg.granularity)
-    names = measure_list(cfg.measures, lig="layer" in grans)
-    check_lig_rollout(names, "layer" in grans)
     if input_ids is not None:
         ids, tokens = from_ids(lm, input_ids)
         text = lm.tokenizer.decode(ids)
@@ -270,6 +275,8 @@ def _explain_loaded(lm: LoadedModel, text: str, cfg: LIGConfig, say: Progress,
     n_layers, n_heads = lm.config.num_layers, lm.config.num_heads
     layer_list = check_indices("layers", cfg.layers, n_layers)
     targets = check_indices("target_tokens", cfg.target_tokens, s)
+    names = measure_list(cfg.measures, lig=lig_rollout_possible("layer" in grans, layer_list))
+    check_lig_rollout(names, "layer" in grans, layer_list)
     words = word_ids(lm, text, s) if input_ids is None else None
     if cfg.words:
         if input_ids is not None:

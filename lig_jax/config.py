@@ -16,7 +16,7 @@ from typing import Any
 from . import baselines
 from .errors import LIGError, choice_error
 from .measures.names import CHOICES as MEASURE_CHOICES
-from .measures.names import measure_list
+from .measures.names import check_lig_rollout, lig_rollout_possible, measure_list
 from .memory import parse_bytes
 from .mesh import parse_mesh
 from .quadrature import RULE_CHOICES, TRAPEZOID_RULES
@@ -202,8 +202,14 @@ def validate(cfg: LIGConfig) -> None:
         raise LIGError(f"num_steps must be an integer or 'auto'. Got: {n!r}")
     elif n < minimum:
         raise LIGError(f"num_steps must be >= {minimum} for rule '{cfg.rule}'. Got: {n}")
-    names = measure_list(cfg.measures)
-    if not granularity_list(cfg.granularity) and not names:
+    grans = granularity_list(cfg.granularity)
+    layers = cfg.layers
+    if layers is not None and not all(isinstance(l, int) and not isinstance(l, bool)
+                                      for l in layers):
+        layers = None  # `check_indices` names the bad value once the model is known
+    names = measure_list(cfg.measures, lig=lig_rollout_possible("layer" in grans, layers))
+    check_lig_rollout(names, "layer" in grans, layers)
+    if not grans and not names:
         raise LIGError("granularity none computes the measures alone: give --measures "
                        f"(all, or a comma list of {', '.join(MEASURE_CHOICES)})")
     if cfg.memory_budget is not None:

@@ -3,7 +3,8 @@ result (`lig-jax correlate`), as the papers in this line report them.
 
 For every layer holding LIG's z→z and a measure (both [S_src, S_tgt]), each target
 column is one ranking of its sources: Spearman's ρ between LIG's column and the
-measure's, over the sources the target can see (a decoder's sources ≤ target), averaged
+measure's, over the sources the target can see (a decoder's sources ≤ target; a source
+that both maps give exactly 0 — outside a sliding window — is left out), averaged
 over the targets — once with every source, once without the target itself (the
 diagonal, which dominates measures that include the residual). Rollouts are set against
 LIG's own rollout (`rollout/lig`) where the result has it. Targets with fewer than three
@@ -20,10 +21,9 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from .errors import LIGError
+from .measures.names import ROLLOUT_PREFIX, is_view
 
 COLUMNS = ("layer", "measure", "against", "spearman", "spearman_no_diagonal", "targets")
-# per-head arrays and raw distances are views of a measure, not rankings of their own
-SKIP_SUFFIXES = ("_heads", "_raw")
 
 
 def _column_rho(a: np.ndarray, b: np.ndarray) -> float:
@@ -41,6 +41,7 @@ def layer_rho(lig: np.ndarray, other: np.ndarray, causal: bool) -> tuple[float, 
     full, nodiag = [], []
     for j in range(s):
         src = np.arange(j + 1) if causal else np.arange(s)
+        src = src[(lig[src, j] != 0) | (other[src, j] != 0)]
         full.append(_column_rho(lig[src, j], other[src, j]))
         rest = src[src != j]
         nodiag.append(_column_rho(lig[rest, j], other[rest, j]) if rest.size >= 2
@@ -65,11 +66,11 @@ def correlations(result: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         lig = np.asarray(entry["z2z"]["matrix"], np.float64)
         for name, block in measures.items():
-            if name.endswith(SKIP_SUFFIXES) or name == "rollout/lig":
+            if is_view(name) or name == "rollout/lig":
                 continue
             against = "z2z"
             base = lig
-            if name.startswith("rollout/"):
+            if name.startswith(ROLLOUT_PREFIX):
                 if "rollout/lig" not in measures:
                     continue
                 against, base = "rollout/lig", np.asarray(measures["rollout/lig"]["matrix"])

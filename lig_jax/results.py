@@ -34,13 +34,12 @@ import numpy as np
 
 from .errors import LIGError
 from .files import write_atomic
-from .measures.names import OUTPUTS, ROLLOUTS
+from .measures.names import ARRAYS, ROLLOUT_PREFIX
 
 FORMAT = "lig-jax result"
 VERSION = 1
 QUANTITIES = ("z2z", "z2z_composed", "z2u", "u2z")
-MAPS = QUANTITIES + tuple(o for outs in OUTPUTS.values() for o in outs) + ROLLOUTS
-ROLLOUT_PREFIX = "rollout/"
+MAPS = QUANTITIES + ARRAYS
 
 
 def npz_key(layer: int, name: str) -> str:
@@ -56,7 +55,7 @@ def from_npz_key(key: str) -> tuple[int, str] | None:
     if len(parts) >= 3 and parts[0] == "layers" and parts[1].isdigit():
         return int(parts[1]), "/".join(parts[2:])
     if len(parts) == 3 and parts[0] == "rollout" and parts[2].isdigit():
-        return int(parts[2]), f"rollout/{parts[1]}"
+        return int(parts[2]), f"{ROLLOUT_PREFIX}{parts[1]}"
     return None
 
 
@@ -178,14 +177,15 @@ NPZ_ERRORS = (OSError, ValueError, KeyError, TypeError, EOFError, RuntimeError,
 
 def save_npz(result: Result, path: str | Path, dtype: str = "float32") -> Path:
     """Write `result` to `path` atomically (`files.write_atomic`), compressed; the maps
-    (`QUANTITIES`) in `dtype` — float16 halves the file again, at about 3 significant
-    digits (the completeness arrays stay as computed). LIGError if it cannot."""
+    (`MAPS`) in `dtype` — float16 halves the file again, at about 3 significant digits
+    (the completeness arrays and the raw value-zeroing distances, often below float16's
+    normal range, stay as computed). LIGError if it cannot."""
     if dtype not in NPZ_DTYPES:
         raise LIGError(f"Unknown npz dtype {dtype!r}. Allowed: {', '.join(NPZ_DTYPES)}")
     arrays = {}
     for l, entries in result.layers.items():
         for k, v in entries.items():
-            if k in MAPS and dtype == "float16":
+            if k in MAPS and dtype == "float16" and not k.endswith("_raw"):
                 big = float(np.max(np.abs(v))) if np.size(v) else 0.0
                 if big > np.finfo(np.float16).max:
                     raise LIGError(f"layer {l} {k} reaches {big:.3g}, beyond float16's "

@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import LIGError
 from .files import read_result_bytes
+from .measures.names import DESCRIPTIONS
 from .results import Result, load_npz
 from .validation import check_result
 
@@ -31,19 +32,6 @@ DESC_Z2U_FIX = {"itb_zero_ratio": " (ITB-zeroRatio)", "itb_map_ratio": " (ITB-ma
 DESC_U2Z = "MLP IG (u -> z), L2-scalarized"
 DESC_U2Z_DECODER = "MLP IG (u -> z), post-attn u to z^(l+1), L2-scalarized"
 DECODER_LAYOUTS = ("pre_ln_decoder", "pre_post_ln_decoder")
-DESC_MEASURE = {
-    "attention": "Attention probabilities, head mean",
-    "attention_heads": "Attention probabilities per head [H, S_src, S_tgt]",
-    "attention_norm": "Attention norm ||sum_h a f_h(x)|| (Kobayashi et al. 2020)",
-    "attention_norm_heads": "Attention norm per head ||a f_h(x)|| [H, S_src, S_tgt]",
-    "alti": "ALTI (Ferrando et al. 2022), shares of each target summing to 1",
-    "value_zeroing": "Value zeroing (Mohebbi et al. 2023), shares of each target summing to 1",
-    "value_zeroing_raw": "Value zeroing cosine distances before normalisation",
-    "rollout/attention": "Attention rollout through blocks 0..l, 0.5 A + 0.5 I",
-    "rollout/alti": "ALTI rollout through blocks 0..l",
-    "rollout/value_zeroing": "Value zeroing rollout through blocks 0..l",
-    "rollout/lig": "LIG z->z rollout through blocks 0..l, |z2z| per target summing to 1",
-}
 DESC_COMPOSED = "Composed z -> z: sum over heads of ATT IG (z -> u) x MLP IG (u -> z) slice"
 META_KEYS = ("config", "boundaries")
 TAIL_KEYS = ("completeness", "quadrature", "timings", "versions")
@@ -176,9 +164,9 @@ def explanation(result: Result, lists: bool = True) -> dict[str, Any]:
                                      "baseline_mlp": cfg["baseline_mlp"],
                                      "description": DESC_COMPOSED, "shape": list(prod.shape),
                                      "target_token_idx": targets, "matrix": vec(prod)}
-        measured = {k: v for k, v in arrays.items() if k in DESC_MEASURE}
+        measured = {k: v for k, v in arrays.items() if k in DESCRIPTIONS}
         if measured:
-            entry["measures"] = {k: {"description": DESC_MEASURE[k], "shape": list(v.shape),
+            entry["measures"] = {k: {"description": DESCRIPTIONS[k], "shape": list(v.shape),
                                      "matrix": vec(v)} for k, v in measured.items()}
         out_layers[str(l)] = entry
     head = {k: meta[k] for k in ("text", "tokens", "words", "word_ids", "word_level", "model",

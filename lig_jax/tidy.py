@@ -2,9 +2,11 @@
 
     layer, quantity, head, source, source_token, target, target_token, value
 
-`quantity` is z2z (the layer-direct map), z2z_composed, or z2u (per head; `head` is empty
-for the others); `source`/`target` are token (or, with `--words`, unit) indices. u→z is not
-token-to-token (its contributions run over the dimensions of u) and is left out. In pandas:
+`quantity` is z2z (the layer-direct map), z2z_composed, z2u (per head; `head` is empty
+for the others) or a context-mixing measure (`explain --measures`: its name, e.g. alti,
+rollout/alti; per head for attention_heads and attention_norm_heads); `source`/`target`
+are token (or, with `--words`, unit) indices. u→z is not token-to-token (its
+contributions run over the dimensions of u) and is left out. In pandas:
 `pd.read_csv(path).pivot_table(index="source", columns="target", values="value")` per
 layer and quantity gives back the matrix (source i → target j).
 """
@@ -20,6 +22,7 @@ from typing import IO
 import numpy as np
 
 from .files import write_atomic
+from .measures.names import ARRAYS, is_heads
 from .results import Result
 
 COLUMNS = ("layer", "quantity", "head", "source", "source_token", "target", "target_token",
@@ -50,6 +53,14 @@ def rows(result: Result) -> Iterator[tuple]:
                 for hi, h in enumerate(heads):
                     for i in range(s):
                         yield l, "z2u", h, i, tokens[i], j, tokens[j], float(m[t, hi, i])
+        for name in ARRAYS:
+            if name not in arrays:
+                continue
+            m = np.asarray(arrays[name])
+            for h, hm in (enumerate(m) if is_heads(name) else [("", m)]):
+                for j in range(s):
+                    for i in range(s):
+                        yield l, name, h, i, tokens[i], j, tokens[j], float(hm[i, j])
 
 
 def write_csv(result: Result, path: str | Path) -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LIGError
+from .measures.names import is_heads
 
 
 def _numeric(value: Any, where: str, name: str, ndim: int) -> np.ndarray:
@@ -93,7 +94,7 @@ def _check_layer(entry: Any, where: str, name: str, s: int) -> None:
         for key, block in _object(entry["measures"], f"{where}.measures", name).items():
             at = f"{where}.measures[{key!r}]"
             m = _numeric(_object(block, at, name).get("matrix"), f"{at}.matrix", name,
-                         3 if key.endswith("_heads") else 2)
+                         3 if is_heads(key) else 2)
             if m.shape[-2:] != (s, s):
                 raise LIGError(f"{name}: {at}.matrix ends in {m.shape[-2]}×{m.shape[-1]}, "
                                f"expected {s}×{s} (one row and column per token)")

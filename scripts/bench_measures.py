@@ -110,7 +110,6 @@ def torch_loop(hf: Any, blocks: Any, value: str, ids: list[int], causal: bool,
         return m
 
     x = torch.tensor([ids])
-    clean_in: list[torch.Tensor] = []
     clean_out: list[torch.Tensor] = []
     hooks = [b.register_forward_hook(lambda m, a, o: clean_out.append(
         (o[0] if isinstance(o, tuple) else o).detach())) for b in blocks]
@@ -119,6 +118,7 @@ def torch_loop(hf: Any, blocks: Any, value: str, ids: list[int], causal: bool,
     for h in hooks:
         h.remove()
     clean_in = [states[l] for l in range(len(blocks))]
+    raw = torch.zeros(len(blocks), len(ids), len(ids))
     t = time.perf_counter()
     for j in range(sources):
         got: list[torch.Tensor] = []
@@ -147,6 +147,7 @@ def torch_loop(hf: Any, blocks: Any, value: str, ids: list[int], causal: bool,
             dist = 1.0 - torch.nn.functional.cosine_similarity(out[0], clean_out[l][0], -1)
             if causal:
                 dist[:j] = 0.0
+            raw[l, :, j] = dist  # [layer, target, source], as Inseq returns it transposed
     return time.perf_counter() - t
 
 

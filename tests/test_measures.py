@@ -47,8 +47,8 @@ def measured(tiny_llama):
 
 def test_decoder_measures_are_causal_and_columns_sum_to_one(measured):
     s = len(measured.tokens)
-    upper = np.triu(np.ones((s, s), bool), k=1)  # source after target: [src, tgt] i > j
-    lower = upper.T
+    # [src, tgt]: below the diagonal the source comes after the target
+    lower = np.tril(np.ones((s, s), bool), k=-1)
     for l, arrays in measured.layers.items():
         assert "z2z" not in arrays
         for name in ("attention", "alti", "value_zeroing", "rollout/attention",
@@ -59,7 +59,6 @@ def test_decoder_measures_are_causal_and_columns_sum_to_one(measured):
             assert np.all(m[lower] == 0.0), f"layer {l} {name}: a later source counts"
             assert np.all(m >= 0.0)
         assert arrays["attention_heads"].shape[1:] == (s, s)
-        assert np.all(arrays["value_zeroing_raw"][lower] == 0.0)
 
 
 def test_npz_round_trip_keeps_measures_and_rollouts(measured, tmp_path):
@@ -77,6 +76,9 @@ def test_npz_round_trip_keeps_measures_and_rollouts(measured, tmp_path):
     obj = load(path)
     block = obj["layers"]["0"]["measures"]["alti"]
     assert np.asarray(block["matrix"]).shape == (len(measured.tokens),) * 2
+    half = load_npz(save_npz(measured, tmp_path / "h.npz", "float16")).layers[1]
+    assert half["alti"].dtype == np.float16
+    assert half["value_zeroing_raw"].dtype == measured.layers[1]["value_zeroing_raw"].dtype
 
 
 def test_cli_measures_json_and_correlate(tiny_bert, tmp_path):
@@ -119,6 +121,9 @@ def test_cli_measures_json_and_correlate(tiny_bert, tmp_path):
     (["--measures", "bogus"], "Unknown --measures 'bogus'"),
     (["--granularity", "none"], "granularity none computes the measures alone"),
     (["--granularity", "att", "--measures", "rollout/lig"], "rollout/lig composes LIG"),
+    (["--granularity", "layer", "--layers", "1", "--measures", "rollout/lig"],
+     "composes LIG's z→z through layers 0..1: give --layers 0..1"),
+    (["--measures", "all,bogus"], "Unknown --measures 'bogus'"),
 ])
 def test_measure_errors_are_one_line(tiny_bert, args, needle):
     res = runner.invoke(app, ["explain", TEXT, "--model", str(tiny_bert), *args])
@@ -189,3 +194,42 @@ def test_explain_batch_keeps_measures_in_its_settings(tiny_bert, tmp_path):
     assert set(lines[1]["result"]["layers"]["1"]["measures"]) == {"alti", "rollout/alti"}
     res = runner.invoke(app, [*args, "--measures", "attention"])
     assert res.exit_code == 2 and "measures" in res.output, res.output
+
+
+def test_all_measures_leave_out_lig_s_rollout_where_layers_skip(tiny_bert):
+    from lig_jax.api import explain_arrays
+
+    r = explain_arrays(TEXT, model=str(tiny_bert), granularity="layer", layers=[1],
+                       num_steps=2, measures="all")
+    assert "rollout/lig" not in r.meta["config"]["measures"]
+    assert "rollout/alti" in r.layers[1] and "rollout/lig" not in r.layers[1]
+    # rollouts compose every block below even where only a later layer is asked for
+    full = explain_arrays(TEXT, model=str(tiny_bert), granularity="none",
+                          measures="rollout/alti,alti")
+    np.testing.assert_allclose(r.layers[1]["rollout/alti"], full.layers[1]["rollout/alti"],
+                               rtol=1e-6)
+    np.testing.assert_allclose(full.layers[1]["rollout/alti"],
+                               full.layers[0]["alti"] @ full.layers[1]["alti"], rtol=1e-6)
+
+
+def test_measures_only_result_in_csv_and_plot(tiny_bert, tmp_path):
+    import csv
+
+    table, out, fig = tmp_path / "t.csv", tmp_path / "r.json", tmp_path / "f.png"
+    res = runner.invoke(app, ["explain", TEXT, "--model", str(tiny_bert), "--granularity",
+                              "none", "--measures", "alti,attention", "-o", str(out),
+                              "--csv", str(table), "-q"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    s = len(r["tokens"])
+    with open(table, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    alti = [x for x in rows if x["quantity"] == "alti" and x["layer"] == "1"]
+    assert len(alti) == s * s
+    want = np.asarray(r["layers"]["1"]["measures"]["alti"]["matrix"])
+    for x in alti[:20]:
+        assert abs(float(x["value"]) - want[int(x["source"]), int(x["target"])]) < 1e-6
+    heads = {x["head"] for x in rows if x["quantity"] == "attention_heads"}
+    assert heads == {str(h) for h in range(4)}
+    res = runner.invoke(app, ["plot", str(out), "-o", str(fig), "--measure", "alti"])
+    assert res.exit_code == 0, res.output

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LIGError
+from ..measures.names import is_view
 from ..words import aggregate, aggregation
 from .flow import ATT, LAYER, MLP
 from .store import Record, Store
@@ -71,7 +72,7 @@ def _maps(record: Record, summ: np.ndarray, mean: np.ndarray) -> dict[tuple, np.
             key = f"composed/{a.name}/{m.name}"
             out[(key, "z2z_composed", -1)] = words(record.array(key))
     for key in sorted(k for k in record.arrays if k.startswith(MEASURE)):
-        if not key.endswith("_raw"):
+        if not is_view(key):
             out[(key, "measure", -1)] = words(record.array(key))
     for a in ATT:
         scores = record.array(f"z2u/{a.name}")  # [L, T, H, S]

@@ -26,7 +26,7 @@ from .. import baselines, engine
 from ..attribution import compose
 from ..config import LIGConfig
 from ..loading import LoadedModel
-from ..measures.names import measure_list
+from ..measures.names import is_heads, measure_list
 from ..quadrature import resolve_rule
 from ..steps import step_plan
 
@@ -81,7 +81,7 @@ class SentenceComputer:
 def measure_arrays(measured: dict[int, dict[str, np.ndarray]], layers: list[int]
                    ) -> dict[str, np.ndarray]:
     """measure/<name> [L, S_src, S_tgt] for every [S, S] map (per-head views left out)."""
-    names = [k for k in measured[layers[0]] if not k.endswith("_heads")]
+    names = [k for k in measured[layers[0]] if not is_heads(k)]
     return {f"measure/{k}": np.stack([measured[l][k] for l in layers]).astype(np.float64)
             for k in names}
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ..errors import LIGError
 from . import zeroing
 from .maps import layer_maps
 from .names import OUTPUTS, ROLLOUT_OF, needed_maps
@@ -67,8 +68,8 @@ def measure_layers(model: nnx.Module, hidden: jax.Array, key_mask: jax.Array, le
                 here[k] = v[..., :s, :s]
         if l in at.get("value_zeroing", ()):
             here["value_zeroing"], here["value_zeroing_raw"] = zeroing.value_zeroing(
-                graphdef, state, z, key_mask, s, block.causal, budget, block.num_heads,
-                2 * (ffn or 4 * d))
+                graphdef, state, z, key_mask, zeroing.visible(block, s), budget,
+                block.num_heads, 2 * (ffn or 4 * d))
         maps[l] = here
     asked = {o for m in names if m in OUTPUTS for o in OUTPUTS[m]}
     out = {l: {k: v for k, v in maps.get(l, {}).items() if k in asked} for l in layers}
@@ -76,18 +77,15 @@ def measure_layers(model: nnx.Module, hidden: jax.Array, key_mask: jax.Array, le
         if r not in ROLLOUT_OF:
             continue
         base = ROLLOUT_OF[r]
-        if base == "z2z":
-            if z2z is None:
-                continue
-            chain = [lig_shares(z2z[k]) for k in range(top + 1) if k in z2z]
-            if len(chain) != top + 1:
-                chain = None
+        if base == "z2z":  # every layer 0 … top (`names.check_lig_rollout`)
+            if z2z is None or any(k not in z2z for k in range(top + 1)):
+                raise LIGError("rollout/lig needs LIG's z→z at layers 0.."
+                               f"{top}; it has {sorted(z2z or [])}")
+            chain = [lig_shares(z2z[k]) for k in range(top + 1)]
         else:
             chain = [maps[k][base] for k in range(top + 1)]
             if base == "attention":
                 chain = [with_residual(m) for m in chain]
-        if chain is None:
-            continue
         rolled = rollout(chain)
         for l in layers:
             out[l][r] = rolled[l]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..models.common import attention_mix
+from ..models.common import PRECISION, attention_mix
 from ..models.premap import Norm
 
 # ALTI's distance adds this to every component of T − y before the L1 norm (the authors
@@ -82,7 +82,8 @@ def layer_maps(block, z: jax.Array, key_mask: jax.Array | None, names: tuple[str
     y = r if post.sum_norm is None else post.sum_norm(r)
 
     def column(t: jax.Array) -> tuple[jax.Array, jax.Array]:
-        w = jnp.einsum("hs,shd->sd", a[:, t, :], f)  # Σ_h α^h_{t,s} f_h(x_s), [S_s, d]
+        w = jnp.einsum("hs,shd->sd", a[:, t, :], f,
+                       precision=PRECISION)  # Σ_h α^h_{t,s} f_h(x_s), [S_s, d]
         norms = jnp.linalg.norm(w, axis=-1)
         parts = w if post.out_norm is None else as_linear(post.out_norm, w, o[t])
         parts = parts.at[t].add(z[t])

@@ -10,7 +10,8 @@ attention output changes by one vector:
 So only the block's token-wise remainder is recomputed — the norms around the residual
 sum (`Postmix.residual_sum`) and the MLP (the block's `mlp_after`) — for one row per
 (source, target) pair, and a causal source only touches the targets from itself on:
-S(S+1)/2 row passes per layer for a decoder, S² for an encoder, in chunks of at most
+S(S+1)/2 row passes per layer for a decoder (fewer under a sliding window), S² for an
+encoder, in chunks of at most
 `MAX_CHUNK` rows (fewer where the memory budget says so). The score is the cosine
 distance between the target's block output without and with the source:
 
@@ -40,11 +41,21 @@ from ..models.common import PRECISION
 from .maps import mixing
 
 
-def pairs(length: int, causal: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(source, target) index arrays of every pair whose distance can be nonzero."""
-    src, tgt = np.meshgrid(np.arange(length), np.arange(length), indexing="ij")
-    keep = (tgt >= src) if causal else np.ones_like(src, bool)
-    return src[keep].astype(np.int32), tgt[keep].astype(np.int32)
+def visible(block, length: int) -> np.ndarray:
+    """bool [S_t, S_s]: which sources each target's attention sees (causal, sliding
+    windows) among `length` real tokens."""
+    mask = block.attention_mask(length, None)
+    if mask is None:
+        return np.ones((length, length), bool)
+    return np.broadcast_to(np.asarray(mask, bool), (length, length))
+
+
+def pairs(seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(source, target) index arrays of every pair whose distance can be nonzero: the
+    target sees the source (`visible`, [S_t, S_s])."""
+    tgt, src = np.nonzero(seen)
+    order = np.lexsort((tgt, src))  # by source, then target
+    return src[order].astype(np.int32), tgt[order].astype(np.int32)
 
 
 def row_bytes(d: int, heads: int, ffn: int, itemsize: int) -> int:
@@ -63,8 +74,9 @@ def chunk_sizes(budget: int, per_row: int, num_pairs: int) -> tuple[int, int, tu
     """How one layer's `num_pairs` rows are split: (top, k, tail) — k chunks of `top` rows
     (the largest power of two up to `MAX_CHUNK` that fits the budget) run one after
     another, then the rest in descending powers of two down to `SMALLEST_CHUNK` (padded),
-    so at most SMALLEST_CHUNK − 1 rows are padding. Powers of two keep the compiled
-    programs few."""
+    so at most SMALLEST_CHUNK − 1 rows are padding. The split follows the pair count: one
+    compiled program per sentence length and block structure (shared by every layer of
+    that structure and every sentence of that length)."""
     fit = min(MAX_CHUNK, max(SMALLEST_CHUNK, budget // max(per_row, 1)))
     top = SMALLEST_CHUNK
     while top * 2 <= fit and top * 2 <= num_pairs:
@@ -89,7 +101,7 @@ def _prepare(block, z: jax.Array, key_mask: jax.Array | None) -> tuple[jax.Array
     a, ctx, v, _ = mixing(block, z, key_mask)
     post = block.postmix_parts()
     o = post.output(ctx)
-    return a, v, o, post.head_outputs(v), block.mlp_after(post.residual_sum(z, o), z)
+    return a, v, o, post.head_outputs(v), block.mlp_after(post.residual_sum(z, o))
 
 
 def _cosine_distance(out: jax.Array, ref: jax.Array) -> jax.Array:
@@ -120,9 +132,9 @@ def _rows(block, z: jax.Array, a: jax.Array, v: jax.Array, o: jax.Array, f: jax.
             zeroed = post.output(ctx)
         else:
             weight = jnp.transpose(a[:, tgt, src])  # α^h_{j,i}: [C, H]
-            zeroed = o[tgt] - jnp.einsum("ch,chd->cd", weight, f[src])  # o'_j: [C, d]
-        x = z[tgt]
-        return _cosine_distance(block.mlp_after(post.residual_sum(x, zeroed), x), clean[tgt])
+            zeroed = o[tgt] - jnp.einsum("ch,chd->cd", weight, f[src],
+                                         precision=PRECISION)  # o'_j: [C, d]
+        return _cosine_distance(block.mlp_after(post.residual_sum(z[tgt], zeroed)), clean[tgt])
 
     return rows
 
@@ -148,12 +160,14 @@ def layer_distances(graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array,
 
 
 def value_zeroing(graphdef: nnx.GraphDef, state: nnx.State, z: jax.Array,
-                  key_mask: jax.Array | None, length: int, causal: bool, budget: int,
-                  heads: int, ffn: int) -> tuple[np.ndarray, np.ndarray]:
-    """(value_zeroing, value_zeroing_raw), each [S_src, S_tgt] over the `length` real
-    tokens of z [S_b, d] (float64 on the host); `budget` bytes per chunk; `heads` and
-    `ffn` (the MLP's hidden width, both halves of a gated one) size a row."""
-    src, tgt = pairs(length, causal)
+                  key_mask: jax.Array | None, seen: np.ndarray, budget: int, heads: int,
+                  ffn: int) -> tuple[np.ndarray, np.ndarray]:
+    """(value_zeroing, value_zeroing_raw), each [S_src, S_tgt] over the real tokens of z
+    [S_b, d] — `seen` [S, S] (`visible`) says which, and which sources each target sees —
+    float64 on the host; `budget` bytes per chunk; `heads` and `ffn` (the MLP's hidden
+    width, both halves of a gated one) size a row."""
+    length = seen.shape[0]
+    src, tgt = pairs(seen)
     n = len(src)
     per_row = row_bytes(z.shape[-1], heads, ffn, jnp.dtype(z.dtype).itemsize)
     top, k, tail = chunk_sizes(budget, per_row, n)

@@ -76,9 +76,9 @@ class Block(Protocol):
     def mlp_out(self, u: jax.Array, residual: bool = True, z: jax.Array | None = None
                 ) -> jax.Array: ...
 
-    def mlp_after(self, y: jax.Array, x: jax.Array) -> jax.Array:
+    def mlp_after(self, y: jax.Array) -> jax.Array:
         """z^(l+1) [S, d] from y [S, d], the attention sub-layer's output as `Postmix`
-        computes it (the residual stream after the attention), and the block input x."""
+        computes it (the residual stream after the attention)."""
         ...
 
     def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array: ...
@@ -131,10 +131,10 @@ class FactoredBlock:
         """Token-wise (x [S, d], ctx [S, H, d_h]) → z^(l+1) [S, d]."""
         return self.mlp_out(self.att_from(x, ctx), residual, x)
 
-    def mlp_after(self, y: jax.Array, x: jax.Array) -> jax.Array:
+    def mlp_after(self, y: jax.Array) -> jax.Array:
         """z^(l+1) from the attention sub-layer's output y (`Postmix`): where u_MLP is y
-        (every block but Gemma 3's), the MLP half."""
-        return self.mlp_out(y, True, x)
+        (every block but Gemma 3's), the MLP half (which reads no other row)."""
+        return self.mlp_out(y, True)
 
 
 class PreLNDecoderBlock(FactoredBlock):

@@ -10,7 +10,7 @@ sub-layer's output the same way, row by row:
 
 `Postmix` holds those pieces (each block's `postmix_parts()`); the context-mixing
 measures (`lig_jax.measures`) read them to split y at each target into one vector per
-source (attention norms, ALTI). The block continues from y with its `mlp_after(y, x)`
+source (attention norms, ALTI). The block continues from y with its `mlp_after(y)`
 (value zeroing recomputes that part per zeroed source, `lig_jax.measures.zeroing`).
 """
 

@@ -156,6 +156,9 @@ def _measure_panel(result: dict[str, Any], index: int, name: str,
 def _baselines(result: dict[str, Any], shown: Sequence[int], route: str) -> str:
     """'baseline X' (direct) or 'ATT baseline X, MLP baseline Y' (composed), joined with '/'
     where layers differ."""
+    shown = [l for l in shown if route in routes(result, l)]
+    if not shown:  # a result of measures alone
+        return "no LIG map in the result"
     if route == "direct":
         names = {str(result["layers"][str(l)]["z2z"].get("baseline")) for l in shown}
         return "baseline " + " / ".join(sorted(names))
@@ -262,9 +265,10 @@ def layers_figure(result: dict[str, Any] | str | Path, *, layers: list[int] | No
         raise LIGError("no layers to plot")
     panels, titles, signs = [], [], []
     for l in shown:
-        panels.append(_panel(result, l, route, absolute, window))
-        titles.append(f"layer {l}" if measure is None else f"layer {l}: LIG z→z ({route})")
-        signs.append(absolute)
+        if measure is None or route in routes(result, l):  # a measures-only result: alone
+            panels.append(_panel(result, l, route, absolute, window))
+            titles.append(f"layer {l}" if measure is None else f"layer {l}: LIG z→z ({route})")
+            signs.append(absolute)
         if measure is not None:
             panels.append(_measure_panel(result, l, measure, window))
             titles.append(f"layer {l}: {measure}")

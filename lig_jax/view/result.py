@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LIGError
+from ..measures.names import is_view
 from ..schema import load
 
 ROUTES = ("direct", "composed")
@@ -87,7 +88,7 @@ def measures(result: dict[str, Any], index: int) -> dict[str, np.ndarray]:
     s = len(result["tokens"])
     out = {}
     for name, block in layer(result, index).get("measures", {}).items():
-        if name.endswith(("_heads", "_raw")):
+        if is_view(name):
             continue
         m = np.asarray(block["matrix"], np.float64)
         if m.shape != (s, s):

@@ -128,8 +128,8 @@ class PostLNBlock(nnx.Module):
         """[S, d] → z^(l+1) [S, d]: the MLP sub-block, token-wise (z is not needed)."""
         return self.mlp(u, residual)
 
-    def mlp_after(self, y: jax.Array, x: jax.Array) -> jax.Array:
-        """z^(l+1) from y = LN_att(x + W_O·ctx + b_O) (= u, `Postmix`); x is not needed."""
+    def mlp_after(self, y: jax.Array) -> jax.Array:
+        """z^(l+1) from y = LN_att(x + W_O·ctx + b_O) (= u, `Postmix`)."""
         return self.mlp(y)
 
     def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:

@@ -178,7 +178,7 @@ class PrePostLNBlock(FactoredBlock, nnx.Module):
     def _ffn(self, p: jax.Array) -> jax.Array:
         return self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(p)))
 
-    def mlp_after(self, y: jax.Array, x: jax.Array) -> jax.Array:
+    def mlp_after(self, y: jax.Array) -> jax.Array:
         """z^(l+1) from p = y = x + PostAttn(o_proj(ctx)) (`Postmix`): p + PostFFN(MLP(
         PreFFN(p)))."""
         return y + self._ffn(y)

@@ -532,3 +532,24 @@ def test_a_measure_beside_lig(page: Page, minilm, tmp_path: Path) -> None:
     assert beside["left"] >= lig["right"] - 1 and beside["top"] < lig["bottom"], (lig, beside)
     assert "alti, layer 1" in page.d.find_element("id", "lig-measure-title").text
     page.assert_clean()
+
+
+def test_a_long_measure_panel_says_how_to_see_it(page: Page, tmp_path: Path) -> None:
+    """Beyond 256 tokens the measure panel does not draw S² cells; it names the plot
+    command instead, and the page stays usable."""
+    from selenium.webdriver.support.ui import Select
+
+    s = 300
+    r = {"text": "synthetic", "tokens": [f"w{i}" for i in range(s)], "model": "m",
+         "layers": {"0": {"layer_idx": 0,
+                          "z2z": {"baseline": "zero", "matrix": np.eye(s)},
+                          "measures": {"alti": {"matrix": np.eye(s)}}}}}
+    page.open(write_page(r, tmp_path / "m300.html"))
+    page.wait(lambda: page.app("data-ready") == "1")
+    Select(page.d.find_element("id", "lig-measure")).select_by_value("alti")
+    page.wait(lambda: page.app("data-measure") == "alti")
+    assert page.items("#lig-measure-map rect", "data-src") == []
+    title = page.d.find_element("id", "lig-measure-title").text
+    assert "draws up to 256 tokens (300 shown)" in title and "--measure alti" in title
+    page.collect()
+    assert not [e for e in page.console if e.get("level") == "SEVERE"]

@@ -707,6 +707,8 @@
 
   /* ---------- a measure beside LIG ---------- */
 
+  const MEASURE_MAX = 256;  // tokens: beyond, an SVG of S² cells is too slow to draw
+
   /** The selected context-mixing measure of this layer as its own heatmap (rows sources,
    * columns targets, as LIG's), on its own scale: |value| / the largest shown. */
   function renderMeasure() {
@@ -717,8 +719,15 @@
       el["measure-map"].innerHTML = "";
       return;
     }
-    if (!block.matrix) block.matrix = densify(block.sparse, S, S);
     const vis = visibleTokens();
+    if (vis.length > MEASURE_MAX) {
+      el["measure-map"].innerHTML = "";
+      el["measure-title"].textContent = `${state.measure}, layer ${state.layer}: the panel ` +
+        `draws up to ${MEASURE_MAX} tokens (${vis.length} shown); plot it with ` +
+        `lig-jax plot --measure ${state.measure} --window i:j`;
+      return;
+    }
+    if (!block.matrix) block.matrix = densify(block.sparse, S, S);
     let max = 0;
     for (const i of vis) {
       for (const j of vis) {

@@ -82,29 +82,30 @@ def z2z_matrix(result: dict[str, Any], index: int, route: str = "direct") -> np.
     return m
 
 
-def measures(result: dict[str, Any], index: int) -> dict[str, np.ndarray]:
-    """Layer `index`'s context-mixing maps [S_src, S_tgt] by name (attention, alti, …,
-    rollout/…; per-head arrays and raw distances left out), checked against the tokens."""
-    s = len(result["tokens"])
-    out = {}
-    for name, block in layer(result, index).get("measures", {}).items():
-        if is_view(name):
-            continue
-        m = np.asarray(block["matrix"], np.float64)
-        if m.shape != (s, s):
-            raise LIGError(f"layer {index} measure {name} is "
-                           f"{'×'.join(map(str, m.shape))}, expected {s}×{s}")
-        out[name] = m
-    return out
+def measure_names(result: dict[str, Any], index: int) -> list[str]:
+    """Layer `index`'s context-mixing maps (attention, alti, …, rollout/…; per-head arrays
+    and raw distances left out)."""
+    return [n for n in layer(result, index).get("measures", {}) if not is_view(n)]
 
 
 def measure_matrix(result: dict[str, Any], index: int, name: str) -> np.ndarray:
-    """[S_src, S_tgt] map of measure `name` at layer `index`; one-line error if absent."""
-    have = measures(result, index)
+    """[S_src, S_tgt] map of measure `name` at layer `index`, checked against the tokens;
+    one-line error if absent."""
+    have = measure_names(result, index)
     if name not in have:
         raise LIGError(f"layer {index} has no measure {name!r} (explain with --measures); "
                        f"measures present: {', '.join(have) or 'none'}")
-    return have[name]
+    s = len(result["tokens"])
+    m = np.asarray(layer(result, index)["measures"][name]["matrix"], np.float64)
+    if m.shape != (s, s):
+        raise LIGError(f"layer {index} measure {name} is "
+                       f"{'×'.join(map(str, m.shape))}, expected {s}×{s}")
+    return m
+
+
+def measures(result: dict[str, Any], index: int) -> dict[str, np.ndarray]:
+    """Every map of `measure_names` at layer `index` by name, each `measure_matrix`."""
+    return {n: measure_matrix(result, index, n) for n in measure_names(result, index)}
 
 
 def targets(result: dict[str, Any], index: int) -> list[int]:

@@ -154,6 +154,27 @@ def _read_torch_bin(path: Path) -> dict[str, np.ndarray]:
     return {k: v.to(torch.float32).numpy() for k, v in sd.items()}
 
 
+def read_tensor(folder: Path, name: str) -> np.ndarray | None:
+    """One tensor of a HF checkpoint folder (None if no file holds it); safetensors files
+    are opened lazily, so only that tensor is read."""
+    from safetensors import safe_open
+
+    for f in checkpoint_files(Path(folder)):
+        if f.suffix == ".bin":
+            found = _read_torch_bin(f).get(name)
+        else:
+            try:
+                with safe_open(str(f), framework="np") as fh:
+                    if name not in fh.keys():
+                        continue
+                    found = fh.get_tensor(name)
+            except Exception:  # bfloat16 (numpy has none) or unreadable: read it whole
+                found = _read_safetensors(f).get(name)
+        if found is not None:
+            return found
+    return None
+
+
 def read_state_dict(folder: Path) -> dict[str, np.ndarray]:
     """All tensors of a HF checkpoint folder as numpy arrays (dtype as stored)."""
     out: dict[str, np.ndarray] = {}

@@ -464,6 +464,16 @@ class GGUFCheckpoint:
                 out[name] = self._undo_llama_cpp(t.name, self.tensor(t), hf_cfg)
         return out
 
+    def hf_tensor(self, hf_name: str, hf_cfg: Any | None = None) -> np.ndarray | None:
+        """The one tensor transformers names `hf_name`, dequantised (None if absent)."""
+        if hf_cfg is None:
+            hf_cfg = self.hf_config()
+        for t in self.tensors:
+            if self.hf_name(t.name) == hf_name:
+                self.check_tensor_types()
+                return self._undo_llama_cpp(t.name, self.tensor(t), hf_cfg)
+        return None
+
     # ------------------------------------------------------------------ tokenizer
 
     def tokenizer_metadata(self) -> tuple[dict[str, Any], dict[str, Any]]:

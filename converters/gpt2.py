@@ -2,9 +2,10 @@
 
 GPT-2's `Conv1D` computes y = x W + b with W stored as [in, out], the layout of our
 `Linear` kernels, so nothing is transposed. `attn.c_attn` stays fused ([d, 3d], q | k | v
-with heads contiguous inside each third); the model splits it. The final `ln_f` is not part
-of our model (hidden states stop at the last block's output), so `base_key_filter` leaves
-it out, with the causal-mask buffers `attn.bias` / `attn.masked_bias` of old checkpoints.
+with heads contiguous inside each third); the model splits it. The final `ln_f` is kept for
+the targets of an output (`final_norm`; hidden states stop at the last block's output);
+`base_key_filter` leaves out the causal-mask buffers `attn.bias` / `attn.masked_bias` of
+old checkpoints.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ LAYER = (
 def key_map(cfg) -> list[KeySpec]:
     """Every tensor our `GPT2Model` needs and where it lives in a HF state dict."""
     return [KeySpec(("wte.weight",), "wte"), KeySpec(("wpe.weight",), "wpe"),
-            *per_layer(cfg.num_layers, "h.", LAYER)]
+            *per_layer(cfg.num_layers, "h.", LAYER), *norm_specs("ln_f", "ln_f")]
 
 
 def base_key_filter(key: str) -> bool:
-    """True for keys of the base model we consume (not ln_f, mask buffers or task heads)."""
+    """True for keys of the base model we consume (not mask buffers or task heads)."""
     if _MASK_BUFFER.match(key):
         return False
-    return key.startswith(("wte.", "wpe.", "h."))
+    return key.startswith(("wte.", "wpe.", "h.", "ln_f."))

@@ -3,9 +3,10 @@ task heads).
 
 HF `nn.Linear` stores W as [out, in]; our `Linear` kernels are [in, out], so every linear
 weight is transposed. Which biases exist follows the config (Qwen2: q/k/v; Llama
-`attention_bias`: q/k/v/o, `mlp_bias`: gate/up/down). Not consumed: the final `norm`
-(hidden states stop at the last block's output) and the RoPE `inv_freq` buffers some old
-checkpoints store (we compute the frequencies from the config).
+`attention_bias`: q/k/v/o, `mlp_bias`: gate/up/down). The final `norm` is kept for the
+targets of an output (`final_norm`; hidden states stop at the last block's output). Not
+consumed: the RoPE `inv_freq` buffers some old checkpoints store (we compute the
+frequencies from the config); the LM head (`lig_jax.models.head`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ BASE_PREFIXES = ("model.", "transformer.", "")
 
 def key_map(cfg) -> list[KeySpec]:
     """Every tensor our `LlamaModel` needs and where it lives in a HF state dict."""
-    specs = [KeySpec(("embed_tokens.weight",), "embed_tokens")]
+    specs = [KeySpec(("embed_tokens.weight",), "embed_tokens"),
+             KeySpec(("norm.weight",), "norm.scale")]
     for l in range(cfg.num_layers):
         hf, ours = f"layers.{l}", f"layers.{l}"
         specs.append(KeySpec((f"{hf}.input_layernorm.weight",),
@@ -35,7 +37,7 @@ def key_map(cfg) -> list[KeySpec]:
 
 
 def base_key_filter(key: str) -> bool:
-    """True for keys of the base model we consume (not `norm`, RoPE buffers or heads)."""
+    """True for keys of the base model we consume (not RoPE buffers or heads)."""
     if "rotary_emb." in key:
         return False
-    return key.startswith(("embed_tokens.", "layers."))
+    return key.startswith(("embed_tokens.", "layers.", "norm."))

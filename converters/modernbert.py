@@ -4,7 +4,7 @@ HF `nn.Linear` weights [out, in] are transposed to our [in, out] kernels (the fu
 `attn.Wqkv` stays fused: [d, 3d] with q | k | v column blocks; `mlp.Wi` stays [d, 2w] with
 input | gate). Biases and LayerNorm biases exist only where the config asks for them
 (`attention_bias`, `mlp_bias`, `norm_bias`); layer 0 has no `attn_norm` (Identity in HF).
-`final_norm` is not part of our z^(L) and is left out.
+`final_norm` is kept as `last_norm` (applied only by `final_norm`: not part of z^(L)).
 """
 
 from __future__ import annotations
@@ -29,10 +29,9 @@ def key_map(cfg) -> list[KeySpec]:
         specs += norm_specs(f"{hf}.mlp_norm", f"{ours}.mlp_norm", cfg.norm_bias)
         specs += dense_specs(f"{hf}.mlp.Wi", f"{ours}.wi", cfg.mlp_bias)
         specs += dense_specs(f"{hf}.mlp.Wo", f"{ours}.mlp_wo", cfg.mlp_bias)
-    return specs
+    return [*specs, *norm_specs("final_norm", "last_norm", cfg.norm_bias)]
 
 
 def base_key_filter(key: str) -> bool:
-    """True for keys of the base ModernBERT we consume (`final_norm` and task heads are
-    False)."""
-    return key.startswith(("embeddings.", "layers."))
+    """True for keys of the base ModernBERT we consume (task heads are False)."""
+    return key.startswith(("embeddings.", "layers.", "final_norm."))

@@ -18,9 +18,10 @@ cpu_unless_an_accelerator_is_there()  # before any JAX backend starts
 from .api import explain_arrays, explain_to_json  # noqa: E402
 from .boundaries import describe_boundaries  # noqa: E402
 from .config import LIGConfig  # noqa: E402
+from .e2e.attribute import attribute  # noqa: E402
 from .errors import LIGError  # noqa: E402
 from .version import __version__  # noqa: E402
 from .view.notebook import explain, explain_batch  # noqa: E402
 
-__all__ = ["LIGConfig", "LIGError", "__version__", "describe_boundaries", "explain",
+__all__ = ["LIGConfig", "LIGError", "__version__", "attribute", "describe_boundaries", "explain",
            "explain_arrays", "explain_batch", "explain_to_json"]

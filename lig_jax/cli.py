@@ -509,6 +509,75 @@ def plot(
     typer.echo(f"wrote {output}", err=True)
 
 
+@app.command()
+def attribute(
+    text: Annotated[str | None, typer.Argument(help="The input text.")] = None,
+    input_ids: Annotated[str | None, typer.Option(
+        help="Pre-tokenised input instead of TEXT: comma-separated token ids.")] = None,
+    model: Annotated[str, typer.Option(help="HF folder, .gguf, hub id in the cache, or a "
+                                       "bundled name (lig-jax models).")] = DEFAULT_MODEL,
+    target: Annotated[str | None, typer.Option(
+        help="Decoders: next (default), token:<id or token>, contrast:<a>,<b>, "
+        "continuation:<text>. Encoders: hidden:<pos>:<dim>, hidden_sum:<pos>, pooled "
+        "(default), similarity:<text>.")] = None,
+    output_kind: Annotated[str, typer.Option(
+        "--output", help="Decoder targets: logit, prob or logprob.")] = "logit",
+    methods: Annotated[str, typer.Option(
+        help="Comma list or all: ig, grad_x_input, attnlrp, lig_flow, attention_rollout, "
+        "alti_rollout, value_zeroing_rollout.")] = "ig,grad_x_input,attnlrp",
+    steps: Annotated[str, typer.Option(help="IG's integration steps, or auto.")] = "50",
+    rule: Annotated[str, typer.Option(help="IG's quadrature rule.")] = "gauss_legendre",
+    baseline: Annotated[str, typer.Option(help="IG's baseline: zero (word embeddings 0) or "
+                                          "pad (the pad token, special tokens kept).")
+                        ] = "zero",
+    lig_steps: Annotated[str, typer.Option(help="Steps of LIG's per-layer maps (lig_flow)."
+                                           )] = str(LIGConfig.num_steps),
+    result: Annotated[Path | None, typer.Option(
+        "-o", "--out", help="Write the result: .json or .npz.")] = None,
+    column: Annotated[int, typer.Option(help="Target column shown in the table.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+) -> None:
+    """Input attributions of one model output: a table of each source token's score per
+    method on stdout (and the result as JSON or .npz with -o)."""
+    from .e2e.attribute import attribute as run_attribute
+    from .e2e.attribute import save
+    from .e2e.table import format_table
+
+    result = destination(result)
+    if result is not None and result.suffix not in (".json", ".npz"):
+        fail(f"-o {result} must end in .json or .npz")
+    ids = parse_int_list("--input-ids", input_ids) if input_ids is not None else None
+    if (text is None) == (ids is None):
+        fail("give TEXT or --input-ids, one of the two")
+    enable_compilation_cache()
+    progress, start = progress_printer(quiet)
+    try:
+        att = run_attribute(text, input_ids=ids, model=model, target=target,
+                            output=output_kind, methods=methods, num_steps=_steps(steps),
+                            rule=rule, baseline=baseline, lig_steps=_steps(lig_steps),
+                            progress=progress)
+    except KeyboardInterrupt:
+        interrupted("nothing was written")
+    n = att.meta["target"]["columns"]
+    if not 0 <= column < len(n):
+        fail(f"--column {column} is out of range. Allowed: 0..{len(n) - 1}")
+    typer.echo(format_table(att, column))
+    if result is not None:
+        save(att, result)
+    progress(f"done in {time.perf_counter() - start:.1f}s"
+             + (f", wrote {result}" if result is not None else ""))
+
+
+def _steps(value: str) -> int | str:
+    """An integer step count, or "auto"."""
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        fail(f"steps must be an integer or auto. Got: {value!r}")
+
+
 @app.command(add_help_option=False,
              context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(ctx: typer.Context) -> None:

@@ -6,11 +6,11 @@ layer are allowed, cycles are not):
     base        errors, version, files, memory, quadrature, mesh, platforms, baselines,
                 words, measures.names
     models      models, converters, data, config, steps
-    loading     loading, boundaries
+    loading     loading, boundaries, lm_head
     attribution attribution, measures
     engine      engine, results, schema, compare, correlate, …
     api         api
-    experiment  experiment, plan
+    experiment  experiment, plan, e2e (input attributions of an output)
     view        view
     cli         cli, cli_common, experiment.cli
     face        lig_jax/__init__.py
@@ -34,14 +34,14 @@ LAYERS = (
               "lig_jax.baselines", "lig_jax.words", "lig_jax.measures.names")),
     ("models", ("lig_jax.models", "lig_jax.converters", "lig_jax.data", "lig_jax.config",
                 "lig_jax.steps")),
-    ("loading", ("lig_jax.loading", "lig_jax.boundaries")),
+    ("loading", ("lig_jax.loading", "lig_jax.boundaries", "lig_jax.lm_head")),
     ("attribution", ("lig_jax.attribution", "lig_jax.measures")),
     ("engine", ("lig_jax.engine", "lig_jax.results", "lig_jax.schema",
                 "lig_jax.batchfile", "lig_jax.validation", "lig_jax.wordlevel",
                 "lig_jax.tidy",
                 "lig_jax.compare", "lig_jax.correlate")),
     ("api", ("lig_jax.api",)),
-    ("experiment", ("lig_jax.experiment", "lig_jax.plan")),
+    ("experiment", ("lig_jax.experiment", "lig_jax.plan", "lig_jax.e2e")),
     ("view", ("lig_jax.view",)),
     ("cli", ("lig_jax.cli", "lig_jax.cli_common", "lig_jax.experiment.cli")),
     ("face", ("lig_jax",)),

@@ -32,6 +32,15 @@ def lig_shares(z2z: np.ndarray) -> np.ndarray:
     return np.divide(m, total, out=np.zeros_like(m), where=total > 0)
 
 
+def lig_flow_shares(z2z: np.ndarray) -> np.ndarray:
+    """LIG z→z [S_src, S_tgt] → 0.5·|z→z| shares + 0.5·I, columns summing to 1: the map
+    `lig_flow` composes. Under LIG's default z→z baseline (ITB) a target's own row is in
+    the baseline, so its own path is never attributed (the diagonal is 0); as attention
+    rollout does for attention, the residual path gets half of each column. A column
+    with no other source (a decoder's first token) is then the token itself."""
+    return with_residual(lig_shares(z2z))
+
+
 def rollout(maps: Sequence[np.ndarray]) -> list[np.ndarray]:
     """[m_0, …, m_l] → [R_0, …, R_l] (float64)."""
     out: list[np.ndarray] = []

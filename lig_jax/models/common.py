@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,7 @@ import numpy as np
 from flax import nnx
 
 from ..errors import LIGError
+from . import rules
 
 # Parity with PyTorch needs true float32 matmuls on every backend (TPU/GPU default to
 # bf16 passes otherwise).
@@ -50,13 +52,14 @@ def attention_mix(
     bias: additive score bias broadcastable to [H, S_q, S_k] (relative positions).
     k and v carry one slot per *query* head (GQA groups repeated by the block's premap).
     """
-    scores = jnp.einsum("qhd,khd->hqk", q, k, precision=PRECISION) * scale
+    scores = rules.product(partial(jnp.einsum, "qhd,khd->hqk", precision=PRECISION), q, k)
+    scores = scores * scale
     if bias is not None:
         scores = scores + bias
     if mask is not None:
         scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
     a = jax.nn.softmax(scores, axis=-1)
-    return a, jnp.einsum("hqk,khd->qhd", a, v, precision=PRECISION)
+    return a, rules.product(partial(jnp.einsum, "hqk,khd->qhd", precision=PRECISION), a, v)
 
 
 def rms_norm(x: jax.Array, scale: jax.Array, eps: float, offset: float = 0.0) -> jax.Array:
@@ -67,7 +70,7 @@ def rms_norm(x: jax.Array, scale: jax.Array, eps: float, offset: float = 0.0) ->
     CPU (jax 0.10; tests/test_numerics.py).
     """
     ms = jnp.mean(x * x, axis=-1, keepdims=True)
-    return x / jnp.sqrt(ms + eps) * (offset + scale)
+    return x / rules.held(jnp.sqrt(ms + eps)) * (offset + scale)
 
 
 def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> jax.Array:
@@ -75,7 +78,18 @@ def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> j
     mean = jnp.mean(x, axis=-1, keepdims=True)
     centred = x - mean
     var = jnp.mean(centred * centred, axis=-1, keepdims=True)
-    return centred / jnp.sqrt(var + eps) * scale + bias
+    return centred / rules.held(jnp.sqrt(var + eps)) * scale + bias
+
+
+def activate(name: str, x: jax.Array) -> jax.Array:
+    """The activation `name` (a key of ACTIVATIONS) applied elementwise (AttnLRP: the
+    identity rule, `rules.elementwise`)."""
+    return rules.elementwise(ACTIVATIONS[name], x)
+
+
+def gated(a: jax.Array, b: jax.Array) -> jax.Array:
+    """The gated MLP's product a ⊙ b (AttnLRP: the uniform rule, `rules.product`)."""
+    return rules.product(jnp.multiply, a, b)
 
 
 def check_activation(act: object, field: str, model_type: str) -> str:

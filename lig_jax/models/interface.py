@@ -234,9 +234,24 @@ class LayerStackModel:
             self.embeddings = embeddings
         self.layers = nnx.List(layers)
 
+    def word_embed(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → the word embeddings [S, e]: the output of the HF model's input
+        embedding module (`get_input_embeddings()`), what input attributions are taken at."""
+        return self.embeddings.words(input_ids)
+
+    def embed_words(self, words: jax.Array, input_ids: jax.Array) -> jax.Array:
+        """(word embeddings [S, e], ids [S]) → z^(0) [S, d]: what the family adds to the
+        words (positions, token types, the embedding norm); the ids give the positions."""
+        return self.embeddings.from_words(words, input_ids)
+
     def embed(self, input_ids: jax.Array) -> jax.Array:
         """[S] int → z^(0) [S, d]."""
-        return self.embeddings(input_ids)
+        return self.embed_words(self.word_embed(input_ids), input_ids)
+
+    def final_norm(self, z: jax.Array) -> jax.Array:
+        """z^(L) [S, d] → the last hidden state HF returns (the stack's final norm where the
+        family has one; identity for post-LN encoders)."""
+        return z
 
     def hidden_states(self, input_ids: jax.Array, key_mask: jax.Array | None = None,
                       upto: int | None = None) -> jax.Array:

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, LayerNorm, attention_mix, key_rows, table
+from ..common import Dense, LayerNorm, activate, attention_mix, key_rows, table
 from ..interface import LayerStackModel, StackConfig
 from ..postmix import Postmix, dense_out
 from ..premap import Premap, dense_heads, norm_of
@@ -97,7 +97,7 @@ class MLP(nnx.Module):
         self.activation = cfg.hidden_act
 
     def __call__(self, u: jax.Array, residual: bool = True) -> jax.Array:
-        h = self.output(ACTIVATIONS[self.activation](self.intermediate(u)))
+        h = self.output(activate(self.activation, self.intermediate(u)))
         return self.norm(u + h if residual else h)
 
 
@@ -198,15 +198,20 @@ class Embeddings(nnx.Module):
             return jnp.cumsum(not_pad) * not_pad + self.pad_token_id
         return jnp.arange(input_ids.shape[0])
 
-    def __call__(self, input_ids: jax.Array) -> jax.Array:
-        """[S] int → z^(0) [S, d]. Token type ids are 0 (single sentence)."""
-        x = (
-            self.word[...][input_ids]
-            + self.token_type[...][0]
-            + self.position[...][self.position_ids(input_ids)]
-        )
+    def words(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → word embeddings [S, e] (HF `word_embeddings`)."""
+        return self.word[...][input_ids]
+
+    def from_words(self, words: jax.Array, input_ids: jax.Array) -> jax.Array:
+        """(words [S, e], ids [S]) → z^(0) [S, d]: + token type 0 (single sentence) and
+        position embeddings, LayerNorm (and ELECTRA's projection)."""
+        x = words + self.token_type[...][0] + self.position[...][self.position_ids(input_ids)]
         x = self.norm(x)
         return self.project(x) if self.project is not None else x
+
+    def __call__(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → z^(0) [S, d]."""
+        return self.from_words(self.words(input_ids), input_ids)
 
 
 class EncoderModel(LayerStackModel, nnx.Module):

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, LayerNorm, key_rows, table
+from ..common import Dense, LayerNorm, activate, key_rows, table
 from ..interface import FactoredBlock, LayerStackModel, StackConfig
 from ..postmix import Postmix, dense_out
 from ..premap import Premap, dense_heads, norm_of
@@ -105,7 +105,7 @@ class PostLNBlock(FactoredBlock, nnx.Module):
                 ) -> jax.Array:
         """[S, d] → z^(l+1) [S, d]: LN_out(u + FFN(u)) (no `u +` if not residual);
         token-wise, `z` is not needed."""
-        h = self.ffn_out(ACTIVATIONS[self.activation](self.ffn_in(u)))
+        h = self.ffn_out(activate(self.activation, self.ffn_in(u)))
         return self.out_norm(u + h if residual else h)
 
     def __call__(self, z: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
@@ -127,10 +127,17 @@ class Embeddings(nnx.Module):
         """[S] → [S]: the rows of the position table, 0..S−1."""
         return jnp.arange(input_ids.shape[0])
 
+    def words(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → word embeddings [S, d]."""
+        return self.word[...][input_ids]
+
+    def from_words(self, words: jax.Array, input_ids: jax.Array) -> jax.Array:
+        """(words [S, d], ids [S]) → z^(0) = LN(words + position embeddings)."""
+        return self.norm(words + self.position[...][self.position_ids(input_ids)])
+
     def __call__(self, input_ids: jax.Array) -> jax.Array:
         """[S] int → z^(0) [S, d]."""
-        x = self.word[...][input_ids] + self.position[...][self.position_ids(input_ids)]
-        return self.norm(x)
+        return self.from_words(self.words(input_ids), input_ids)
 
 
 class DistilBertModel(LayerStackModel, nnx.Module):

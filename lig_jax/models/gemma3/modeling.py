@@ -26,7 +26,7 @@ import numpy as np
 from flax import nnx
 
 from ...errors import LIGError
-from ..common import ACTIVATIONS, Dense, causal_mask, table
+from ..common import Dense, activate, causal_mask, gated, table
 from ..common import RMSNorm as _RMSNorm
 from ..interface import FactoredBlock, LayerStackModel, StackConfig
 from ..postmix import Postmix, dense_out
@@ -112,7 +112,7 @@ class MLP(nnx.Module):
         self.activation = cfg.hidden_act
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.down_proj(ACTIVATIONS[self.activation](self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(gated(activate(self.activation, self.gate_proj(x)), self.up_proj(x)))
 
 
 class PrePostLNBlock(FactoredBlock, nnx.Module):
@@ -188,7 +188,8 @@ class PrePostLNBlock(FactoredBlock, nnx.Module):
 
 
 class Gemma3Model(LayerStackModel, nnx.Module):
-    """Scaled token embeddings and a stack of `PrePostLNBlock`s (+ the unused final norm)."""
+    """Scaled token embeddings, a stack of `PrePostLNBlock`s and the final norm (applied only
+    by `final_norm`)."""
 
     def __init__(self, cfg: Gemma3Config, *, rngs: nnx.Rngs):
         self.embed_tokens = table(rngs, cfg.vocab_size, cfg.hidden_size, vocab=True)
@@ -196,8 +197,8 @@ class Gemma3Model(LayerStackModel, nnx.Module):
                                      for layer in range(cfg.num_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def embed(self, input_ids: jax.Array) -> jax.Array:
-        """[S] int → z^(0) [S, d] = embed_tokens[ids] · √d.
+    def word_embed(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → embed_tokens[ids] · √d [S, d] (HF's scaled word embedding module).
 
         HF multiplies by √d held as a tensor of the weights' dtype; ours are float32, so
         the factor is float32(√d), exactly as in a float32 HF run.
@@ -205,6 +206,14 @@ class Gemma3Model(LayerStackModel, nnx.Module):
         table = self.embed_tokens[...]
         scale = jnp.asarray(math.sqrt(self.config.hidden_size), dtype=table.dtype)
         return table[input_ids] * scale
+
+    def embed_words(self, words: jax.Array, input_ids: jax.Array) -> jax.Array:
+        """z^(0) = the (scaled) word embeddings (no positions: RoPE)."""
+        return words
+
+    def token_table(self) -> jax.Array:
+        """The token embedding table [V, d] (unscaled; a tied LM head reads it)."""
+        return self.embed_tokens[...]
 
     def final_norm(self, z: jax.Array) -> jax.Array:
         """The stack's final RMSNorm (HF `norm`), [S, d] → [S, d]; not part of any z^(l)."""

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, LayerNorm, table
+from ..common import Dense, LayerNorm, activate, table
 from ..interface import LayerStackModel, PreLNDecoderBlock, StackConfig
 from ..postmix import Postmix, dense_out
 from ..premap import Premap, fused_heads, norm_of
@@ -56,7 +56,7 @@ class GPT2MLP(nnx.Module):
         self.activation = cfg.hidden_act
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.c_proj(ACTIVATIONS[self.activation](self.c_fc(x)))
+        return self.c_proj(activate(self.activation, self.c_fc(x)))
 
 
 class GPT2Block(PreLNDecoderBlock, nnx.Module):
@@ -95,14 +95,28 @@ class GPT2Block(PreLNDecoderBlock, nnx.Module):
 
 
 class GPT2Model(LayerStackModel, nnx.Module):
-    """Token + position embeddings and a stack of `GPT2Block`s (no final ln_f)."""
+    """Token + position embeddings, a stack of `GPT2Block`s and the final `ln_f` (applied
+    only by `final_norm`: the hidden states z^(l) stop before it)."""
 
     def __init__(self, cfg: GPT2Config, *, rngs: nnx.Rngs):
         self.wte = table(rngs, cfg.vocab_size, cfg.hidden_size, vocab=True)
         self.wpe = table(rngs, cfg.max_position_embeddings, cfg.hidden_size)
         super().__init__(cfg, None, [GPT2Block(cfg, l, rngs=rngs)
                                      for l in range(cfg.num_layers)])
+        self.ln_f = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps)
 
-    def embed(self, input_ids: jax.Array) -> jax.Array:
-        """[S] int → z^(0) [S, d] = wte[ids] + wpe[0 … S−1]."""
-        return self.wte[...][input_ids] + self.wpe[...][jnp.arange(input_ids.shape[0])]
+    def word_embed(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → wte[ids] [S, d]."""
+        return self.wte[...][input_ids]
+
+    def embed_words(self, words: jax.Array, input_ids: jax.Array) -> jax.Array:
+        """z^(0) = words + wpe[0 … S−1]."""
+        return words + self.wpe[...][jnp.arange(input_ids.shape[0])]
+
+    def token_table(self) -> jax.Array:
+        """The token embedding table wte [V, d] (GPT-2's LM head is tied to it)."""
+        return self.wte[...]
+
+    def final_norm(self, z: jax.Array) -> jax.Array:
+        """z^(L) → ln_f(z^(L)), what the LM head reads."""
+        return self.ln_f(z)

@@ -16,7 +16,8 @@ Biases: Qwen2 has q/k/v biases; Llama's `attention_bias` adds q/k/v/o biases and
 0 ≤ q − k < window, as HF's `sliding_window_overlay` (kv_idx > q_idx − window). RoPE
 frequencies come from `lig_jax.models.rope` (default, linear, llama3, dynamic; dynamic
 equals default within max_position_embeddings, the longest sequence we accept).
-z^(0) = embed_tokens[ids] (no scaling); the final `norm` is not part of the model.
+z^(0) = embed_tokens[ids] (no scaling); the final `norm` is applied only by `final_norm`
+(targets of an output), never to a z^(l).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import jax
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, RMSNorm, table
+from ..common import Dense, RMSNorm, activate, gated, table
 from ..interface import LayerStackModel, PreLNDecoderBlock, StackConfig
 from ..postmix import Postmix, dense_out
 from ..premap import Premap, dense_heads, norm_of
@@ -69,7 +70,7 @@ class LlamaMLP(nnx.Module):
         self.activation = cfg.hidden_act
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.down_proj(ACTIVATIONS[self.activation](self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(gated(activate(self.activation, self.gate_proj(x)), self.up_proj(x)))
 
 
 class LlamaBlock(PreLNDecoderBlock, nnx.Module):
@@ -111,13 +112,27 @@ class LlamaBlock(PreLNDecoderBlock, nnx.Module):
 
 
 class LlamaModel(LayerStackModel, nnx.Module):
-    """Token embeddings (unscaled) and a stack of `LlamaBlock`s (no final norm)."""
+    """Token embeddings (unscaled), a stack of `LlamaBlock`s and the final RMSNorm (`norm`,
+    applied only by `final_norm`: the hidden states z^(l) stop before it)."""
 
     def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
         self.embed_tokens = table(rngs, cfg.vocab_size, cfg.hidden_size, vocab=True)
         super().__init__(cfg, None, [LlamaBlock(cfg, l, rngs=rngs)
                                      for l in range(cfg.num_layers)])
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def embed(self, input_ids: jax.Array) -> jax.Array:
-        """[S] int → z^(0) [S, d] = embed_tokens[ids]."""
+    def word_embed(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → embed_tokens[ids] [S, d]."""
         return self.embed_tokens[...][input_ids]
+
+    def embed_words(self, words: jax.Array, input_ids: jax.Array) -> jax.Array:
+        """z^(0) = the word embeddings (no positions: RoPE)."""
+        return words
+
+    def token_table(self) -> jax.Array:
+        """The token embedding table [V, d] (unscaled; a tied LM head reads it)."""
+        return self.embed_tokens[...]
+
+    def final_norm(self, z: jax.Array) -> jax.Array:
+        """z^(L) → norm(z^(L)), what the LM head reads."""
+        return self.norm(z)

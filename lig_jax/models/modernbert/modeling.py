@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..common import ACTIVATIONS, Dense, LayerNorm, key_rows, table, window_mask
+from ..common import Dense, LayerNorm, activate, gated, key_rows, table, window_mask
 from ..interface import FactoredBlock, LayerStackModel, StackConfig
 from ..postmix import Postmix, dense_out
 from ..premap import Premap, fused_heads, norm_of
@@ -118,7 +118,7 @@ class ModernBertBlock(FactoredBlock, nnx.Module):
     def mlp(self, u: jax.Array) -> jax.Array:
         """GeGLU MLP of the normalised u: Wo(act(a) ⊙ g), a|g = Wi(mlp_norm(u)). [S, d]."""
         a, g = jnp.split(self.wi(self.mlp_norm(u)), 2, axis=-1)
-        return self.mlp_wo(ACTIVATIONS[self.activation](a) * g)
+        return self.mlp_wo(gated(activate(self.activation, a), g))
 
     def mlp_out(self, u: jax.Array, residual: bool = True, z: jax.Array | None = None
                 ) -> jax.Array:
@@ -140,15 +140,28 @@ class Embeddings(nnx.Module):
         self.tok = table(rngs, cfg.vocab_size, d, vocab=True)
         self.norm = LayerNorm(d, cfg.norm_eps, cfg.norm_bias)
 
+    def words(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → word embeddings [S, d] (HF `tok_embeddings`)."""
+        return self.tok[...][input_ids]
+
+    def from_words(self, words: jax.Array, input_ids: jax.Array) -> jax.Array:
+        """(words [S, d], ids [S]) → z^(0) = LN(words)."""
+        return self.norm(words)
+
     def __call__(self, input_ids: jax.Array) -> jax.Array:
         """[S] int → z^(0) [S, d]."""
-        return self.norm(self.tok[...][input_ids])
+        return self.from_words(self.words(input_ids), input_ids)
 
 
 class ModernBertModel(LayerStackModel, nnx.Module):
-    """Embeddings and a stack of `ModernBertBlock`s (HF `ModernBertModel` without
-    `final_norm`)."""
+    """Embeddings, a stack of `ModernBertBlock`s and HF's `final_norm` (`last_norm`, applied
+    only by `final_norm`: the hidden states z^(l) stop before it)."""
 
     def __init__(self, cfg: ModernBertConfig, *, rngs: nnx.Rngs):
         super().__init__(cfg, Embeddings(cfg, rngs=rngs),
                          [ModernBertBlock(cfg, l, rngs=rngs) for l in range(cfg.num_layers)])
+        self.last_norm = LayerNorm(cfg.hidden_size, cfg.norm_eps, cfg.norm_bias)
+
+    def final_norm(self, z: jax.Array) -> jax.Array:
+        """z^(L) → HF's last_hidden_state = final_norm(z^(L))."""
+        return self.last_norm(z)

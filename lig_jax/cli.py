@@ -362,11 +362,16 @@ def compare(
     output: Annotated[Path | None, typer.Option("-o", "--output",
                                                    help="Also write the table as JSON.")] = None,
 ) -> None:
-    """Compare two result files of this schema, per layer and quantity."""
+    """Compare two result files of this schema, per layer and quantity (two `attribute`
+    results: per method, its scores, per-layer scores and the target values)."""
     from .compare import compare_files, format_table
+    from .e2e import attribute as attribution
 
     output = destination(output)
-    rows = compare_files(a, b)
+    if attribution.is_attribution(a) or attribution.is_attribution(b):
+        rows = attribution.compare(attribution.load(a), attribution.load(b))
+    else:
+        rows = compare_files(a, b)
     typer.echo(format_table(rows))
     if output is not None:
         _write_json(rows, output)
@@ -453,9 +458,15 @@ def view(
     baseline_mlp: RunBaselineMlp = DEFAULT_BASELINES["u2z"],
 ) -> None:
     """Write the interactive flow viewer: one self-contained HTML file (no network)."""
+    from .e2e.attribute import is_attribution, load
+    from .view.attribution import write_attribution_page
     from .view.page import write_page
 
     output = destination(output)
+    if is_attribution(source):
+        write_attribution_page(load(source), output)
+        typer.echo(f"wrote {output}", err=True)
+        return
     result = _load_view_source(source, sentence, index, baseline_layer, baseline_att,
                                baseline_mlp)
     write_page(result, output)
@@ -566,6 +577,57 @@ def attribute(
         save(att, result)
     progress(f"done in {time.perf_counter() - start:.1f}s"
              + (f", wrote {result}" if result is not None else ""))
+
+
+@app.command()
+def faithfulness(
+    data: Annotated[str, typer.Argument(help="Corpus: a text file (one sentence per line), "
+                                        "PTB-SD or CoNLL-U/X, or demo.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder (records, table.json, "
+                                      "table.csv, curves.png); resumed when it exists.")],
+    model: Annotated[str, typer.Option(help="HF folder, .gguf, hub id in the cache, or a "
+                                       "bundled name (lig-jax models).")] = DEFAULT_MODEL,
+    methods: Annotated[str, typer.Option(
+        help="Comma list or all (as for attribute).")] = "ig,grad_x_input,attnlrp",
+    target: Annotated[str | None, typer.Option(
+        help="One-column target (as for attribute; default next / pooled).")] = None,
+    output_kind: Annotated[str, typer.Option(
+        "--output", help="Decoder targets: logit, prob or logprob.")] = "logit",
+    ablation: Annotated[str, typer.Option(
+        help="How a token is removed: delete (decoders always), mask or pad.")] = "delete",
+    steps: Annotated[str, typer.Option(help="IG's integration steps, or auto.")] = "50",
+    rule: Annotated[str, typer.Option(help="IG's quadrature rule.")] = "gauss_legendre",
+    baseline: Annotated[str, typer.Option(help="IG's baseline: zero or pad.")] = "zero",
+    lig_steps: Annotated[str, typer.Option(help="Steps of LIG's per-layer maps (lig_flow)."
+                                           )] = str(LIGConfig.num_steps),
+    limit: Annotated[int | None, typer.Option(help="Only the first N sentences.")] = None,
+    mesh: Annotated[str | None, typer.Option(help="DxM: perturbation batches split over D "
+                                             "devices (and the model over M).")] = None,
+    chunk: Annotated[int, typer.Option(help="Perturbations per compiled call.")] = 64,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+) -> None:
+    """Faithfulness of input attributions over a corpus: comprehensiveness and sufficiency
+    (their AOPC over 10 … 100 % of the tokens), normalised AOPC and leave-one-out Kendall τ
+    per sentence and method, every perturbation of a sentence in batched compiled calls; the
+    table (mean, 95 % bootstrap interval) on stdout and in the run folder."""
+    from .e2e.faithrun import faithfulness as run_faithfulness
+    from .e2e.faithrun import format_table
+
+    out = destination(out, folder=True)
+    if chunk < 1:
+        fail(f"--chunk must be a positive integer. Got: {chunk}")
+    enable_compilation_cache()
+    progress, start = progress_printer(quiet)
+    try:
+        table = run_faithfulness(data, out=out, model=model, methods=methods, target=target,
+                                 output=output_kind, ablation=ablation,
+                                 num_steps=_steps(steps), rule=rule, baseline=baseline,
+                                 lig_steps=_steps(lig_steps), limit=limit, mesh=mesh,
+                                 chunk=chunk, progress=progress)
+    except KeyboardInterrupt:
+        interrupted(f"finished sentences are in {out}; run the same command to go on")
+    typer.echo(format_table(table))
+    progress(f"done in {time.perf_counter() - start:.1f}s, wrote {out}")
 
 
 def _steps(value: str) -> int | str:

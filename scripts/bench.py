@@ -14,7 +14,10 @@ One process, one machine, in this order:
    process);
 6. context-mixing measures (`scripts/bench_measures.py`): per-layer time of each measure
    next to one LIG z→z layer, and value zeroing against a per-source PyTorch loop, on
-   MiniLM and SmolLM2 (`--only measures`, `--measure-lengths`).
+   MiniLM and SmolLM2 (`--only measures`, `--measure-lengths`);
+7. input attributions (`scripts/bench_attribute.py`): `attribute` per method on SmolLM2,
+   and faithfulness on 10 demo sentences against the per-perturbation PyTorch loop
+   (`--only attribute`, `--attribute-lengths`).
 
 Run `python scripts/bench.py --help` (or `lig-jax bench --help`) for the flags; `--quick` is
 a ~1-minute smoke run. Needs PyTorch, Captum and transformers.
@@ -82,10 +85,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    "(default: --steps)")
     p.add_argument("--mem-warm", action="store_true", help="repeat the memory run with the "
                    "converted checkpoint cached (adds ~70 s at 128 tokens)")
-    p.add_argument("--only", choices=("all", "encoders", "decoders", "measures"),
+    p.add_argument("--only", choices=("all", "encoders", "decoders", "measures", "attribute"),
                    default="all", help="which part of the benchmark to run")
     p.add_argument("--measure-lengths", default="23,129,512",
                    help="token lengths of the context-mixing measure rows")
+    p.add_argument("--attribute-lengths", default="23,129,512",
+                   help="token lengths of the attribute rows")
     p.add_argument("--torch-sources", type=int, default=16,
                    help="sources the per-source PyTorch value-zeroing loop is timed over "
                    "(scaled to all S)")
@@ -108,10 +113,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.replay_lens, args.mem_len = "8", (32 if args.mem_len else 0)
         args.decoder_lengths, args.decoder_repeats, args.decoder_mem_steps = "64,128", 1, "8,64"
         args.measure_lengths, args.torch_sources = "23", 4
+        args.attribute_lengths = "23"
     args.lengths = _ints(args.lengths)
     args.decoder_lengths = _ints(args.decoder_lengths)
     args.decoder_mem_steps = _ints(args.decoder_mem_steps)
     args.measure_lengths = _ints(args.measure_lengths)
+    args.attribute_lengths = _ints(args.attribute_lengths)
     args.replay_lens = _ints(args.replay_lens)
     args.flop_lens = _ints(args.flop_lens) if args.flop_lens is not None else args.lengths
     args.repeats = max(2, args.repeats)
@@ -657,6 +664,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         res["measures"] = bench_measures.run(args.measure_lengths, args.decoder_repeats,
                                              args.torch_sources)
 
+    if args.only in ("all", "attribute"):
+        import bench_attribute
+
+        log(f"[{time.perf_counter() - t_start:7.1f}s] input attributions and faithfulness")
+        res["attribute"] = bench_attribute.run(args.attribute_lengths)
+
     res["machine"]["loadavg_end"] = os.getloadavg()
     res["runtime_s"] = time.perf_counter() - t_start
     if encoders:
@@ -666,6 +679,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         table += ("\n\n" if table else "") + bench_decoders.markdown(res["decoders"])
     if "measures" in res:
         table += ("\n\n" if table else "") + bench_measures.markdown(res["measures"])
+    if "attribute" in res:
+        table += ("\n\n" if table else "") + bench_attribute.markdown(res["attribute"])
     print("\n" + table + "\n")
     print(f"load average at end: {', '.join(f'{v:.2f}' for v in res['machine']['loadavg_end'])}"
           f"; bench runtime {res['runtime_s']:.0f} s")

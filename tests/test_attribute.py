@@ -484,3 +484,40 @@ def test_bucketed_equals_exact_length(name, tmp_path_factory) -> None:
         a, b = attribute(**kw), attribute(**kw, bucket=True)
         for key in a.arrays:
             np.testing.assert_allclose(b.arrays[key], a.arrays[key], rtol=2e-5, atol=1e-6)
+
+
+def test_view_and_compare_read_attributions(tiny_causal, tmp_path) -> None:
+    """`view` writes the attribution page (its data: the tokens and every method's scores
+    and layers); `compare` compares two attributions per method and fails past --tol."""
+    from typer.testing import CliRunner
+
+    from lig_jax.cli import app
+    from lig_jax.view.attribution import page_data
+
+    folder = str(tiny_causal)
+    a = attribute("Tea is served", model=folder, methods="ig,attnlrp,attention_rollout",
+                  num_steps=8)
+    att.save(a, tmp_path / "a.npz")
+    b = attribute("Tea is served", model=folder, methods="ig,attnlrp,attention_rollout",
+                  num_steps=16)
+    att.save(b, tmp_path / "b.json")
+    runner = CliRunner()
+    out = runner.invoke(app, ["view", str(tmp_path / "a.npz"), "-o", str(tmp_path / "p.html")])
+    assert out.exit_code == 0, out.output
+    page = (tmp_path / "p.html").read_text()
+    data = page_data(att.load(tmp_path / "a.npz"))
+    assert data["tokens"] == a.meta["tokens"]
+    assert [m["name"] for m in data["methods"]] == ["ig", "attnlrp", "attention_rollout"]
+    np.testing.assert_allclose(data["methods"][1]["layers"],
+                               a.arrays["methods/attnlrp/layers"], atol=1e-6)
+    assert '"spec": "next"' in page and "<script" in page
+    same = runner.invoke(app, ["compare", str(tmp_path / "a.npz"), str(tmp_path / "a.npz")])
+    assert same.exit_code == 0 and "attnlrp" in same.stdout
+    diff = runner.invoke(app, ["compare", str(tmp_path / "a.npz"), str(tmp_path / "b.json"),
+                               "--tol", "1e-9"])
+    assert diff.exit_code == 1 and "ig" in diff.stdout  # 8 vs 16 steps differ
+    rows = att.compare(a, b)
+    ig = next(r for r in rows if r["layer"] == "ig")
+    want = np.abs(a.scores("ig") - b.scores("ig")).max()
+    assert np.isclose(ig["max_abs"], want)
+    assert all(r["max_abs"] == 0 for r in rows if r["layer"] == "attnlrp")

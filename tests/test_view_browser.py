@@ -553,3 +553,32 @@ def test_a_long_measure_panel_says_how_to_see_it(page: Page, tmp_path: Path) -> 
     assert "draws up to 256 tokens (300 shown)" in title and "--measure alti" in title
     page.collect()
     assert not [e for e in page.console if e.get("level") == "SEVERE"]
+
+
+def test_an_input_attribution_page(page: Page, tmp_path: Path) -> None:
+    """`view` of an `attribute` result: per method the tokens carry the exact scores of the
+    chosen target column; the layer slider of a flow shows that hidden state's scores."""
+    from selenium.webdriver.support.ui import Select
+
+    from lig_jax.e2e.attribute import attribute
+    from lig_jax.view.attribution import write_attribution_page
+
+    a = attribute(TEXT, target="hidden_sum:2", methods="grad_x_input,attention_rollout")
+    write_attribution_page(a, tmp_path / "a.html")
+    page.open(tmp_path / "a.html")
+    Select(page.d.find_element("id", "col")).select_by_value("0")
+    for m in ("grad_x_input", "attention_rollout"):
+        spans = page.d.find_elements("css selector", f"div[data-method='{m}'] .final .tok")
+        assert [s.text for s in spans] == a.meta["tokens"]
+        for s, want in zip(spans, a.scores(m)[:, 0], strict=True):
+            close(float(s.get_attribute("data-score")), want)
+    slider = page.d.find_element("css selector",
+                                 "div[data-method='attention_rollout'] input[type=range]")
+    page.d.execute_script("arguments[0].value = 1; arguments[0].dispatchEvent("
+                          "new Event('input'));", slider)
+    spans = page.d.find_elements("css selector",
+                                 "div[data-method='attention_rollout'] .layer .tok")
+    for s, want in zip(spans, a.arrays["methods/attention_rollout/layers"][1, :, 0],
+                       strict=True):
+        close(float(s.get_attribute("data-score")), want)
+    page.assert_clean()

@@ -118,6 +118,52 @@ def load(path: str | Path) -> Attribution:
     return Attribution(meta, arrays)
 
 
+def is_attribution(path: str | Path) -> bool:
+    """True for a file `save` wrote (checked by its format name, without the arrays)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
+        elif path.suffix == ".json":
+            with open(path, encoding="utf-8") as fh:
+                head = fh.read(200)
+            return f'"name": "{FORMAT}"' in head
+        else:
+            return False
+    except (OSError, ValueError, KeyError):
+        return False
+    return isinstance(meta, dict) and meta.get("format", {}).get("name") == FORMAT
+
+
+def compare(a: Attribution, b: Attribution) -> list[dict[str, Any]]:
+    """Rows {layer: method, quantity: scores | layers | target, n, max_abs, max_rel} for
+    the arrays both hold (max_rel = max_abs / max |b|, as `lig_jax.compare`); one line if
+    the inputs or targets differ."""
+    if a.meta["input_ids"] != b.meta["input_ids"]:
+        raise LIGError("the two attributions are of different inputs (input_ids differ)")
+    if a.meta["target"]["spec"] != b.meta["target"]["spec"]:
+        raise LIGError(f"the two attributions explain different targets "
+                       f"({a.meta['target']['spec']!r} and {b.meta['target']['spec']!r})")
+    rows = []
+    for key in sorted(set(a.arrays) & set(b.arrays)):
+        xa, xb = np.asarray(a.arrays[key], np.float64), np.asarray(b.arrays[key], np.float64)
+        if xa.shape != xb.shape:
+            raise LIGError(f"{key} has shape {xa.shape} in one and {xb.shape} in the other")
+        diff = float(np.max(np.abs(xa - xb))) if xa.size else 0.0
+        big = float(np.max(np.abs(xb))) if xb.size else 0.0
+        rel = diff / big if big > 0 else (0.0 if diff == 0 else 1.0)
+        parts = key.split("/")
+        method = parts[1] if parts[0] == "methods" else "target"
+        quantity = parts[2] if len(parts) > 2 else ("scores" if parts[0] == "methods"
+                                                    else parts[1])
+        rows.append({"layer": method, "quantity": quantity, "n": int(xa.size),
+                     "max_abs": diff, "max_rel": rel})
+    if not rows:
+        raise LIGError("nothing to compare: the two attributions share no method")
+    return rows
+
+
 # ------------------------------------------------------------------------ the inputs
 
 

@@ -7,7 +7,9 @@
 
 Records are written atomically, one per sentence, so a run killed at any moment resumes
 where it stopped (the default) and gives the same table; a folder holding a run with other
-settings or another corpus is refused.
+settings or another corpus is refused. `limit` is not a setting: a run over the first N
+sentences is extended by running it again with a larger limit (or none); the table covers
+every record in the folder.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ..config import LIGConfig
 from ..errors import LIGError
 from ..files import file_sha256, output_folder, write_atomic, write_text
 from .faithfulness import LEVELS, METRICS, bootstrap, candidates, score_sentence
-from .names import DEFAULT_IG_RULE, DEFAULT_IG_STEPS, DEFAULT_OUTPUT, method_list
+from .names import DECODER_TARGETS, DEFAULT_IG_RULE, DEFAULT_IG_STEPS, DEFAULT_OUTPUT, method_list
 
 FORMAT = "lig-jax faithfulness run"
 RECORDS = "records"
@@ -99,7 +101,7 @@ def faithfulness(data: str, *, out: str | Path, model: str | None = None,
         raise LIGError(f"--ablation {ablation} applies to encoders; decoders delete the "
                        "removed tokens")
     manifest = {"format": FORMAT, "model": lm.name, "checkpoint_sha256": lm.checkpoint_hash,
-                "data_sha256": file_sha256(corpus.path), "sentences": len(sentences),
+                "data_sha256": file_sha256(corpus.path),
                 "methods": names, "target": target, "output": output, "ablation": ablation,
                 "num_steps": num_steps, "rule": rule, "baseline": baseline,
                 "lig_steps": lig_steps, "levels": list(LEVELS)}
@@ -115,14 +117,14 @@ def faithfulness(data: str, *, out: str | Path, model: str | None = None,
         text = " ".join(sent.words)
         ids, _ = tokenize(lm, text)
         tgt = target_for(lm, ids, target, output)
-        if tgt.num_columns != 1:
-            raise LIGError(f"faithfulness needs a target with one column; {tgt.spec.spec!r} "
-                           f"has {tgt.num_columns} (continuation: attribute one token with "
-                           "token:<id> instead)")
+        if tgt.kind == "continuation":
+            raise LIGError("faithfulness needs a one-column target of the input itself "
+                           "(next, token:, contrast: or an encoder target), not "
+                           "continuation: (for one of its tokens use token:<id>)")
         att = attribute(input_ids=ids, model=model, target=target, output=output,
                         methods=names, num_steps=num_steps, rule=rule, baseline=baseline,
                         lig_steps=lig_steps, bucket=True)
-        head = lm_head(lm_eval) if tgt.kind in ("next", "token", "contrast") else None
+        head = lm_head(lm_eval) if tgt.kind in DECODER_TARGETS else None
         ev = Evaluator(lm_eval, tgt, ablation, length=bucket_length(len(ids),
                                                                     lm.config.max_tokens),
                        unembed=None if head is None else head.unembed,

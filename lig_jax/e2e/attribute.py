@@ -33,6 +33,7 @@ from ..files import write_atomic, write_text
 from ..loading import LoadedModel, load_model
 from ..memory import free_memory, memory_budget
 from ..quadrature import RULES
+from ..results import NPZ_ERRORS
 from ..steps import relative_error, step_plan
 from . import gradients as grads
 from .names import (
@@ -110,7 +111,7 @@ def load(path: str | Path) -> Attribution:
             meta = out
     except FileNotFoundError:
         raise LIGError(f"attribution file not found: {path}") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (*NPZ_ERRORS, KeyError, TypeError, AttributeError) as e:
         raise LIGError(f"{path} is not a readable lig-jax attribution ({type(e).__name__})"
                        ) from None
     if meta.get("format", {}).get("name") != FORMAT:
@@ -131,7 +132,7 @@ def is_attribution(path: str | Path) -> bool:
             return f'"name": "{FORMAT}"' in head
         else:
             return False
-    except (OSError, ValueError, KeyError):
+    except Exception:  # unreadable or not an .npz at all: not an attribution (a probe)
         return False
     return isinstance(meta, dict) and meta.get("format", {}).get("name") == FORMAT
 
@@ -209,15 +210,21 @@ def target_for(lm: LoadedModel, ids: list[int], target: str | None, output: str)
 
 
 def last_hidden(lm: LoadedModel, ids: list[int]) -> jax.Array:
-    """HF's last hidden state [S, d] (final norm applied) of one input."""
+    """HF's last hidden state [S, d] (final norm applied) of one input, computed padded
+    (masked) to its length bucket, so inputs of new lengths reuse the compiled program."""
+    from ..engine import bucket_length
+
+    s = len(ids)
+    length = bucket_length(s, lm.config.max_tokens)
+    padded = jnp.asarray([*ids, *[lm.config.pad_token_id] * (length - s)], jnp.int32)
     graphdef, state = nnx.split(lm.model)
-    return _final_states(graphdef, state, jnp.asarray(ids, jnp.int32))
+    return _final_states(graphdef, state, padded, jnp.arange(length) < s)[:s]
 
 
 @partial(jax.jit, static_argnames=("graphdef",))
-def _final_states(graphdef, state, ids):
+def _final_states(graphdef, state, ids, key_mask):
     model = nnx.merge(graphdef, state)
-    return model.final_norm(model.hidden_states(ids)[-1])
+    return model.final_norm(model.hidden_states(ids, key_mask)[-1])
 
 
 def pad_baseline(lm: LoadedModel, ids: list[int]) -> list[int]:
@@ -324,7 +331,8 @@ class _Inputs:
                                               "continuation") else None
         self.unembed = None if head is None else head.unembed.astype(dtype)
         self.state = jax.tree.map(
-            lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+            lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating)
+            and a.dtype != dtype else a,
             self.state)
         self.softcap = None if head is None else head.softcap
         self.s = s = len(target.ids)

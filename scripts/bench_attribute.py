@@ -153,16 +153,20 @@ def run(lengths: Sequence[int] = (23, 129, 512), flow_max: int = 129, sentences:
             "faithfulness": faithfulness_row(sentences, steps)}
 
 
-def markdown(res: dict[str, Any]) -> str:
-    rows = res["attribute"]
+def _attribute_table(rows: list[dict[str, Any]]) -> list[str]:
     head = "| method | " + " | ".join(f"{r['tokens']} tokens" for r in rows) + " |"
     lines = ["SmolLM2-135M, `attribute` per method (s, warm):", "", head,
              "|---|" + "---|" * len(rows)]
     for m in METHODS:
         cells = [f"{r[m]:.2f}" if m in r else "—" for r in rows]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def markdown(res: dict[str, Any]) -> str:
+    lines = _attribute_table(res["attribute"]) if res["attribute"] else []
     f = res["faithfulness"]
-    lines += ["", f"Faithfulness, {f['sentences']} demo sentences, ig (pad baseline), target "
+    lines += [f"Faithfulness, {f['sentences']} demo sentences, ig (pad baseline), target "
               f"next: PyTorch loop {f['torch_loop_s']:.1f} s; lig-jax cold (compiling) "
               f"{f['lig_jax_cold_s']:.1f} s → {f['speedup_cold']:.2f}×, warm "
               f"{f['lig_jax_warm_s']:.1f} s → {f['speedup_warm']:.2f}×"]
@@ -173,10 +177,10 @@ if __name__ == "__main__":
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--lengths", default="23,129,512")
+    p.add_argument("--lengths", default="23,129,512", help="'' = the faithfulness row only")
     p.add_argument("--flow-max", type=int, default=129)
     p.add_argument("--sentences", type=int, default=10)
     p.add_argument("--steps", type=int, default=50)
     a = p.parse_args()
-    res = run([int(x) for x in a.lengths.split(",")], a.flow_max, a.sentences, a.steps)
+    res = run([int(x) for x in a.lengths.split(",") if x], a.flow_max, a.sentences, a.steps)
     print(markdown(res))

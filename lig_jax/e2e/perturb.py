@@ -3,9 +3,11 @@
 A perturbation keeps a subset of the sentence's rows. `delete` drops the others (the rows
 close up; decoders always delete), `mask` replaces them by the tokenizer's mask token,
 `pad` by the pad token (both stay attended). Every perturbation of a sentence is padded to
-one length (the sentence's, rounded up to a bucket) and evaluated in one jitted call per
-batch chunk: `batch_values` vmaps the model over [B, S] ids with key masks, and on a
-("data", "model") mesh the batch axis is split over the data axis.
+one length (the sentence's, rounded up to a bucket) and evaluated in jitted calls of at
+most `chunk` perturbations, the batch itself padded to a bucket (8, 16, 24, 32, 48, …), so
+a few compiled shapes serve every call: `batch_values` vmaps the model over [B, S] ids
+with key masks, and on a ("data", "model") mesh the batch axis is split over the data
+axis.
 """
 
 from __future__ import annotations
@@ -99,11 +101,17 @@ class Evaluator:
         """Values [N, T] of N perturbations (keep masks [S] bool), in chunks of one size."""
         if not keeps:
             return np.zeros((0, self.target.num_columns))
+        from ..engine import bucket_length
+
         built = [self.rows(k) for k in keeps]
         out = []
+        d = self.mesh.shape[DATA] if self.mesh is not None else 1
         for start in range(0, len(built), self.chunk):
             part = built[start:start + self.chunk]
-            part = part + [part[-1]] * (self.chunk - len(part))  # one shape per chunk
+            # a batch bucket (8, 16, 24, 32, 48, …; a multiple of the data devices): a few
+            # shapes serve every call, and a small call is not padded to a full chunk
+            size = min(self.chunk, -(-bucket_length(len(part), self.chunk) // d) * d)
+            part = part + [part[-1]] * (size - len(part))
             ids, mask, pos = (np.stack(x) for x in zip(*part, strict=True))
             arrays = [jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(pos)]
             if self.mesh is not None:

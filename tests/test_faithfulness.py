@@ -23,7 +23,6 @@ from lig_jax.e2e.faithfulness import (
     greedy_bounds,
     level_sizes,
     ordering,
-    score_sentence,
 )
 from lig_jax.e2e.faithrun import faithfulness, records
 from lig_jax.errors import LIGError
@@ -112,8 +111,6 @@ def test_greedy_bounds_exact_for_two_and_inside_every_ordering() -> None:
         aopcs = {"comp": [], "suff": []}
         for perm in itertools.permutations(range(1, n + 1)):
             order = np.asarray(perm)
-            res = score_sentence(f, value, {"m": np.zeros(n + 1)}, cand) if False else None
-            del res
             for kind in ("comp", "suff"):
                 vals = []
                 for m in level_sizes(n):

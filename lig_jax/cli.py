@@ -129,6 +129,14 @@ StrictOpt = Annotated[bool, typer.Option(
     "are not counted); the result is written first.")]
 
 
+def _input_ids(text: str | None, input_ids: str | None) -> list[int] | None:
+    """--input-ids parsed; exactly one of TEXT and --input-ids must be given."""
+    ids = parse_int_list("--input-ids", input_ids) if input_ids is not None else None
+    if (text is None) == (ids is None):
+        fail("give TEXT or --input-ids, one of the two")
+    return ids
+
+
 @app.command()
 @_explain_options
 def explain(
@@ -167,9 +175,7 @@ def explain(
         fail(f"Unknown --npz-dtype {npz_dtype!r}. Allowed: {', '.join(NPZ_DTYPES)}")
     if npz_dtype != "float32" and (output is None or output.suffix.lower() != ".npz"):
         fail("--npz-dtype applies to an .npz result: give -o RESULT.npz")
-    ids = parse_int_list("--input-ids", input_ids) if input_ids is not None else None
-    if (text is None) == (ids is None):
-        fail("give TEXT or --input-ids, one of the two")
+    ids = _input_ids(text, input_ids)
     enable_compilation_cache()
     progress, start = progress_printer(quiet)
     try:
@@ -557,9 +563,7 @@ def attribute(
     result = destination(result)
     if result is not None and result.suffix not in (".json", ".npz"):
         fail(f"-o {result} must end in .json or .npz")
-    ids = parse_int_list("--input-ids", input_ids) if input_ids is not None else None
-    if (text is None) == (ids is None):
-        fail("give TEXT or --input-ids, one of the two")
+    ids = _input_ids(text, input_ids)
     enable_compilation_cache()
     progress, start = progress_printer(quiet)
     try:

@@ -21,6 +21,7 @@ input length and column count); the IG nodes are dealt in chunks sized by the me
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
@@ -55,19 +56,11 @@ def _function(graphdef, state, unembed, ids, key_mask, cols, kind, output, softc
     head = None if unembed is None else LMHead(unembed, softcap)
 
     def f(words, probes):
-        with rules.attnlrp() if lrp else _plain():
+        with rules.attnlrp() if lrp else nullcontext():
             model = nnx.merge(graphdef, state)
             z, states = _stack(model, words, ids, key_mask, probes)
             return values(kind, output, model.final_norm(z), key_mask, cols, head), states
     return f
-
-
-class _plain:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 @partial(jax.jit, static_argnames=("graphdef", "kind", "output", "softcap", "lrp"))

@@ -437,6 +437,23 @@ def test_bad_options(tiny_causal) -> None:
             attribute("Tea is served", model=folder, **kwargs)
 
 
+def test_resolved_target_is_reused_for_its_own_ids_only(tiny_causal) -> None:
+    from lig_jax.e2e.attribute import target_for
+    from lig_jax.loading import load_model
+
+    folder = str(tiny_causal)
+    lm = load_model(folder)
+    ids = _ids(lm, 5)
+    tgt = target_for(lm, ids, "next", "logit")
+    by_spec = attribute(input_ids=ids, model=folder, target="next", methods="grad_x_input")
+    resolved = attribute(input_ids=ids, model=folder, target=tgt, methods="grad_x_input")
+    np.testing.assert_array_equal(resolved.scores("grad_x_input"),
+                                  by_spec.scores("grad_x_input"))
+    assert resolved.meta["target"] == by_spec.meta["target"]
+    with pytest.raises(LIGError, match="made for other input ids"):
+        attribute(input_ids=ids[:-1], model=folder, target=tgt, methods="grad_x_input")
+
+
 def test_cli_attribute_table_and_files(tiny_causal, tmp_path) -> None:
     """`lig-jax attribute`: the table on stdout, .json and .npz results that read back
     equal, and bad input as one line with exit 2."""

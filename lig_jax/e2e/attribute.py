@@ -238,7 +238,7 @@ def pad_baseline(lm: LoadedModel, ids: list[int]) -> list[int]:
 
 
 def attribute(text: str | None = None, *, input_ids: Sequence[int] | None = None,
-              model: str | None = None, target: str | None = None,
+              model: str | None = None, target: str | Target | None = None,
               output: str = DEFAULT_OUTPUT, methods: str | Sequence[str] | None = None,
               num_steps: int | str = DEFAULT_IG_STEPS, rule: str = DEFAULT_IG_RULE,
               baseline: str = "zero", auto_tol: float = LIGConfig.auto_tol,
@@ -248,7 +248,8 @@ def attribute(text: str | None = None, *, input_ids: Sequence[int] | None = None
               progress: Progress | None = None) -> Attribution:
     """Input attributions of one output of `model` for `text` (or `input_ids`).
 
-    target: a spec of `targets` (default: `next` for decoders, `pooled` for encoders);
+    target: a spec of `targets` (default: `next` for decoders, `pooled` for encoders), or a
+    `Target` already resolved by `target_for` for these ids (a corpus run resolves once);
     output: logit | prob | logprob (decoder targets); methods: names of `names.METHODS`
     or "all" (default ig, grad_x_input, attnlrp); num_steps, rule, baseline (zero | pad),
     auto_tol, max_steps: IG's quadrature (`num_steps="auto"` doubles until each column's
@@ -271,7 +272,12 @@ def attribute(text: str | None = None, *, input_ids: Sequence[int] | None = None
     say(f"loading {model or 'default'}")
     lm = load_model(model)
     ids, text = input_of(lm, text, input_ids)
-    tgt = target_for(lm, ids, target, output)
+    if isinstance(target, Target):
+        if list(target.ids) != list(ids):
+            raise LIGError("the resolved target was made for other input ids")
+        tgt = target
+    else:
+        tgt = target_for(lm, ids, target, output)
     timings = {"load_s": time.perf_counter() - t0}
     arrays, info = {}, {}
     state = _Inputs(lm, tgt, budget=memory_budget, dtype=DTYPES[dtype], bucket=bucket)

@@ -121,7 +121,7 @@ def faithfulness(data: str, *, out: str | Path, model: str | None = None,
             raise LIGError("faithfulness needs a one-column target of the input itself "
                            "(next, token:, contrast: or an encoder target), not "
                            "continuation: (for one of its tokens use token:<id>)")
-        att = attribute(input_ids=ids, model=model, target=target, output=output,
+        att = attribute(input_ids=ids, model=model, target=tgt, output=output,
                         methods=names, num_steps=num_steps, rule=rule, baseline=baseline,
                         lig_steps=lig_steps, bucket=True)
         head = lm_head(lm_eval) if tgt.kind in DECODER_TARGETS else None

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from .common import attention_mix, causal_mask, run_layers
@@ -259,3 +260,37 @@ class LayerStackModel:
         last block's output, before any final norm (HF `hidden_states`)."""
         blocks = list(self.layers) if upto is None else list(self.layers)[:upto]
         return run_layers(self.embed(input_ids), blocks, key_mask)
+
+
+class TokenTableModel(LayerStackModel):
+    """The shell of the rotary decoders (Llama family, Gemma 3): z^(0) is the token table's
+    rows `embed_tokens[ids]` times `word_scale` (no positions: RoPE), and the stack ends in a
+    final norm `norm`, applied only by `final_norm` (the hidden states stop before it).
+    A family sets `embed_tokens` and `norm` in its `__init__`."""
+
+    embed_tokens: Any
+    norm: Any
+
+    def word_scale(self) -> float | None:
+        """The factor HF's input embedding module multiplies the rows by (None: none)."""
+        return None
+
+    def word_embed(self, input_ids: jax.Array) -> jax.Array:
+        """[S] int → embed_tokens[ids] (· word_scale) [S, d], HF's input embedding module.
+
+        The scale is held in the table's dtype, as HF holds it in the weights' dtype."""
+        rows = self.embed_tokens[...][input_ids]
+        scale = self.word_scale()
+        return rows if scale is None else rows * jnp.asarray(scale, dtype=rows.dtype)
+
+    def embed_words(self, words: jax.Array, input_ids: jax.Array) -> jax.Array:
+        """z^(0) = the word embeddings (no positions: RoPE)."""
+        return words
+
+    def token_table(self) -> jax.Array:
+        """The token embedding table [V, d], unscaled (a tied LM head reads it)."""
+        return self.embed_tokens[...]
+
+    def final_norm(self, z: jax.Array) -> jax.Array:
+        """z^(L) [S, d] → norm(z^(L)), what the LM head reads; not part of any z^(l)."""
+        return self.norm(z)

@@ -21,14 +21,13 @@ import math
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from ...errors import LIGError
 from ..common import Dense, activate, causal_mask, gated, table
 from ..common import RMSNorm as _RMSNorm
-from ..interface import FactoredBlock, LayerStackModel, StackConfig
+from ..interface import FactoredBlock, StackConfig, TokenTableModel
 from ..postmix import Postmix, dense_out
 from ..premap import Premap, dense_heads, norm_of
 from ..rope import default_inv_freq
@@ -187,7 +186,7 @@ class PrePostLNBlock(FactoredBlock, nnx.Module):
         return self.postmap(z, self.attention_context(z, key_mask))
 
 
-class Gemma3Model(LayerStackModel, nnx.Module):
+class Gemma3Model(TokenTableModel, nnx.Module):
     """Scaled token embeddings, a stack of `PrePostLNBlock`s and the final norm (applied only
     by `final_norm`)."""
 
@@ -197,24 +196,7 @@ class Gemma3Model(LayerStackModel, nnx.Module):
                                      for layer in range(cfg.num_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def word_embed(self, input_ids: jax.Array) -> jax.Array:
-        """[S] int → embed_tokens[ids] · √d [S, d] (HF's scaled word embedding module).
-
-        HF multiplies by √d held as a tensor of the weights' dtype; ours are float32, so
-        the factor is float32(√d), exactly as in a float32 HF run.
-        """
-        table = self.embed_tokens[...]
-        scale = jnp.asarray(math.sqrt(self.config.hidden_size), dtype=table.dtype)
-        return table[input_ids] * scale
-
-    def embed_words(self, words: jax.Array, input_ids: jax.Array) -> jax.Array:
-        """z^(0) = the (scaled) word embeddings (no positions: RoPE)."""
-        return words
-
-    def token_table(self) -> jax.Array:
-        """The token embedding table [V, d] (unscaled; a tied LM head reads it)."""
-        return self.embed_tokens[...]
-
-    def final_norm(self, z: jax.Array) -> jax.Array:
-        """The stack's final RMSNorm (HF `norm`), [S, d] → [S, d]; not part of any z^(l)."""
-        return self.norm(z)
+    def word_scale(self) -> float:
+        """HF's scaled word embedding module multiplies the rows by √d, held as a tensor of
+        the weights' dtype (float32 here: float32(√d), exactly as in a float32 HF run)."""
+        return math.sqrt(self.config.hidden_size)

@@ -28,7 +28,7 @@ import jax
 from flax import nnx
 
 from ..common import Dense, RMSNorm, activate, gated, table
-from ..interface import LayerStackModel, PreLNDecoderBlock, StackConfig
+from ..interface import PreLNDecoderBlock, StackConfig, TokenTableModel
 from ..postmix import Postmix, dense_out
 from ..premap import Premap, dense_heads, norm_of
 
@@ -111,7 +111,7 @@ class LlamaBlock(PreLNDecoderBlock, nnx.Module):
         return self.mlp(h)
 
 
-class LlamaModel(LayerStackModel, nnx.Module):
+class LlamaModel(TokenTableModel, nnx.Module):
     """Token embeddings (unscaled), a stack of `LlamaBlock`s and the final RMSNorm (`norm`,
     applied only by `final_norm`: the hidden states z^(l) stop before it)."""
 
@@ -120,19 +120,3 @@ class LlamaModel(LayerStackModel, nnx.Module):
         super().__init__(cfg, None, [LlamaBlock(cfg, l, rngs=rngs)
                                      for l in range(cfg.num_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-
-    def word_embed(self, input_ids: jax.Array) -> jax.Array:
-        """[S] int → embed_tokens[ids] [S, d]."""
-        return self.embed_tokens[...][input_ids]
-
-    def embed_words(self, words: jax.Array, input_ids: jax.Array) -> jax.Array:
-        """z^(0) = the word embeddings (no positions: RoPE)."""
-        return words
-
-    def token_table(self) -> jax.Array:
-        """The token embedding table [V, d] (unscaled; a tied LM head reads it)."""
-        return self.embed_tokens[...]
-
-    def final_norm(self, z: jax.Array) -> jax.Array:
-        """z^(L) → norm(z^(L)), what the LM head reads."""
-        return self.norm(z)

@@ -76,31 +76,51 @@ def _at(lp: dict, x: jax.Array, s: int) -> jax.Array:
     return _rot(lp, jnp.broadcast_to(x, (s, *x.shape)))
 
 
-def scores(pm: Premap, lp: dict, zc: jax.Array, delta_of, j: jax.Array, acc_v: jax.Array,
-           key: jax.Array, mean: jax.Array | None, c_j: jax.Array | None,
-           c_i: jax.Array | None, query: jax.Array | None) -> jax.Array:
-    """One target's scores [Hs, S] from its accumulators.
+def scores(pm: Premap, lp: dict, zc: jax.Array, delta: jax.Array, js: jax.Array,
+           acc_v: jax.Array, key: jax.Array | tuple[jax.Array, jax.Array],
+           mean: jax.Array | None, c_j: jax.Array | None, c_i: jax.Array | None,
+           query: jax.Array | None) -> jax.Array:
+    """A batch of b targets' scores [Hs, b, S] from their accumulators (head-major
+    throughout, so the d-wide norm runs along the last axis of the matmul's output).
 
-    acc_v, key: [S, Hs, e] (key before the inverse rotation R_iᵀ); mean, c_j, c_i:
-    [Hs, S] coefficients of 1, z̄_j and z̄_i (None where the norm has no such term);
-    query: [Hs, d], added on the diagonal i = j (None: no query part); delta_of(j) = Δ
-    [S, d] of target j's path.
+    js [b]: the targets; acc_v: [b, S, Hs, e]; key: [b, S, Hs, e] (before the inverse
+    rotation R_iᵀ), or, where the key side is one row per head scaled per source (ITB
+    without RoPE: τ β_ji q_j), the pair (scale [Hs, b, S], row [b, Hs, e]) — then W̃_K is
+    applied to the row once, not to every source (half the assembly's matmul work); mean,
+    c_j, c_i: [Hs, b, S] coefficients of 1, z̄_j and z̄_i (None where the norm has no such
+    term); query: [b, Hs, d], added on the diagonal i = j (None: no query part); delta:
+    Δ [b, S, d] of each target's path, or [S, d] shared by all.
     """
-    g = _es("dhe,ihe->ihd", lp["wv"], acc_v) + _es("dhe,ihe->ihd", lp["wk"],
-                                                   _rot(lp, key, inverse=True))
+    g = _es("tihe,dhe->htid", acc_v, lp["wv"])
+    if isinstance(key, tuple):
+        scale, row = key
+        g = g + scale[..., None] * _es("dhe,the->htd", lp["wk"], row)[:, :, None]
+    else:
+        g = g + _es("tihe,dhe->htid", _rot(lp, key, inverse=True), lp["wk"])
     if mean is not None:
-        g = g - mean.T[..., None]
+        g = g - mean[..., None]
     if c_j is not None:
-        g = g - c_j.T[..., None] * zc[j][None, None, :]
+        g = g - c_j[..., None] * zc[js][None, :, None, :]
     if c_i is not None:
-        g = g - c_i.T[..., None] * zc[:, None, :]
+        g = g - c_i[..., None] * zc[None, None]
     if query is not None:
-        g = g.at[j].add(query)
-    return jnp.linalg.norm(g * delta_of(j)[:, None, :], axis=-1).T
+        g = g.at[:, jnp.arange(js.shape[0]), js].add(jnp.swapaxes(query, 0, 1))
+    return jnp.linalg.norm(g * (delta[None] if delta.ndim == 3 else delta), axis=-1)
 
 
 def batch_size(t: int, s: int, heads: int, d: int) -> int:
     return max(1, min(t, ASSEMBLY_BYTES // max(1, 12 * s * heads * d)))
+
+
+def in_batches(fn, targets: jax.Array, size: int) -> jax.Array:
+    """fn(idx [b], js [b]) → [Hs, b, S] over every target in batches of `size` (a
+    `lax.map`; the last batch repeats its final target) → [T, Hs, S]."""
+    t = targets.shape[0]
+    nb = -(-t // size)
+    idx = jnp.minimum(jnp.arange(nb * size), t - 1)
+    out = jax.lax.map(lambda a: fn(*a), (idx.reshape(nb, size), targets[idx].reshape(nb, size)))
+    out = jnp.transpose(out, (0, 2, 1, 3))  # [nb, b, Hs, S]
+    return out.reshape(nb * size, *out.shape[2:])[:t]
 
 
 # ------------------------------------------------------------------------------ ITB
@@ -147,17 +167,17 @@ def itb_scores(pm: Premap, lp: dict, chunk: dict, z: jax.Array, zc: jax.Array, a
     s, d = z.shape
     norm = pm.norm is not None
 
-    def one(args):
-        t, j = args
-        key = acc["b"][:, t].T[..., None] * q[t][None]  # [S, Hs, e]: acc_b · q_j
-        return scores(pm, lp, zc, lambda jj: z - z[jj], j, acc["v"][t], key,
+    def batch(t, js):
+        if "cos" in lp:  # R_iᵀ differs per source: the key vectors acc_b · q_j [b, S, Hs, e]
+            key = jnp.transpose(acc["b"][:, t], (1, 2, 0))[..., None] * q[t][:, None]
+        else:  # W̃_K (acc_b q_j) = acc_b · (W̃_K q_j): one row per head
+            key = (acc["b"][:, t], q[t])
+        return scores(pm, lp, zc, z[None] - z[js][:, None], js, acc["v"][t], key,
                       acc["m"][:, t] if "m" in acc else None,
                       (acc["xj"][:, t] - acc["xd"][:, t]) if norm else None,
                       acc["xd"][:, t] if norm else None, None)
 
-    idx = jnp.arange(targets.shape[0])
-    return jax.lax.map(one, (idx, targets),
-                       batch_size=batch_size(targets.shape[0], s, q.shape[1], d))
+    return in_batches(batch, targets, batch_size(targets.shape[0], s, q.shape[1], d))
 
 
 # ----------------------------------------------------------------------------- zero
@@ -225,19 +245,17 @@ def zero_scores(pm: Premap, lp: dict, targets, z: jax.Array, zc: jax.Array, acc:
     s, d = z.shape
     hs = acc["q"].shape[1]
 
-    def one(args):
-        t, j = args
-        y_q = acc["q"][t]  # [Hs, e]: R_jᵀ τ Σ_i β k_i after the inverse rotation
+    def batch(t, js):
+        y_q = acc["q"][t]  # [b, Hs, e]: R_jᵀ τ Σ_i β k_i after the inverse rotation
         if "cos" in lp:
-            y_q = rotate(y_q[None], lp["cos"][j][None], lp["sin"][j][None], inverse=True)[0]
-        query = _es("dhe,he->hd", lp["wq"], y_q)  # [Hs, d]
+            y_q = rotate(y_q, lp["cos"][js], lp["sin"][js], inverse=True)
+        query = _es("dhe,the->thd", lp["wq"], y_q)  # [b, Hs, d]
         if "mq" in acc:
-            query = query - acc["mq"][:, t][:, None]
+            query = query - acc["mq"][:, t].T[..., None]
         if "xq" in acc:
-            query = query - acc["xq"][:, t][:, None] * zc[j][None, :]
-        return scores(pm, lp, zc, lambda jj: z, j, acc["v"][t], acc["k"][t],
+            query = query - acc["xq"][:, t].T[..., None] * zc[js][:, None, :]
+        return scores(pm, lp, zc, z, js, acc["v"][t], acc["k"][t],
                       acc["m"][:, t] if "m" in acc else None, None,
                       acc["x"][:, t] if "x" in acc else None, query)
 
-    idx = jnp.arange(targets.shape[0])
-    return jax.lax.map(one, (idx, targets), batch_size=batch_size(targets.shape[0], s, hs, d))
+    return in_batches(batch, targets, batch_size(targets.shape[0], s, hs, d))

@@ -89,19 +89,20 @@ def z2u_block(arrays: dict, t: int, baseline: str, heads: list[int], decoder: bo
     """The `z2u` block of the t-th target."""
     scores = arrays["z2u"][t]  # [Hs, S]
     desc = DESC_Z2U_DECODER if decoder else DESC_Z2U + DESC_Z2U_FIX.get(baseline, "")
+    per_target = _completeness(arrays, "z2u", (t,))  # arrays [Hs], sliced once per target
+    c = {k: np.asarray(v).tolist() for k, v in per_target.items()}
     heads_out = {}
     for hi, h in enumerate(heads):
-        c = _completeness(arrays, "z2u", (t, hi))
-        comp = {"ig_sum": float(c["ig_sum"]), "scalar_change": float(c["scalar_change"]),
-                "relative_error": float(c["relative_error"])}
+        comp = {"ig_sum": float(c["ig_sum"][hi]), "scalar_change": float(c["scalar_change"][hi]),
+                "relative_error": float(c["relative_error"][hi])}
         if "converged" in c:
-            comp.update(steps_used=int(c["steps_used"]), weight_sum=float(c["weight_sum"]),
-                        converged=bool(c["converged"]))
+            comp.update(steps_used=int(c["steps_used"][hi]),
+                        weight_sum=float(c["weight_sum"][hi]), converged=bool(c["converged"][hi]))
         heads_out[str(h)] = {"contributions": vec(scores[hi]),
                              "token_l2_norm": float(np.linalg.norm(scores[hi])),
                              "completeness": comp}
     return {"baseline": baseline, "description": desc, "heads": heads_out, "rule": rule,
-            "weight_sum": scalar_or_list(_completeness(arrays, "z2u", (t,))["weight_sum"])}
+            "weight_sum": scalar_or_list(per_target["weight_sum"])}
 
 
 def u2z_block(arrays: dict, t: int, baseline: str, layout: str, num_heads: int,

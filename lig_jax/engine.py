@@ -1,12 +1,16 @@
 """Running the attribution integrands over the requested layers of one sentence.
 
 `Layers` holds the selected blocks' parameters (in the compute dtype) and their inputs
-z^(l), padded to the sentence's length bucket. Each quantity runs layer by layer: the
-integrand's chunking (targets per chunk, nodes per step) comes from the memory budget, the
-chunks run as compiled programs shared by every layer of one structure and every
-sentence of the bucket, and each layer's results come back to the host before the next
-layer starts. The step plan (fixed or auto) sees every (layer, target[, head]) as a
-column. Everything returned is cut back to the real tokens: numpy arrays in the compute
+z^(l), padded to the sentence's length bucket. The integrand's chunking (targets per
+chunk, nodes per step) comes from the memory budget. Where the blocks share one
+structure, every chunk fits in one call and one device computes (no mesh, or a mesh of
+one), `compute` runs every raw run of every layer as one compiled program (`lax.map` over
+the stacked blocks, `Layers.prefetch`), shared by every sentence of the bucket, whose
+results leave the device once; otherwise each quantity runs layer by layer, chunk by
+chunk (`Layers.run`: progress between calls, meshes), each layer's results coming back
+to the host before the next starts. Both paths chunk alike, so they give the same numbers.
+The step plan (fixed or auto) sees every (layer, target[, head]) as a column; auto plans
+run layer by layer. Everything returned is cut back to the real tokens: numpy arrays in the compute
 dtype, float64 where a ratio fix (done in float64, docs/spec.md §6) was applied.
 """
 
@@ -23,10 +27,10 @@ from flax import nnx
 
 from . import baselines
 from .attribution import ratio, replay
-from .attribution.run import Dims, chunking, integrand_for, run
+from .attribution.run import Dims, Job, chunking, integrand_for, run, run_layers
 from .measures.layers import measure_layers
 from .mesh import DATA, replicated
-from .quadrature import Rule
+from .quadrature import Rule, make_rule
 from .steps import StepPlan, StepResult, relative_error
 
 Progress = Callable[[str], None]
@@ -78,6 +82,8 @@ class Layers:
         self.dims = Dims.of(model.layers[layers[0]], ffn or 4 * hidden.shape[-1],
                             hidden.shape[1], jnp.dtype(dtype).itemsize)
         self._whole = None
+        # outputs of `prefetch`, taken by `run` / `self_attention_probs` on request
+        self._fetched: dict[tuple, list[tuple[np.ndarray, ...]]] = {}
 
     def _split(self, module: nnx.Module) -> tuple[nnx.GraphDef, nnx.State]:
         """The block's parameters in the compute dtype, where loading placed them (on a
@@ -108,6 +114,10 @@ class Layers:
         the targets (and `pad_targets`) on the leading axis."""
         heads = list(range(self.num_heads)) if heads is None else heads
         all_targets = targets + self.pad_targets
+        key = _job_key(quantity, baseline, rule, all_targets, heads, method, replayed, extra,
+                       options)
+        if key in self._fetched:
+            return self._fetched.pop(key)
         out = []
         for pos, l in enumerate(self.layers):
             if replayed:
@@ -143,10 +153,90 @@ class Layers:
                            progress, self.mesh))
         return out
 
+    def fusable(self) -> bool:
+        """Whether `prefetch` can run every layer in one program: one device (no mesh, or
+        a mesh of one) and blocks of one structure (one graphdef)."""
+        one = self.mesh is None or self.mesh.devices.size == 1
+        return one and all(g == self.blocks[0][0] for g, _ in self.blocks)
+
+    def prefetch(self, requests: list[tuple[str, str, Rule, list[int], list[int] | None,
+                                            dict[str, Any]]], self_probs: bool = False
+                 ) -> bool:
+        """Compute the `run` requests (quantity, baseline, rule, targets, heads, options;
+        fast method) — and, with `self_probs`, the self-attention probabilities — at every
+        layer in one compiled program with one transfer to the host (`run_layers`), kept
+        for the `run` / `self_attention_probs` calls that ask for them. The chunking is
+        `run`'s, so are the numbers. Returns False (nothing done) where that program does
+        not apply: a mesh, blocks of several structures, or a chunk too large for one
+        call (many nodes: `run` then reports progress between calls)."""
+        if not self.fusable():
+            return False
+        jobs, targets, sizes, heads_of, nodes, keys = [], [], [], [], [], []
+        for quantity, baseline, rule, tgts, heads, options in requests:
+            heads = list(range(self.num_heads)) if heads is None else heads
+            all_targets = tgts + self.pad_targets
+            integrand = integrand_for(quantity, baseline, "fast", **options)
+            alphas, weights = self.nodes(rule, integrand.keeps_zero_node)
+            plan = chunking(integrand, self.dims, len(all_targets), len(heads),
+                            alphas.shape[0], self.budget, 1)
+            if plan.calls(alphas.shape[0]) > 1:
+                return False
+            jobs.append(Job(integrand, plan.nodes_per_step))
+            targets.append(all_targets)
+            sizes.append(plan.targets_per_chunk)
+            heads_of.append(heads)
+            nodes.append((alphas, weights))
+            keys.append(_job_key(quantity, baseline, rule, all_targets, heads, "fast", False,
+                                 None, options))
+        if self_probs:
+            jobs.append(Job(None))
+            targets.append([0])
+            sizes.append(1)
+            heads_of.append([0])
+            nodes.append((jnp.zeros(1, self.dtype), jnp.zeros(1, self.dtype)))
+            keys.append(("self_probs",))
+        names = ", ".join(f"{q} {b}" for q, b, *_ in requests) + (
+            ", A_jj" if self_probs else "")
+        self.say(f"layers {self.layers}: {names} in one program")
+        zs = self.hidden[jnp.asarray(self.layers)].astype(self.dtype)
+        states = stacked_states([st for _, st in self.blocks])
+        outs = run_layers(jobs, self.blocks[0][0], states, zs, self.key_mask, targets, sizes,
+                          heads_of, nodes)
+        self._fetched.update(zip(keys, outs, strict=True))
+        return True
+
     @property
     def data_devices(self) -> int:
         """Devices a chunk's targets are dealt over (the mesh's data axis)."""
         return 1 if self.mesh is None else self.mesh.shape[DATA]
+
+
+def _job_key(quantity: str, baseline: str, rule: Rule, targets: list[int], heads: list[int],
+             method: str, replayed: bool, extra: Any, options: dict[str, Any]) -> tuple | None:
+    """What identifies one `Layers.run` request (None: never prefetched — replays and
+    given per-target inputs)."""
+    if replayed or extra is not None or method != "fast":
+        return None
+    return (quantity, baseline, rule.name, rule.num_steps, tuple(targets), tuple(heads),
+            tuple(sorted(options.items())))
+
+
+# The blocks' states stacked along a leading layer axis, for the last few block lists
+# (keyed by the ids of their arrays, which the entry holds, so an id is never reused while
+# it is a key; parameters replaced in a module give new arrays, hence a new key).
+_STACKS: dict[tuple[int, ...], tuple[list, Any]] = {}
+_STACKS_KEPT = 2
+
+
+def stacked_states(states: list[Any]) -> Any:
+    """[state of block l] → one state whose arrays are stacked [L, ...] (cached)."""
+    leaves = [leaf for st in states for leaf in jax.tree.leaves(st)]
+    key = tuple(id(leaf) for leaf in leaves)
+    if key not in _STACKS:
+        while len(_STACKS) >= _STACKS_KEPT:
+            _STACKS.pop(next(iter(_STACKS)))
+        _STACKS[key] = (leaves, jax.tree.map(lambda *xs: jnp.stack(xs), *states))
+    return _STACKS[key][1]
 
 
 def _duration(seconds: float) -> str:
@@ -197,6 +287,9 @@ def z2u_columns(layers: Layers, baseline: str, plan: StepPlan, targets: list[int
 
 def self_attention_probs(layers: Layers) -> np.ndarray:
     """A^h_{j,j} for every layer, head and token: [L, H, S_b] (for the mapRatio fix)."""
+    if ("self_probs",) in layers._fetched:
+        return np.stack([np.asarray(o[0], np.float64)
+                         for o in layers._fetched.pop(("self_probs",))])
     return np.stack([np.asarray(_self_probs(g, s, layers.z(l), layers.key_mask), np.float64)
                      for (g, s), l in zip(layers.blocks, layers.layers, strict=True)])
 
@@ -312,6 +405,16 @@ def compute(layers: Layers, wanted: dict[str, Any], plans: dict[str, StepPlan],
 
     rows = {q: [baselines.get(q, n) for n in names] for q, names in wanted.items()}
     runs = {q: list(dict.fromkeys(r for b in bs for r in b.runs)) for q, bs in rows.items()}
+    map_ratio = any(b.fix == "map_ratio" for b in rows.get("z2u", []))
+    if method == "fast" and not replayed and not any(plans[q].auto for q in runs):
+        # every raw run at every layer in one program where it applies (`Layers.prefetch`)
+        s = layers.length
+        ask = {"z2z": (list(range(s)), None, {}), "z2u": (targets, heads, {}),
+               "u2z": (targets, None, {"residual": residual, "given_base": False})}
+        requests = [(q, raw, make_rule(plans[q].rule, plans[q].schedule[0]), *ask[q])
+                    for q in ("z2z", "z2u", "u2z") for raw in runs.get(q, [])]
+        if requests:
+            timed("fused_s", lambda: layers.prefetch(requests, self_probs=map_ratio))
     for raw in runs.get("z2z", []):
         out.raw[f"z2z/{raw}"] = timed("z2z_s", lambda r=raw: z2z_columns(
             layers, r, plans["z2z"], method))
@@ -325,7 +428,7 @@ def compute(layers: Layers, wanted: dict[str, Any], plans: dict[str, StepPlan],
             layers, r, plans["z2u"], targets, heads, method, replayed))
     t_idx = np.asarray(targets)
     alpha = None
-    if any(b.fix == "map_ratio" for b in rows.get("z2u", [])):
+    if map_ratio:
         diag = timed("z2u_s", lambda: self_attention_probs(layers))  # [L, H, S_b]: A^h_{j,j}
         alpha = np.transpose(diag[:, np.asarray(heads)][:, :, t_idx], (0, 2, 1))  # [L, T, Hs]
     for b in rows.get("z2u", []):

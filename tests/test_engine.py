@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lig_jax import explain, explain_batch
+from lig_jax import engine, explain, explain_batch
 from lig_jax.attribution import run
 from lig_jax.engine import bucket_length
 
@@ -42,13 +42,38 @@ def test_padding_to_a_bucket_changes_nothing(tiny_bert, baselines, method) -> No
         assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max(), key
 
 
-def test_same_bucket_does_not_recompile(tiny_bert) -> None:
+@pytest.mark.parametrize("fused", [True, False])
+def test_same_bucket_does_not_recompile(tiny_bert, fused, monkeypatch) -> None:
+    if not fused:  # layer by layer, chunk by chunk (`Layers.run`)
+        monkeypatch.setattr(engine.Layers, "fusable", lambda self: False)
+    program = run._over_layers if fused else run._whole
     kw = dict(model=str(tiny_bert), num_steps=4)
     explain("one two three four five six", **kw)  # 8 tokens → bucket 8
     explain("one two three four five six seven eight nine ten", **kw)  # 12 → bucket 16
-    size = run._whole._cache_size()
+    size = program._cache_size()
+    assert size > 0  # the path under test ran
     explain("one two three four five six seven eight nine ten eleven twelve", **kw)  # 14 → 16
-    assert run._whole._cache_size() == size
+    assert program._cache_size() == size
+
+
+@pytest.mark.parametrize("baselines", [
+    dict(baseline_layer="itb_zero_ratio", baseline_att="itb_map_ratio",
+         baseline_mlp="att_itb_a0"),
+    dict(baseline_layer="zero", baseline_att="itb_zero_ratio", baseline_mlp="zero"),
+])
+def test_one_program_over_layers_equals_layer_by_layer(tiny_bert, baselines,
+                                                       monkeypatch) -> None:
+    kw = dict(model=str(tiny_bert), num_steps=8, **baselines)
+    done, prefetch = [], engine.Layers.prefetch
+    monkeypatch.setattr(engine.Layers, "prefetch",
+                        lambda self, *a, **k: done.append(prefetch(self, *a, **k)) or done[-1])
+    fused = explain(TEXTS[1], **kw)
+    assert done == [True]  # one program computed every raw run of every layer
+    monkeypatch.setattr(engine.Layers, "fusable", lambda self: False)
+    plain = explain(TEXTS[1], **kw)
+    for key in ("z2z", "z2u", "u2z"):
+        a, b = _leaves(fused, key), _leaves(plain, key)
+        assert np.abs(a - b).max() <= 1e-6 * np.abs(b).max(), key
 
 
 def test_explain_batch_equals_single_runs(tiny_bert) -> None:

@@ -25,6 +25,7 @@ from jax.sharding import Mesh
 
 from ..errors import LIGError
 from ..mesh import along_data
+from . import ratio
 from .direct import Z2uDirect, Z2zDirect
 from .integrand import Dims, Integrand, accumulate, integrate, phase, zero_acc
 from .itb import Z2uItb, Z2zItb
@@ -197,5 +198,72 @@ def run(integrand: Integrand, graphdef: nnx.GraphDef, state: nnx.State, z: jax.A
     return tuple(np.concatenate([o[k] for o in outs]) for k in range(len(outs[0])))
 
 
-__all__ = ["Dims", "Integrand", "Chunking", "integrand_for", "integrate", "chunking", "program",
-           "run"]
+# ------------------------------------------------------- every layer in one program
+
+
+@dataclass(frozen=True)
+class Job:
+    """One integrand over every layer of a fused program: its `Chunking`-given target
+    chunk size and nodes per step (static), and whether it reads the self-attention
+    probabilities instead (the mapRatio fix's A^h_{j,j})."""
+
+    integrand: Integrand | None
+    per_step: int = 1
+
+
+@partial(jax.jit, static_argnames=("graphdef", "jobs"))
+def _over_layers(graphdef, states, zs, key_mask, targets, heads, alphas, weights, *, jobs):
+    def layer(args):
+        st, z = args
+        block = nnx.merge(graphdef, st)
+        outs = []
+        for job, t_chunks, hd, al, w in zip(jobs, targets, heads, alphas, weights,
+                                            strict=True):
+            if job.integrand is None:
+                outs.append((ratio.self_attention_probs(block, z, key_mask),))
+                continue
+            integrand = job.integrand
+            with phase(integrand, "layer"):
+                lay = integrand.layer_context(block, z, hd, key_mask)
+
+            def chunk(t, integrand=integrand, lay=lay, hd=hd, al=al, w=w, job=job):
+                return integrate(integrand, block, z, t, hd, al, w, job.per_step,
+                                 key_mask, None, lay)
+
+            res = jax.lax.map(chunk, t_chunks)  # [chunks, tc, ...] per output
+            outs.append(tuple(r.reshape(-1, *r.shape[2:]) for r in res))
+        return tuple(outs)
+
+    return jax.lax.map(layer, (states, zs))
+
+
+def run_layers(jobs: list[Job], graphdef: nnx.GraphDef, states: Any, zs: jax.Array,
+               key_mask: jax.Array | None, targets: list[list[int]],
+               chunk_sizes: list[int], heads: list[list[int]],
+               nodes: list[tuple[jax.Array, jax.Array]]) -> list[list[tuple[np.ndarray, ...]]]:
+    """Every job at every layer as one compiled program (`lax.map` over the layers, the
+    blocks' states stacked [L, ...], zs [L, S_b, d]; each job's targets in chunks of
+    `chunk_sizes` by `lax.map`), brought to the host once: per job, per layer, the
+    outputs `run` gives (targets on the leading axis). For blocks of one structure whose
+    chunks each fit in one call (`Chunking.calls` = 1) and no mesh."""
+    t_arrs, h_arrs, a_arrs, w_arrs = [], [], [], []
+    for t, tc, hd, (al, w) in zip(targets, chunk_sizes, heads, nodes, strict=True):
+        n = -(-len(t) // tc)
+        padded = t + [t[-1]] * (n * tc - len(t))  # repeat a target: fixed shapes, as `run`
+        t_arrs.append(jnp.asarray(padded).reshape(n, tc))
+        h_arrs.append(jnp.asarray(hd))
+        a_arrs.append(al)
+        w_arrs.append(w)
+    out = _over_layers(graphdef, states, zs, key_mask, tuple(t_arrs), tuple(h_arrs),
+                       tuple(a_arrs), tuple(w_arrs), jobs=tuple(jobs))
+    out = jax.device_get(out)
+    per_job = []
+    for job, t, res in zip(jobs, targets, out, strict=True):
+        keep = slice(None) if job.integrand is None else slice(0, len(t))
+        per_job.append([tuple(np.asarray(r[l])[keep] for r in res)
+                        for l in range(zs.shape[0])])
+    return per_job
+
+
+__all__ = ["Dims", "Integrand", "Chunking", "Job", "integrand_for", "integrate", "chunking",
+           "program", "run", "run_layers"]

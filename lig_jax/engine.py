@@ -188,6 +188,8 @@ class Layers:
             nodes.append((alphas, weights))
             keys.append(_job_key(quantity, baseline, rule, all_targets, heads, "fast", False,
                                  None, options))
+        if not self._fits(jobs, targets, heads_of, self_probs):
+            return False
         if self_probs:
             jobs.append(Job(None))
             targets.append([0])
@@ -204,6 +206,21 @@ class Layers:
                           heads_of, nodes)
         self._fetched.update(zip(keys, outs, strict=True))
         return True
+
+    def _fits(self, jobs: list[Job], targets: list[list[int]], heads: list[list[int]],
+              self_probs: bool) -> bool:
+        """Whether one program's extra memory — every layer's outputs held on the device
+        until the end, and the blocks' parameters stacked [L, ...] — stays within the
+        budget (at least 256 MB): long inputs and large models go layer by layer."""
+        sb, n = self.padded_length, self.num_layers
+        per_target = {"z2z": lambda h: sb + 1, "z2u": lambda h: h * (sb + 2),
+                      "u2z": lambda h: self.dims.width + 1}
+        outputs = sum(len(t) * per_target[j.integrand.quantity](len(h))
+                      for j, t, h in zip(jobs, targets, heads, strict=True))
+        outputs += self.num_heads * sb if self_probs else 0
+        params = sum(leaf.size for _, st in self.blocks for leaf in jax.tree.leaves(st))
+        need = (n * outputs + params) * jnp.dtype(self.dtype).itemsize
+        return need <= max(self.budget, 256 * 2**20)
 
     @property
     def data_devices(self) -> int:

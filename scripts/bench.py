@@ -17,7 +17,10 @@ One process, one machine, in this order:
    MiniLM and SmolLM2 (`--only measures`, `--measure-lengths`);
 7. input attributions (`scripts/bench_attribute.py`): `attribute` per method on SmolLM2,
    and faithfulness on 10 demo sentences against the per-perturbation PyTorch loop
-   (`--only attribute`, `--attribute-lengths`).
+   (`--only attribute`, `--attribute-lengths`);
+8. whole-model figures (`scripts/bench_whole.py`): a full explain of MiniLM and SmolLM2
+   with its time, XLA-counted FLOPs and share of the matmul rate (`--only whole`; with
+   `--quick` the short rows).
 
 Run `python scripts/bench.py --help` (or `lig-jax bench --help`) for the flags; `--quick` is
 a ~1-minute smoke run. Needs PyTorch, Captum and transformers.
@@ -85,7 +88,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    "(default: --steps)")
     p.add_argument("--mem-warm", action="store_true", help="repeat the memory run with the "
                    "converted checkpoint cached (adds ~70 s at 128 tokens)")
-    p.add_argument("--only", choices=("all", "encoders", "decoders", "measures", "attribute"),
+    p.add_argument("--only", choices=("all", "encoders", "decoders", "measures", "attribute",
+                                      "whole"),
                    default="all", help="which part of the benchmark to run")
     p.add_argument("--measure-lengths", default="23,129,512",
                    help="token lengths of the context-mixing measure rows")
@@ -670,6 +674,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"[{time.perf_counter() - t_start:7.1f}s] input attributions and faithfulness")
         res["attribute"] = bench_attribute.run(args.attribute_lengths)
 
+    if args.only in ("all", "whole"):
+        import bench_whole
+
+        log(f"[{time.perf_counter() - t_start:7.1f}s] whole-model explain")
+        res["whole"] = bench_whole.run(args.quick, args.steps)
+
     res["machine"]["loadavg_end"] = os.getloadavg()
     res["runtime_s"] = time.perf_counter() - t_start
     if encoders:
@@ -681,6 +691,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         table += ("\n\n" if table else "") + bench_measures.markdown(res["measures"])
     if "attribute" in res:
         table += ("\n\n" if table else "") + bench_attribute.markdown(res["attribute"])
+    if "whole" in res:
+        table += ("\n\n" if table else "") + bench_whole.markdown(res["whole"]["rows"],
+                                                                 res["whole"]["matmul_gflops"])
     print("\n" + table + "\n")
     print(f"load average at end: {', '.join(f'{v:.2f}' for v in res['machine']['loadavg_end'])}"
           f"; bench runtime {res['runtime_s']:.0f} s")

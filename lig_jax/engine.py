@@ -8,10 +8,11 @@ one), `compute` runs every raw run of every layer as one compiled program (`lax.
 the stacked blocks, `Layers.prefetch`), shared by every sentence of the bucket, whose
 results leave the device once; otherwise each quantity runs layer by layer, chunk by
 chunk (`Layers.run`: progress between calls, meshes), each layer's results coming back
-to the host before the next starts. Both paths chunk alike, so they give the same numbers.
-The step plan (fixed or auto) sees every (layer, target[, head]) as a column; auto plans
-run layer by layer. Everything returned is cut back to the real tokens: numpy arrays in the compute
-dtype, float64 where a ratio fix (done in float64, docs/spec.md §6) was applied.
+to the host before the next starts. Both paths chunk alike: the same sums, in another
+compiled program (equal to float32 rounding, test). The step plan (fixed or auto) sees
+every (layer, target[, head]) as a column; auto plans run layer by layer. Everything
+returned is cut back to the real tokens: numpy arrays in the compute dtype, float64
+where a ratio fix (done in float64, docs/spec.md §6) was applied.
 """
 
 from __future__ import annotations
@@ -166,9 +167,10 @@ class Layers:
         fast method) — and, with `self_probs`, the self-attention probabilities — at every
         layer in one compiled program with one transfer to the host (`run_layers`), kept
         for the `run` / `self_attention_probs` calls that ask for them. The chunking is
-        `run`'s, so are the numbers. Returns False (nothing done) where that program does
-        not apply: a mesh, blocks of several structures, or a chunk too large for one
-        call (many nodes: `run` then reports progress between calls)."""
+        `run`'s: the same sums (equal to float32 rounding). Returns False (nothing done)
+        where that program does not apply: a mesh, blocks of several structures, a chunk
+        too large for one call (many nodes: `run` then reports progress between calls),
+        or outputs and stacked parameters beyond the budget (`_fits`)."""
         if not self.fusable():
             return False
         jobs, targets, sizes, heads_of, nodes, keys = [], [], [], [], [], []

@@ -3,16 +3,17 @@
 `Layers` holds the selected blocks' parameters (in the compute dtype) and their inputs
 z^(l), padded to the sentence's length bucket. The integrand's chunking (targets per
 chunk, nodes per step) comes from the memory budget. Where the blocks share one
-structure, every chunk fits in one call and one device computes (no mesh, or a mesh of
-one), `compute` runs every raw run of every layer as one compiled program (`lax.map` over
-the stacked blocks, `Layers.prefetch`), shared by every sentence of the bucket, whose
-results leave the device once; otherwise each quantity runs layer by layer, chunk by
-chunk (`Layers.run`: progress between calls, meshes), each layer's results coming back
-to the host before the next starts. Both paths chunk alike: the same sums, in another
-compiled program (equal to float32 rounding, test). The step plan (fixed or auto) sees
-every (layer, target[, head]) as a column; auto plans run layer by layer. Everything
-returned is cut back to the real tokens: numpy arrays in the compute dtype, float64
-where a ratio fix (done in float64, docs/spec.md §6) was applied.
+structure, the input is short (≤ 128 tokens padded), every chunk fits in one call and one
+device computes (no mesh, or a mesh of one), `compute` runs every raw run of every layer
+as one compiled program (`lax.map` over the stacked blocks, `Layers.prefetch`), shared by
+every sentence of the bucket, whose results leave the device once; otherwise each
+quantity runs layer by layer, chunk by chunk (`Layers.run`: progress between calls,
+meshes), each layer's results coming back to the host before the next starts. Both paths
+chunk alike: the same sums, in another compiled program (equal to float32 rounding,
+test). The step plan (fixed or auto) sees every (layer, target[, head]) as a column; auto
+plans run layer by layer. Everything returned is cut back to the real tokens: numpy
+arrays in the compute dtype, float64 where a ratio fix (done in float64, docs/spec.md §6)
+was applied.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .quadrature import Rule, make_rule
 from .steps import StepPlan, StepResult, relative_error
 
 Progress = Callable[[str], None]
+FUSED_MAX_LENGTH = 128  # longest padded input run as one program over all layers
 PROGRESS_EVERY_S = 5.0  # at most one chunk line every 5 s, with the layer's time left
 
 
@@ -170,7 +172,8 @@ class Layers:
         `run`'s: the same sums (equal to float32 rounding). Returns False (nothing done)
         where that program does not apply: a mesh, blocks of several structures, a chunk
         too large for one call (many nodes: `run` then reports progress between calls),
-        or outputs and stacked parameters beyond the budget (`_fits`)."""
+        an input longer than `FUSED_MAX_LENGTH`, or outputs and stacked parameters beyond
+        the budget (`_fits`)."""
         if not self.fusable():
             return False
         jobs, targets, sizes, heads_of, nodes, keys = [], [], [], [], [], []
@@ -211,10 +214,14 @@ class Layers:
 
     def _fits(self, jobs: list[Job], targets: list[list[int]], heads: list[list[int]],
               self_probs: bool) -> bool:
-        """Whether one program's extra memory — every layer's outputs held on the device
+        """Whether one program suits the job: a short input (up to `FUSED_MAX_LENGTH`
+        tokens padded — a longer one runs for long and goes layer by layer, with progress
+        between calls) whose extra memory — every layer's outputs held on the device
         until the end, and the blocks' parameters stacked [L, ...] — stays within the
-        budget (at least 256 MB): long inputs and large models go layer by layer."""
+        budget (at least 256 MB): large models go layer by layer too."""
         sb, n = self.padded_length, self.num_layers
+        if sb > FUSED_MAX_LENGTH:
+            return False
         per_target = {"z2z": lambda h: sb + 1, "z2u": lambda h: h * (sb + 2),
                       "u2z": lambda h: self.dims.width + 1}
         outputs = sum(len(t) * per_target[j.integrand.quantity](len(h))

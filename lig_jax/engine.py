@@ -158,9 +158,12 @@ class Layers:
 
     def fusable(self) -> bool:
         """Whether `prefetch` can run every layer in one program: one device (no mesh, or
-        a mesh of one) and blocks of one structure (one graphdef)."""
+        a mesh of one), blocks of one structure (one graphdef) and a short input (up to
+        `FUSED_MAX_LENGTH` tokens padded: a longer one runs for long and goes layer by
+        layer, with progress between calls)."""
         one = self.mesh is None or self.mesh.devices.size == 1
-        return one and all(g == self.blocks[0][0] for g, _ in self.blocks)
+        return (one and self.padded_length <= FUSED_MAX_LENGTH
+                and all(g == self.blocks[0][0] for g, _ in self.blocks))
 
     def prefetch(self, requests: list[tuple[str, str, Rule, list[int], list[int] | None,
                                             dict[str, Any]]], self_probs: bool = False
@@ -170,10 +173,10 @@ class Layers:
         layer in one compiled program with one transfer to the host (`run_layers`), kept
         for the `run` / `self_attention_probs` calls that ask for them. The chunking is
         `run`'s: the same sums (equal to float32 rounding). Returns False (nothing done)
-        where that program does not apply: a mesh, blocks of several structures, a chunk
-        too large for one call (many nodes: `run` then reports progress between calls),
-        an input longer than `FUSED_MAX_LENGTH`, or outputs and stacked parameters beyond
-        the budget (`_fits`)."""
+        where that program does not apply (`fusable`: a mesh, blocks of several
+        structures, an input longer than `FUSED_MAX_LENGTH`), a chunk too large for one
+        call (many nodes: `run` then reports progress between calls), or outputs and
+        stacked parameters beyond the budget (`_fits`)."""
         if not self.fusable():
             return False
         jobs, targets, sizes, heads_of, nodes, keys = [], [], [], [], [], []
@@ -214,14 +217,10 @@ class Layers:
 
     def _fits(self, jobs: list[Job], targets: list[list[int]], heads: list[list[int]],
               self_probs: bool) -> bool:
-        """Whether one program suits the job: a short input (up to `FUSED_MAX_LENGTH`
-        tokens padded — a longer one runs for long and goes layer by layer, with progress
-        between calls) whose extra memory — every layer's outputs held on the device
+        """Whether one program's extra memory — every layer's outputs held on the device
         until the end, and the blocks' parameters stacked [L, ...] — stays within the
-        budget (at least 256 MB): large models go layer by layer too."""
+        budget (at least 256 MB): large models go layer by layer."""
         sb, n = self.padded_length, self.num_layers
-        if sb > FUSED_MAX_LENGTH:
-            return False
         per_target = {"z2z": lambda h: sb + 1, "z2u": lambda h: h * (sb + 2),
                       "u2z": lambda h: self.dims.width + 1}
         outputs = sum(len(t) * per_target[j.integrand.quantity](len(h))

@@ -203,9 +203,10 @@ def run(integrand: Integrand, graphdef: nnx.GraphDef, state: nnx.State, z: jax.A
 
 @dataclass(frozen=True)
 class Job:
-    """One integrand over every layer of a fused program: its `Chunking`-given target
-    chunk size and nodes per step (static), and whether it reads the self-attention
-    probabilities instead (the mapRatio fix's A^h_{j,j})."""
+    """One integrand over every layer of a fused program and its `Chunking`-given nodes
+    per step (static; the target chunk size is the shape of `run_layers`' target array);
+    integrand None: the self-attention probabilities instead (the mapRatio fix's
+    A^h_{j,j})."""
 
     integrand: Integrand | None
     per_step: int = 1
